@@ -1,0 +1,221 @@
+//! Path work inside the rootfs without allocating and without following a symlink out of it:
+//! every lookup is `openat2(RESOLVE_IN_ROOT)` on the rootfs fd, and the kernel is then pointed at
+//! the result as `/proc/self/fd/N`.
+
+use crate::errno;
+use libc::{c_char, c_int};
+
+const PATH_MAX: usize = 4096;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// An fd that closes when dropped.
+pub(crate) struct Fd(pub c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        if self.0 >= 0 {
+            // SAFETY: we own the fd.
+            unsafe { libc::close(self.0) };
+        }
+    }
+}
+
+/// Opens `path` (NUL-terminated) resolved inside `root`.
+pub(crate) fn open_in_root(root: c_int, path: &[u8], flags: c_int) -> Result<Fd, i32> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: path is NUL-terminated, how is a valid open_how.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                path.as_ptr() as *const c_char,
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if r >= 0 {
+            return Ok(Fd(r as c_int));
+        }
+        let e = errno();
+        if e != libc::EAGAIN && e != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// `/proc/self/fd/N\0` in a stack buffer.
+pub(crate) struct FdPath {
+    buf: [u8; 32],
+}
+
+impl FdPath {
+    pub fn new(fd: c_int) -> FdPath {
+        let mut buf = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        buf[..prefix.len()].copy_from_slice(prefix);
+        let mut digits = [0u8; 12];
+        let mut n = fd.unsigned_abs();
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for i in 0..len {
+            buf[prefix.len() + i] = digits[len - 1 - i];
+        }
+        FdPath { buf }
+    }
+
+    pub fn ptr(&self) -> *const c_char {
+        self.buf.as_ptr().cast()
+    }
+}
+
+/// A NUL-terminated copy of a path in a stack buffer, to cut at its separators.
+struct PathBuf {
+    buf: [u8; PATH_MAX],
+    len: usize,
+}
+
+impl PathBuf {
+    fn new(path: &[u8]) -> Result<PathBuf, i32> {
+        let bytes = path.strip_suffix(b"\0").unwrap_or(path);
+        if bytes.len() >= PATH_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        let mut buf = [0u8; PATH_MAX];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Ok(PathBuf { buf, len: bytes.len() })
+    }
+}
+
+/// Creates every missing directory of `path` (NUL-terminated, absolute) inside `root`.
+pub(crate) fn mkdir_all(root: c_int, path: &[u8]) -> Result<(), i32> {
+    let mut p = PathBuf::new(path)?;
+    let len = p.len;
+    let mut end = 1;
+    while end <= len {
+        if end == len || p.buf[end] == b'/' {
+            let saved = p.buf[end];
+            p.buf[end] = 0;
+            let r = ensure_dir(root, &mut p, end);
+            p.buf[end] = saved;
+            r?;
+        }
+        end += 1;
+    }
+    Ok(())
+}
+
+/// Makes `p.buf[..end]` (NUL at `end`) a directory if nothing is there.
+fn ensure_dir(root: c_int, p: &mut PathBuf, end: usize) -> Result<(), i32> {
+    match open_in_root(root, &p.buf[..=end], libc::O_PATH) {
+        Ok(_) => return Ok(()),
+        Err(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    in_parent(root, &mut p.buf[..=end], |dir, name| {
+        // SAFETY: name is NUL-terminated.
+        let r = unsafe { libc::mkdirat(dir, name, 0o755) };
+        if r < 0 && errno() != libc::EEXIST { Err(errno()) } else { Ok(()) }
+    })
+}
+
+/// Opens the parent of `path` (NUL-terminated, inside `root`) and calls `f(parent fd, name)`.
+/// `path` is cut at its last separator while `f` runs.
+fn in_parent<T>(
+    root: c_int,
+    path: &mut [u8],
+    f: impl FnOnce(c_int, *const c_char) -> Result<T, i32>,
+) -> Result<T, i32> {
+    let nul = path.iter().position(|&b| b == 0).ok_or(libc::EINVAL)?;
+    let mut end = nul;
+    while end > 0 && path[end - 1] == b'/' {
+        end -= 1;
+    }
+    let slash = path[..end].iter().rposition(|&b| b == b'/').ok_or(libc::EINVAL)?;
+    if slash + 1 >= end {
+        return Err(libc::EINVAL);
+    }
+    let name_end = end;
+    let saved_end = path[name_end];
+    path[name_end] = 0;
+    let parent = if slash == 0 {
+        open_in_root(root, b"/\0", libc::O_PATH | libc::O_DIRECTORY)
+    } else {
+        path[slash] = 0;
+        let r = open_in_root(root, &path[..=slash], libc::O_PATH | libc::O_DIRECTORY);
+        path[slash] = b'/';
+        r
+    };
+    let result = match parent {
+        Ok(dir) => f(dir.0, path[slash + 1..].as_ptr().cast()),
+        Err(e) => Err(e),
+    };
+    path[name_end] = saved_end;
+    result
+}
+
+/// Ensures the parent directories of `path` exist, then runs `f(parent fd, name)`.
+pub(crate) fn with_parent<T>(
+    root: c_int,
+    path: &[u8],
+    f: impl FnOnce(c_int, *const c_char) -> Result<T, i32>,
+) -> Result<T, i32> {
+    let mut p = PathBuf::new(path)?;
+    let len = p.len;
+    if let Some(slash) = p.buf[..len].iter().rposition(|&b| b == b'/') {
+        if slash > 0 {
+            mkdir_all(root, &p.buf[..slash])?;
+        }
+    }
+    in_parent(root, &mut p.buf[..=len], f)
+}
+
+/// Creates an empty regular file at `path` inside `root` if nothing is there.
+pub(crate) fn ensure_file(root: c_int, path: &[u8]) -> Result<(), i32> {
+    with_parent(root, path, |dir, name| {
+        // SAFETY: name is NUL-terminated; O_NOFOLLOW keeps a dangling symlink from being followed.
+        let fd = unsafe {
+            libc::openat(dir, name, libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o644)
+        };
+        if fd >= 0 {
+            // SAFETY: we own fd.
+            unsafe { libc::close(fd) };
+            Ok(())
+        } else {
+            match errno() {
+                libc::EEXIST | libc::ELOOP | libc::EISDIR => Ok(()),
+                e => Err(e),
+            }
+        }
+    })
+}
+
+/// Whether a host path is a directory (follows symlinks, as `mount --bind` does).
+pub(crate) fn is_dir(path: &[u8]) -> Result<bool, i32> {
+    // SAFETY: an all-zero stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: path is NUL-terminated.
+    if unsafe { libc::stat(path.as_ptr().cast(), &mut st) } < 0 {
+        return Err(errno());
+    }
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}

@@ -1,0 +1,196 @@
+//! The executor: replays a plan's container steps in the cloned child.
+//!
+//! Owns `clone3`, the replay, the sync protocol with the parent (fixed 8-byte records on a
+//! `SOCK_SEQPACKET` socket) and the error record. After `clone` nothing here allocates, formats
+//! or panics: [`Prepared`] builds every pointer array before the clone, paths are assembled in
+//! stack buffers, and a failing step ends the child with `(step index, errno)` sent to the parent.
+
+mod fs;
+mod steps;
+
+use ferrun_plans::{Plan, Step};
+use libc::{c_char, c_int};
+use std::io;
+
+/// A sync record's `step` field for "set-up done, waiting for start".
+pub const MSG_READY: u32 = u32::MAX;
+/// A sync record's `step` field for "here is the pty master" (the fd rides along).
+pub const MSG_PTY: u32 = u32::MAX - 1;
+
+/// What a child tells its parent: a step index and an errno, or one of the `MSG_*` markers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub step: u32,
+    pub errno: i32,
+}
+
+impl Record {
+    pub fn to_bytes(self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&self.step.to_le_bytes());
+        b[4..].copy_from_slice(&self.errno.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: [u8; 8]) -> Record {
+        let (s, e) = b.split_at(4);
+        let mut s4 = [0u8; 4];
+        let mut e4 = [0u8; 4];
+        s4.copy_from_slice(s);
+        e4.copy_from_slice(e);
+        Record { step: u32::from_le_bytes(s4), errno: i32::from_le_bytes(e4) }
+    }
+}
+
+/// The fds a child works with, all opened by the parent before the clone.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildFds {
+    /// The child's end of the sync socket.
+    pub sync: c_int,
+    /// Where `WaitStart` reads its byte: the exec fifo (`create`) or the sync socket (`run`).
+    pub start: c_int,
+    /// Namespace fds by slot (`HostStep::OpenNamespace`).
+    pub ns: [c_int; 8],
+    /// How many fds after stdio survive `execve` (`--preserve-fds`).
+    pub preserve: u32,
+}
+
+/// A plan with everything the child needs precomputed, so that the child allocates nothing.
+pub struct Prepared<'p> {
+    plan: &'p Plan,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+}
+
+impl<'p> Prepared<'p> {
+    /// Builds the NULL-terminated pointer arrays for `execve`.
+    pub fn new(plan: &'p Plan) -> Prepared<'p> {
+        let mut argv = Vec::new();
+        let mut envp = Vec::new();
+        for s in &plan.steps {
+            if let Step::Exec { argv: a, env } = s {
+                argv = a.iter().map(|b| b.as_ptr()).collect();
+                envp = env.iter().map(|b| b.as_ptr()).collect();
+            }
+        }
+        argv.push(std::ptr::null());
+        envp.push(std::ptr::null());
+        Prepared { plan, argv, envp }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        self.plan
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// The cloned container process, as the parent sees it.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: libc::pid_t,
+    /// A pidfd for race-free waits and signals.
+    pub pidfd: c_int,
+}
+
+/// Clones the container process (`clone3` with the plan's namespace flags and a pidfd) and, in
+/// the child, replays the plan. `before_steps` runs first in the child; tests use it to arm a
+/// guard that fails on any allocation.
+pub fn spawn(prepared: &Prepared<'_>, fds: &ChildFds, before_steps: Option<&dyn Fn()>) -> io::Result<Child> {
+    let mut pidfd: c_int = -1;
+    let args = CloneArgs {
+        flags: prepared.plan.clone_flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of this
+    // single-threaded process and only runs `replay`, which never returns.
+    let pid = unsafe {
+        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        if let Some(f) = before_steps {
+            f();
+        }
+        replay(prepared, fds);
+    }
+    Ok(Child { pid: pid as libc::pid_t, pidfd })
+}
+
+/// Sends a record to the parent; a parent that is gone is not an error worth acting on.
+fn send_record(fd: c_int, r: Record) {
+    let b = r.to_bytes();
+    // SAFETY: b is a valid 8-byte buffer.
+    unsafe { libc::send(fd, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
+}
+
+/// Per-replay state of the child.
+pub(crate) struct Ctx<'a> {
+    pub fds: &'a ChildFds,
+    pub rootfd: c_int,
+    pub exec_choice: usize,
+}
+
+/// Runs every container step; never returns.
+fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
+    // SAFETY: plain syscalls on values we own. Signals blocked by a `run` parent for forwarding
+    // must not stay blocked, and Rust's SIG_IGN of SIGPIPE must not reach the container.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // Device nodes and created dirs get exactly the planned modes.
+        libc::umask(0);
+    }
+    let mut ctx = Ctx { fds, rootfd: -1, exec_choice: 0 };
+    for (i, step) in prepared.plan.steps.iter().enumerate() {
+        if let Err(errno) = steps::run(step, &mut ctx, prepared) {
+            send_record(fds.sync, Record { step: i as u32, errno });
+            // SAFETY: ends the child without running any destructor.
+            unsafe { libc::_exit(1) };
+        }
+    }
+    // A plan always ends in Exec; reaching here means it did not.
+    send_record(fds.sync, Record { step: prepared.plan.steps.len() as u32, errno: libc::ENOEXEC });
+    // SAFETY: as above.
+    unsafe { libc::_exit(1) }
+}
+
+pub(crate) fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// `Ok(ret)` for a non-negative syscall return, `Err(errno)` otherwise.
+pub(crate) fn check(ret: libc::c_long) -> Result<libc::c_long, i32> {
+    if ret < 0 { Err(errno()) } else { Ok(ret) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips() {
+        let r = Record { step: 12, errno: -5 };
+        assert_eq!(Record::from_bytes(r.to_bytes()), r);
+    }
+}

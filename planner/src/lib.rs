@@ -1,0 +1,560 @@
+//! The planner: `config.json` → a validated [`Plan`].
+//!
+//! Pure: it reads nothing from the live system. What it needs to know about the host comes in as
+//! [`HostFacts`], which the runtime probes once and which is part of the cache key
+//! ([`cache_key`]). Same inputs, same plan. Every validation error names the JSON path of the
+//! field at fault.
+
+mod mounts;
+mod process;
+
+use ferrun_plans::{
+    CBuf, Header, HostStep, IdMapKind, Namespace, NotPlanned, Plan, Step, FORMAT_VERSION,
+};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+/// What the planner needs to know about the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFacts {
+    /// `std::env::consts::ARCH`.
+    pub arch: String,
+    /// `/proc/sys/kernel/cap_last_cap`.
+    pub last_cap: u8,
+}
+
+/// Runtime options that change the plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `--no-pivot`: chroot instead of pivot_root.
+    pub no_pivot: bool,
+}
+
+/// Everything a plan is made from.
+pub struct Input<'a> {
+    /// The bytes of `config.json`.
+    pub config: &'a [u8],
+    /// Absolute bundle directory (relative paths in the config are relative to it).
+    pub bundle: &'a Path,
+    pub host: &'a HostFacts,
+    pub options: Options,
+}
+
+/// A config the planner refuses: `field: problem`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanError {
+    /// JSON path of the field, e.g. `mounts[3].destination`; empty for the document itself.
+    pub field: String,
+    pub problem: String,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "config.json: {}", self.problem)
+        } else {
+            write!(f, "config.json: {}: {}", self.field, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+pub(crate) fn err<T>(field: impl Into<String>, problem: impl Into<String>) -> Result<T, PlanError> {
+    Err(PlanError { field: field.into(), problem: problem.into() })
+}
+
+/// A string as a kernel buffer; a NUL inside is the field's fault.
+pub(crate) fn cbuf(field: &str, s: &str) -> Result<CBuf, PlanError> {
+    CBuf::new(s).ok_or_else(|| PlanError {
+        field: field.into(),
+        problem: "must not contain a NUL byte".into(),
+    })
+}
+
+/// The cache key: a hash of everything the plan depends on.
+pub fn cache_key(input: &Input<'_>) -> String {
+    ferrun_plans::content_hash(&[
+        input.config,
+        input.bundle.as_os_str().as_encoded_bytes(),
+        input.host.arch.as_bytes(),
+        &[input.host.last_cap, u8::from(input.options.no_pivot)],
+        env!("CARGO_PKG_VERSION").as_bytes(),
+        &FORMAT_VERSION.to_le_bytes(),
+    ])
+}
+
+/// Parses `config.json`, naming the path of a field that does not parse.
+pub fn parse(config: &[u8]) -> Result<Spec, PlanError> {
+    let de = &mut serde_json::Deserializer::from_slice(config);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let mut problem = inner.to_string();
+        // serde lists every valid variant; the field name says enough.
+        if let Some(cut) = problem.find(", expected one of") {
+            problem.truncate(cut);
+        }
+        if let Some(cut) = problem.find(" at line ") {
+            if inner.is_syntax() || inner.is_eof() {
+                problem = format!("invalid JSON: {problem}");
+            } else {
+                problem.truncate(cut);
+            }
+        }
+        let field = if field == "." { String::new() } else { field };
+        PlanError { field, problem }
+    })
+}
+
+/// Lexically cleans an absolute path: no `.`, `..` or repeated separators. `..` cannot climb
+/// above `/`, so the result stays inside whatever root it is later resolved in.
+pub(crate) fn clean_abs(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_str().unwrap_or("")),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Builds the plan.
+pub fn plan(input: &Input<'_>) -> Result<Plan, PlanError> {
+    let spec = parse(input.config)?;
+    Planner::new(input, &spec)?.build()
+}
+
+struct Planner<'a> {
+    input: &'a Input<'a>,
+    spec: &'a Spec,
+    /// Namespace kind → `Some(path)` when joined, `None` when new.
+    namespaces: BTreeMap<Namespace, Option<String>>,
+    before_clone: Vec<HostStep>,
+    after_clone: Vec<HostStep>,
+    steps: Vec<Step>,
+    not_planned: Vec<NotPlanned>,
+    warnings: Vec<String>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(input: &'a Input<'a>, spec: &'a Spec) -> Result<Self, PlanError> {
+        let version = spec.version();
+        if !version.starts_with("1.") {
+            return err("ociVersion", format!("unsupported version {version:?}, want 1.x"));
+        }
+        Ok(Planner {
+            input,
+            spec,
+            namespaces: BTreeMap::new(),
+            before_clone: vec![],
+            after_clone: vec![],
+            steps: vec![],
+            not_planned: vec![],
+            warnings: vec![],
+        })
+    }
+
+    fn not_planned(&mut self, field: &str, why: &str) {
+        self.not_planned.push(NotPlanned { field: field.into(), why: why.into() });
+    }
+
+    fn has_ns(&self, ns: Namespace) -> bool {
+        self.namespaces.contains_key(&ns)
+    }
+
+    fn new_ns(&self, ns: Namespace) -> bool {
+        matches!(self.namespaces.get(&ns), Some(None))
+    }
+
+    fn build(mut self) -> Result<Plan, PlanError> {
+        let rootfs = self.rootfs()?;
+        let process = self.spec.process().as_ref().ok_or_else(|| PlanError {
+            field: "process".into(),
+            problem: "required to create a container".into(),
+        })?;
+        self.namespaces()?;
+        self.steps.push(Step::NotDumpable);
+        self.join_and_map()?;
+
+        let mounts = mounts::plan_mounts(&self)?;
+        let propagation = mounts::root_propagation(self.spec)?;
+        let initial = match propagation {
+            Some(flags) if flags & libc::MS_SHARED == 0 => flags,
+            _ => libc::MS_REC | libc::MS_SLAVE,
+        };
+        self.steps.push(Step::RootPropagation { flags: initial });
+        self.steps.push(Step::BindRootfs { path: cbuf("root.path", &rootfs)? });
+        self.steps.extend(mounts.steps);
+        self.devices(mounts.dev_is_bind)?;
+        self.steps.push(if self.input.options.no_pivot { Step::Chroot } else { Step::PivotRoot });
+        if let Some(flags) = propagation {
+            self.steps.push(Step::Propagation { dest: cbuf("", "/")?, flags });
+        }
+        self.uts()?;
+        self.sysctls()?;
+        self.paths()?;
+        if self.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+            self.steps.push(Step::ReadonlyRoot);
+        }
+        let terminal = process.terminal().unwrap_or(false);
+        if terminal {
+            self.steps.push(Step::Terminal);
+        }
+        process::plan_process(&mut self, process)?;
+        self.unplanned_sections();
+
+        let plan = Plan {
+            header: Header {
+                format: FORMAT_VERSION,
+                input_hash: cache_key(self.input),
+                arch: self.input.host.arch.clone(),
+            },
+            before_clone: self.before_clone,
+            clone_flags: self
+                .namespaces
+                .iter()
+                .filter(|(_, path)| path.is_none())
+                .fold(0, |acc, (ns, _)| acc | ns.clone_flag()),
+            after_clone: self.after_clone,
+            steps: self.steps,
+            rootfs,
+            terminal,
+            not_planned: self.not_planned,
+            warnings: self.warnings,
+        };
+        Ok(plan)
+    }
+
+    fn rootfs(&self) -> Result<String, PlanError> {
+        let root = self.spec.root().as_ref().ok_or_else(|| PlanError {
+            field: "root".into(),
+            problem: "required".into(),
+        })?;
+        let path = root.path();
+        if path.as_os_str().is_empty() {
+            return err("root.path", "must not be empty");
+        }
+        let full: PathBuf =
+            if path.is_absolute() { path.clone() } else { self.input.bundle.join(path) };
+        let s = full.to_str().ok_or_else(|| PlanError {
+            field: "root.path".into(),
+            problem: "must be valid UTF-8".into(),
+        })?;
+        Ok(clean_abs(s))
+    }
+
+    fn namespaces(&mut self) -> Result<(), PlanError> {
+        let list = self.spec.linux().as_ref().and_then(|l| l.namespaces().clone());
+        for (i, ns) in list.unwrap_or_default().iter().enumerate() {
+            let field = format!("linux.namespaces[{i}]");
+            let kind = match ns.typ() {
+                LinuxNamespaceType::Mount => Namespace::Mount,
+                LinuxNamespaceType::Cgroup => Namespace::Cgroup,
+                LinuxNamespaceType::Uts => Namespace::Uts,
+                LinuxNamespaceType::Ipc => Namespace::Ipc,
+                LinuxNamespaceType::User => Namespace::User,
+                LinuxNamespaceType::Pid => Namespace::Pid,
+                LinuxNamespaceType::Network => Namespace::Network,
+                LinuxNamespaceType::Time => Namespace::Time,
+            };
+            if self.namespaces.contains_key(&kind) {
+                return err(field, format!("duplicate {:?} namespace", kind.oci_name()));
+            }
+            let path = match ns.path() {
+                Some(p) if !p.as_os_str().is_empty() => {
+                    let s = p.to_str().unwrap_or("");
+                    if !p.is_absolute() {
+                        return err(format!("{field}.path"), "must be absolute");
+                    }
+                    Some(s.to_string())
+                }
+                _ => None,
+            };
+            self.namespaces.insert(kind, path);
+        }
+        if !self.has_ns(Namespace::Mount) {
+            return err(
+                "linux.namespaces",
+                "a mount namespace is required (ferrun never mounts in the host's)",
+            );
+        }
+        let linux = self.spec.linux().as_ref();
+        let has_maps = linux.is_some_and(|l| {
+            l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+                || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        });
+        if has_maps && !self.new_ns(Namespace::User) {
+            return err("linux.uidMappings", "id mappings need a new user namespace");
+        }
+        Ok(())
+    }
+
+    fn join_and_map(&mut self) -> Result<(), PlanError> {
+        let mut slot = 0u8;
+        let ns_index = |kind: Namespace| {
+            let list = self.spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+            list.and_then(|l| {
+                l.iter().position(|n| format!("{:?}", n.typ()).eq_ignore_ascii_case(kind.oci_name()))
+            })
+            .unwrap_or(0)
+        };
+        for kind in Namespace::ALL {
+            let Some(Some(path)) = self.namespaces.get(&kind) else { continue };
+            let field = format!("linux.namespaces[{}].path", ns_index(kind));
+            let path = cbuf(&field, path)?;
+            if kind.joined_before_clone() {
+                self.before_clone.push(HostStep::JoinBeforeClone { ns: kind, path });
+            } else {
+                self.before_clone.push(HostStep::OpenNamespace { slot, ns: kind, path });
+                self.steps.push(Step::SetNs { slot, ns: kind });
+                slot += 1;
+            }
+        }
+        if self.new_ns(Namespace::User) {
+            let linux = self.spec.linux().as_ref();
+            let uid = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+            let gid = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+            let uid = id_map("linux.uidMappings", &uid)?;
+            let gid = id_map("linux.gidMappings", &gid)?;
+            self.after_clone.push(HostStep::WriteIdMap { kind: IdMapKind::Uid, map: uid });
+            self.after_clone.push(HostStep::WriteIdMap { kind: IdMapKind::Gid, map: gid });
+            self.after_clone.push(HostStep::ReleaseIdMaps);
+            self.steps.push(Step::WaitIdMaps);
+            self.steps.push(Step::BecomeNsRoot);
+        }
+        Ok(())
+    }
+
+    fn devices(&mut self, dev_is_bind: bool) -> Result<(), PlanError> {
+        let in_userns = self.has_ns(Namespace::User);
+        let mut devices: Vec<(String, ferrun_plans::DevKind, u32, u32, u32, u32, u32)> = Vec::new();
+        if !dev_is_bind {
+            for (name, major, minor) in
+                [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+            {
+                devices.push((format!("/dev/{name}"), ferrun_plans::DevKind::Char, major, minor, 0o666, 0, 0));
+            }
+        }
+        let list = self.spec.linux().as_ref().and_then(|l| l.devices().clone()).unwrap_or_default();
+        for (i, d) in list.iter().enumerate() {
+            use oci_spec::runtime::LinuxDeviceType as T;
+            let field = format!("linux.devices[{i}]");
+            let path = d.path().to_str().unwrap_or("");
+            if !path.starts_with('/') {
+                return err(format!("{field}.path"), "must be absolute");
+            }
+            let path = clean_abs(path);
+            if path == "/" {
+                return err(format!("{field}.path"), "must not be /");
+            }
+            let kind = match d.typ() {
+                T::C | T::U => ferrun_plans::DevKind::Char,
+                T::B => ferrun_plans::DevKind::Block,
+                T::P => ferrun_plans::DevKind::Fifo,
+                T::A => return err(format!("{field}.type"), "\"a\" is for cgroup rules, not a device node"),
+            };
+            let (major, minor) = match kind {
+                ferrun_plans::DevKind::Fifo => (0, 0),
+                _ => match (d.major(), d.minor()) {
+                    (maj, min) if maj >= 0 && min >= 0 => (maj as u32, min as u32),
+                    _ => return err(format!("{field}.major"), "major and minor must not be negative"),
+                },
+            };
+            let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
+            let entry = (path, kind, major, minor, mode, d.uid().unwrap_or(0), d.gid().unwrap_or(0));
+            devices.retain(|e| e.0 != entry.0);
+            devices.push(entry);
+        }
+        for (path, kind, major, minor, mode, uid, gid) in devices {
+            let dest = cbuf("linux.devices", &path)?;
+            if in_userns {
+                let source = dest.clone();
+                self.steps.push(Step::BindDevice { source, dest });
+            } else {
+                self.steps.push(Step::MkNod { dest, kind, major, minor, mode, uid, gid });
+            }
+        }
+        if !dev_is_bind {
+            for (link, target) in [
+                ("/dev/fd", "/proc/self/fd"),
+                ("/dev/stdin", "/proc/self/fd/0"),
+                ("/dev/stdout", "/proc/self/fd/1"),
+                ("/dev/stderr", "/proc/self/fd/2"),
+                ("/dev/ptmx", "pts/ptmx"),
+            ] {
+                self.steps.push(Step::Symlink { target: cbuf("", target)?, link: cbuf("", link)? });
+            }
+        }
+        Ok(())
+    }
+
+    fn uts(&mut self) -> Result<(), PlanError> {
+        for (field, value) in [("hostname", self.spec.hostname()), ("domainname", self.spec.domainname())] {
+            let Some(name) = value.as_deref() else { continue };
+            if name.is_empty() {
+                continue;
+            }
+            if !self.has_ns(Namespace::Uts) {
+                return err(field, "needs a uts namespace in linux.namespaces");
+            }
+            if name.len() > 64 {
+                return err(field, "longer than 64 bytes");
+            }
+            let name = cbuf(field, name)?;
+            self.steps.push(if field == "hostname" { Step::Hostname { name } } else { Step::Domainname { name } });
+        }
+        Ok(())
+    }
+
+    fn sysctls(&mut self) -> Result<(), PlanError> {
+        let map = self.spec.linux().as_ref().and_then(|l| l.sysctl().clone()).unwrap_or_default();
+        let mut keys: Vec<_> = map.iter().collect();
+        keys.sort();
+        for (key, value) in keys {
+            let field = format!("linux.sysctl.{key:?}");
+            let rel = key.replace('.', "/");
+            if key.is_empty()
+                || rel.starts_with('/')
+                || rel.split('/').any(|c| c.is_empty() || c == "..")
+            {
+                return err(field, "not a sysctl name");
+            }
+            const IPC: &[&str] = &[
+                "kernel.msgmax",
+                "kernel.msgmnb",
+                "kernel.msgmni",
+                "kernel.sem",
+                "kernel.shmall",
+                "kernel.shmmax",
+                "kernel.shmmni",
+                "kernel.shm_rmid_forced",
+            ];
+            let needs = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+                Namespace::Ipc
+            } else if key.starts_with("net.") {
+                Namespace::Network
+            } else if key == "kernel.hostname" || key == "kernel.domainname" {
+                Namespace::Uts
+            } else {
+                return err(field, "not namespaced: it would change the host");
+            };
+            if !self.has_ns(needs) {
+                return err(field, format!("needs a {} namespace in linux.namespaces", needs.oci_name()));
+            }
+            self.steps.push(Step::Sysctl {
+                path: cbuf(&field, &format!("/proc/sys/{rel}"))?,
+                value: cbuf(&field, value)?,
+            });
+        }
+        Ok(())
+    }
+
+    fn paths(&mut self) -> Result<(), PlanError> {
+        let linux = self.spec.linux().as_ref();
+        let ro = linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default();
+        let masked = linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default();
+        for (i, p) in ro.iter().enumerate() {
+            let field = format!("linux.readonlyPaths[{i}]");
+            if !p.starts_with('/') {
+                return err(field, "must be absolute");
+            }
+            self.steps.push(Step::ReadonlyPath { path: cbuf(&field, &clean_abs(p))? });
+        }
+        for (i, p) in masked.iter().enumerate() {
+            let field = format!("linux.maskedPaths[{i}]");
+            if !p.starts_with('/') {
+                return err(field, "must be absolute");
+            }
+            self.steps.push(Step::MaskPath { path: cbuf(&field, &clean_abs(p))? });
+        }
+        Ok(())
+    }
+
+    /// Sections owned by other parts of ferrun that are not planned yet: listed, never dropped.
+    fn unplanned_sections(&mut self) {
+        let spec = self.spec;
+        for i in mounts::cgroup_mounts(spec) {
+            self.not_planned(&format!("mounts[{i}]"), "cgroup filesystems are mounted with cgroup support (issue #5): skipped");
+        }
+        if let Some(linux) = spec.linux() {
+            if linux.seccomp().is_some() {
+                self.not_planned("linux.seccomp", "seccomp filters are not planned yet (issue #3): the container runs without one");
+            }
+            if linux.resources().is_some() {
+                self.not_planned("linux.resources", "cgroup limits are not planned yet (issue #4): none are applied");
+            }
+            if linux.cgroups_path().is_some() {
+                self.not_planned("linux.cgroupsPath", "cgroups are not managed yet (issue #4): the container stays in the caller's cgroup");
+            }
+            if linux.intel_rdt().is_some() {
+                self.not_planned("linux.intelRdt", "Intel RDT is not supported");
+            }
+            if linux.personality().is_some() {
+                self.not_planned("linux.personality", "personality is not planned yet");
+            }
+            if linux.time_offsets().is_some() {
+                self.not_planned("linux.timeOffsets", "time namespace offsets are not planned yet");
+            }
+            if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
+                self.not_planned("linux.mountLabel", "SELinux labels are not supported on this host");
+            }
+        }
+        if let Some(hooks) = spec.hooks() {
+            let any = hooks.prestart().as_ref().is_some_and(|h| !h.is_empty())
+                || hooks.create_runtime().as_ref().is_some_and(|h| !h.is_empty())
+                || hooks.create_container().as_ref().is_some_and(|h| !h.is_empty())
+                || hooks.start_container().as_ref().is_some_and(|h| !h.is_empty())
+                || hooks.poststart().as_ref().is_some_and(|h| !h.is_empty())
+                || hooks.poststop().as_ref().is_some_and(|h| !h.is_empty());
+            if any {
+                self.not_planned("hooks", "hooks are not run yet (issue #5)");
+            }
+        }
+        if let Some(p) = spec.process() {
+            if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
+                self.not_planned("process.apparmorProfile", "AppArmor is not supported on this host");
+            }
+            if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) {
+                self.not_planned("process.selinuxLabel", "SELinux is not supported on this host");
+            }
+            if p.scheduler().is_some() {
+                self.not_planned("process.scheduler", "scheduler settings are not planned yet");
+            }
+            if p.io_priority().is_some() {
+                self.not_planned("process.ioPriority", "I/O priority is not planned yet");
+            }
+        }
+    }
+}
+
+fn id_map(field: &str, maps: &[LinuxIdMapping]) -> Result<CBuf, PlanError> {
+    if maps.is_empty() {
+        return err(field, "required with a new user namespace");
+    }
+    let mut s = String::new();
+    for (i, m) in maps.iter().enumerate() {
+        if m.size() == 0 {
+            return err(format!("{field}[{i}].size"), "must be at least 1");
+        }
+        s.push_str(&format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()));
+    }
+    cbuf(field, &s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_abs_cannot_climb() {
+        assert_eq!(clean_abs("/a/../../b/./c//d"), "/b/c/d");
+        assert_eq!(clean_abs("/../.."), "/");
+    }
+}

@@ -1,0 +1,295 @@
+//! `mounts[]` and `linux.rootfsPropagation`: options parsed into flags, data and attributes; mounts
+//! ordered so that parents precede children; the default `/dev/pts` and `/dev/shm`.
+
+use crate::{cbuf, clean_abs, err, PlanError, Planner};
+use ferrun_plans::{
+    Step, Target, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC,
+    MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME,
+    MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME,
+};
+use oci_spec::runtime::Spec;
+
+/// What an option does.
+enum Opt {
+    /// Set (true) or clear (false) `MS_*` flags.
+    Flag(bool, u64),
+    /// A propagation type (`MS_PRIVATE`, …, maybe with `MS_REC`).
+    Propagation(u64),
+    /// A recursive attribute: set (true) or clear (false) `MOUNT_ATTR_*` bits.
+    Attr(bool, u64),
+}
+
+fn option(name: &str) -> Option<Opt> {
+    use libc::*;
+    Some(match name {
+        "defaults" => Opt::Flag(true, 0),
+        "ro" => Opt::Flag(true, MS_RDONLY),
+        "rw" => Opt::Flag(false, MS_RDONLY),
+        "nosuid" => Opt::Flag(true, MS_NOSUID),
+        "suid" => Opt::Flag(false, MS_NOSUID),
+        "nodev" => Opt::Flag(true, MS_NODEV),
+        "dev" => Opt::Flag(false, MS_NODEV),
+        "noexec" => Opt::Flag(true, MS_NOEXEC),
+        "exec" => Opt::Flag(false, MS_NOEXEC),
+        "sync" => Opt::Flag(true, MS_SYNCHRONOUS),
+        "async" => Opt::Flag(false, MS_SYNCHRONOUS),
+        "dirsync" => Opt::Flag(true, MS_DIRSYNC),
+        "remount" => Opt::Flag(true, MS_REMOUNT),
+        "mand" => Opt::Flag(true, MS_MANDLOCK),
+        "nomand" => Opt::Flag(false, MS_MANDLOCK),
+        "atime" => Opt::Flag(false, MS_NOATIME),
+        "noatime" => Opt::Flag(true, MS_NOATIME),
+        "diratime" => Opt::Flag(false, MS_NODIRATIME),
+        "nodiratime" => Opt::Flag(true, MS_NODIRATIME),
+        "relatime" => Opt::Flag(true, MS_RELATIME),
+        "norelatime" => Opt::Flag(false, MS_RELATIME),
+        "strictatime" => Opt::Flag(true, MS_STRICTATIME),
+        "nostrictatime" => Opt::Flag(false, MS_STRICTATIME),
+        "lazytime" => Opt::Flag(true, MS_LAZYTIME),
+        "nolazytime" => Opt::Flag(false, MS_LAZYTIME),
+        "silent" => Opt::Flag(true, MS_SILENT),
+        "loud" => Opt::Flag(false, MS_SILENT),
+        "iversion" => Opt::Flag(true, MS_I_VERSION),
+        "noiversion" => Opt::Flag(false, MS_I_VERSION),
+        "nosymfollow" => Opt::Flag(true, MS_NOSYMFOLLOW),
+        "symfollow" => Opt::Flag(false, MS_NOSYMFOLLOW),
+        "bind" => Opt::Flag(true, MS_BIND),
+        "rbind" => Opt::Flag(true, MS_BIND | MS_REC),
+        "private" => Opt::Propagation(MS_PRIVATE),
+        "rprivate" => Opt::Propagation(MS_PRIVATE | MS_REC),
+        "shared" => Opt::Propagation(MS_SHARED),
+        "rshared" => Opt::Propagation(MS_SHARED | MS_REC),
+        "slave" => Opt::Propagation(MS_SLAVE),
+        "rslave" => Opt::Propagation(MS_SLAVE | MS_REC),
+        "unbindable" => Opt::Propagation(MS_UNBINDABLE),
+        "runbindable" => Opt::Propagation(MS_UNBINDABLE | MS_REC),
+        "rro" => Opt::Attr(true, MOUNT_ATTR_RDONLY),
+        "rrw" => Opt::Attr(false, MOUNT_ATTR_RDONLY),
+        "rnosuid" => Opt::Attr(true, MOUNT_ATTR_NOSUID),
+        "rsuid" => Opt::Attr(false, MOUNT_ATTR_NOSUID),
+        "rnodev" => Opt::Attr(true, MOUNT_ATTR_NODEV),
+        "rdev" => Opt::Attr(false, MOUNT_ATTR_NODEV),
+        "rnoexec" => Opt::Attr(true, MOUNT_ATTR_NOEXEC),
+        "rexec" => Opt::Attr(false, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => Opt::Attr(true, MOUNT_ATTR_NODIRATIME),
+        "rdiratime" => Opt::Attr(false, MOUNT_ATTR_NODIRATIME),
+        "rnoatime" => Opt::Attr(true, MOUNT_ATTR_NOATIME),
+        "rrelatime" => Opt::Attr(true, MOUNT_ATTR_RELATIME),
+        "rstrictatime" => Opt::Attr(true, MOUNT_ATTR_STRICTATIME),
+        "rnosymfollow" => Opt::Attr(true, MOUNT_ATTR_NOSYMFOLLOW),
+        "rsymfollow" => Opt::Attr(false, MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+/// Flags a bind mount only gets from a second call (the kernel ignores them on `MS_BIND`).
+const BIND_ATTR_FLAGS: u64 = libc::MS_RDONLY
+    | libc::MS_NOSUID
+    | libc::MS_NODEV
+    | libc::MS_NOEXEC
+    | libc::MS_NOATIME
+    | libc::MS_NODIRATIME
+    | libc::MS_RELATIME
+    | libc::MS_STRICTATIME
+    | libc::MS_NOSYMFOLLOW;
+
+/// `MS_*` per-mount flags as `MOUNT_ATTR_*` bits to set, and the atime bits to clear.
+fn flags_to_attrs(flags: u64) -> (u64, u64) {
+    let mut set = 0;
+    for (ms, attr) in [
+        (libc::MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (libc::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (libc::MS_NODEV, MOUNT_ATTR_NODEV),
+        (libc::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+        (libc::MS_NODIRATIME, MOUNT_ATTR_NODIRATIME),
+        (libc::MS_NOSYMFOLLOW, MOUNT_ATTR_NOSYMFOLLOW),
+    ] {
+        if flags & ms != 0 {
+            set |= attr;
+        }
+    }
+    let atime = if flags & libc::MS_NOATIME != 0 {
+        Some(MOUNT_ATTR_NOATIME)
+    } else if flags & libc::MS_STRICTATIME != 0 {
+        Some(MOUNT_ATTR_STRICTATIME)
+    } else if flags & libc::MS_RELATIME != 0 {
+        Some(MOUNT_ATTR_RELATIME)
+    } else {
+        None
+    };
+    match atime {
+        Some(a) => (set | a, MOUNT_ATTR__ATIME),
+        None => (set, 0),
+    }
+}
+
+pub(crate) struct PlannedMounts {
+    pub steps: Vec<Step>,
+    /// `/dev` is bound from elsewhere: the default devices are not ours to make.
+    pub dev_is_bind: bool,
+}
+
+struct Parsed {
+    dest: String,
+    steps: Vec<Step>,
+}
+
+pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
+    let list = p.spec.mounts().clone().unwrap_or_default();
+    let mut parsed = Vec::with_capacity(list.len() + 2);
+    let mut dev_is_bind = false;
+    for (i, m) in list.iter().enumerate() {
+        let field = format!("mounts[{i}]");
+        let dest = m.destination().to_str().unwrap_or("");
+        if !dest.starts_with('/') {
+            return err(format!("{field}.destination"), "must be absolute");
+        }
+        let dest = clean_abs(dest);
+        if dest == "/" {
+            return err(format!("{field}.destination"), "must not be / (that is root.path)");
+        }
+        let options = m.options().clone().unwrap_or_default();
+        let (mut flags, mut propagation, mut attr_set, mut attr_clear, mut data) =
+            (0u64, 0u64, 0u64, 0u64, Vec::new());
+        for (j, o) in options.iter().enumerate() {
+            match option(o) {
+                Some(Opt::Flag(true, f)) => flags |= f,
+                Some(Opt::Flag(false, f)) => flags &= !f,
+                Some(Opt::Propagation(f)) => propagation = f,
+                Some(Opt::Attr(true, a)) => {
+                    if a & MOUNT_ATTR__ATIME != 0 || a == MOUNT_ATTR_RELATIME {
+                        attr_clear |= MOUNT_ATTR__ATIME;
+                    }
+                    attr_set |= a;
+                    attr_clear &= !a;
+                }
+                Some(Opt::Attr(false, a)) => {
+                    attr_clear |= a;
+                    attr_set &= !a;
+                }
+                None if o.starts_with("idmap") || o.starts_with("ridmap") => {
+                    return err(format!("{field}.options[{j}]"), "id-mapped mounts are not supported yet");
+                }
+                None if o.is_empty() || o.contains(',') => {
+                    return err(format!("{field}.options[{j}]"), "must be one non-empty option");
+                }
+                None => data.push(o.as_str()),
+            }
+        }
+        let typ = m.typ().as_deref().filter(|t| !t.is_empty() && *t != "none");
+        let is_bind = flags & libc::MS_BIND != 0 || typ == Some("bind");
+        let source = m.source().as_ref().and_then(|s| s.to_str()).filter(|s| !s.is_empty());
+        let data = if data.is_empty() { None } else { Some(cbuf(&format!("{field}.options"), &data.join(","))?) };
+        let dest_buf = cbuf(&format!("{field}.destination"), &dest)?;
+        let mut steps = Vec::new();
+        if is_bind {
+            let Some(source) = source else {
+                return err(format!("{field}.source"), "required for a bind mount");
+            };
+            let source = if source.starts_with('/') {
+                clean_abs(source)
+            } else {
+                clean_abs(&p.input.bundle.join(source).to_string_lossy())
+            };
+            if dest == "/dev" {
+                dev_is_bind = true;
+            }
+            steps.push(Step::Mount {
+                source: Some(cbuf(&format!("{field}.source"), &source)?),
+                dest: dest_buf.clone(),
+                fstype: None,
+                flags: libc::MS_BIND | (flags & libc::MS_REC),
+                data,
+                target: Target::LikeSource,
+            });
+            let (set, clear) = flags_to_attrs(flags & BIND_ATTR_FLAGS);
+            if set != 0 || clear != 0 {
+                steps.push(Step::SetAttr { dest: dest_buf.clone(), recursive: false, set, clear });
+            }
+        } else {
+            let Some(typ) = typ else {
+                return err(format!("{field}.type"), "required unless the options say bind or rbind");
+            };
+            if typ == "cgroup" || typ == "cgroup2" {
+                // Handled with cgroups (issue #4/#5); listed by the caller.
+                parsed.push(Parsed { dest, steps: vec![] });
+                continue;
+            }
+            if flags & libc::MS_REMOUNT != 0 {
+                steps.push(Step::Remount { dest: dest_buf.clone(), flags: flags & !libc::MS_REMOUNT });
+            } else {
+                steps.push(Step::Mount {
+                    source: Some(cbuf(&format!("{field}.source"), source.unwrap_or(typ))?),
+                    dest: dest_buf.clone(),
+                    fstype: Some(cbuf(&format!("{field}.type"), typ)?),
+                    flags,
+                    data,
+                    target: Target::Dir,
+                });
+            }
+        }
+        if propagation != 0 {
+            steps.push(Step::Propagation { dest: dest_buf.clone(), flags: propagation });
+        }
+        if attr_set != 0 || attr_clear != 0 {
+            steps.push(Step::SetAttr { dest: dest_buf, recursive: true, set: attr_set, clear: attr_clear });
+        }
+        parsed.push(Parsed { dest, steps });
+    }
+    if !dev_is_bind {
+        defaults(&mut parsed)?;
+    }
+    // Parents before children; the config's order otherwise (the sort is stable).
+    parsed.sort_by_key(|m| m.dest.matches('/').count());
+    let steps = parsed.into_iter().flat_map(|m| m.steps).collect();
+    Ok(PlannedMounts { steps, dev_is_bind })
+}
+
+/// `/dev/pts` and `/dev/shm` when the config has none.
+fn defaults(parsed: &mut Vec<Parsed>) -> Result<(), PlanError> {
+    let defaults = [
+        ("/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        ("/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV, "mode=1777,size=65536k"),
+    ];
+    for (dest, typ, flags, data) in defaults {
+        if parsed.iter().any(|m| m.dest == dest) {
+            continue;
+        }
+        parsed.push(Parsed {
+            dest: dest.into(),
+            steps: vec![Step::Mount {
+                source: Some(cbuf("", typ)?),
+                dest: cbuf("", dest)?,
+                fstype: Some(cbuf("", typ)?),
+                flags,
+                data: Some(cbuf("", data)?),
+                target: Target::Dir,
+            }],
+        });
+    }
+    Ok(())
+}
+
+/// Indices of the `cgroup` mounts, which are not planned yet.
+pub(crate) fn cgroup_mounts(spec: &Spec) -> Vec<usize> {
+    let list = spec.mounts().clone().unwrap_or_default();
+    list.iter()
+        .enumerate()
+        .filter(|(_, m)| matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// `linux.rootfsPropagation` as flags.
+pub(crate) fn root_propagation(spec: &Spec) -> Result<Option<u64>, PlanError> {
+    let Some(p) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()) else {
+        return Ok(None);
+    };
+    if p.is_empty() {
+        return Ok(None);
+    }
+    match option(&p) {
+        Some(Opt::Propagation(f)) => Ok(Some(f)),
+        _ => err("linux.rootfsPropagation", format!("{p:?} is not a propagation type (private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable)")),
+    }
+}

@@ -1,0 +1,134 @@
+//! `process`: rlimits, oom score, cwd, the program lookup, user and groups, the five capability
+//! sets, `noNewPrivileges`, umask, env and args — in the order the runtime spec requires.
+
+use crate::{cbuf, err, PlanError, Planner};
+use ferrun_plans::{CBuf, Step, CAPABILITIES, RLIMITS};
+use oci_spec::runtime::{Capabilities, PosixRlimitType, Process};
+
+/// The `PATH` used when the container's env has none (runc's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn rlimit_number(t: PosixRlimitType) -> u32 {
+    // oci-spec's names match the kernel's, e.g. RlimitNofile → RLIMIT_NOFILE.
+    let name = format!("{t:?}");
+    let upper = format!("RLIMIT_{}", name.trim_start_matches("Rlimit").to_uppercase());
+    RLIMITS.iter().position(|n| *n == upper).map_or(u32::MAX, |i| i as u32)
+}
+
+pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(), PlanError> {
+    // rlimits and the oom score first: raising either needs capabilities dropped below.
+    let mut seen = Vec::new();
+    for (i, r) in process.rlimits().clone().unwrap_or_default().iter().enumerate() {
+        let field = format!("process.rlimits[{i}]");
+        let resource = rlimit_number(r.typ());
+        if resource == u32::MAX {
+            return err(format!("{field}.type"), "unknown to this kernel");
+        }
+        if seen.contains(&resource) {
+            return err(format!("{field}.type"), format!("duplicate {}", RLIMITS[resource as usize]));
+        }
+        seen.push(resource);
+        if r.soft() > r.hard() {
+            return err(field, format!("soft limit {} exceeds hard limit {}", r.soft(), r.hard()));
+        }
+        p.steps.push(Step::Rlimit { resource, soft: r.soft(), hard: r.hard() });
+    }
+    if let Some(score) = process.oom_score_adj() {
+        if !(-1000..=1000).contains(&score) {
+            return err("process.oomScoreAdj", format!("{score} is outside -1000..1000"));
+        }
+        p.steps.push(Step::OomScoreAdj { value: cbuf("", &score.to_string())? });
+    }
+
+    let cwd = process.cwd().to_str().unwrap_or("");
+    if !cwd.starts_with('/') {
+        return err("process.cwd", format!("{cwd:?} must be an absolute path"));
+    }
+    p.steps.push(Step::Chdir { path: cbuf("process.cwd", cwd)? });
+
+    let env = process.env().clone().unwrap_or_default();
+    let mut env_bufs = Vec::with_capacity(env.len());
+    for (i, e) in env.iter().enumerate() {
+        if !e.contains('=') || e.starts_with('=') {
+            return err(format!("process.env[{i}]"), format!("{e:?} is not NAME=value"));
+        }
+        env_bufs.push(cbuf(&format!("process.env[{i}]"), e)?);
+    }
+    let args = process.args().clone().unwrap_or_default();
+    let Some(program) = args.first().filter(|a| !a.is_empty()) else {
+        return err("process.args", "must name a program");
+    };
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let candidates: Vec<CBuf> = if program.contains('/') {
+        vec![cbuf("process.args[0]", program)?]
+    } else {
+        path.split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(|d| cbuf("process.env PATH", &format!("{}/{program}", d.trim_end_matches('/'))))
+            .collect::<Result<_, _>>()?
+    };
+    if candidates.is_empty() {
+        return err("process.env", format!("PATH has no absolute directory to find {program:?} in"));
+    }
+    p.steps.push(Step::ResolveExec { name: cbuf("process.args[0]", program)?, candidates });
+
+    let user = process.user();
+    p.steps.push(Step::Umask { mask: user.umask().unwrap_or(0o022) & 0o777 });
+
+    let caps = process.capabilities().clone().unwrap_or_default();
+    let mask = |p: &mut Planner<'_>, set: &Option<Capabilities>, field: &str| -> u64 {
+        let mut m = 0u64;
+        let mut names: Vec<String> =
+            set.iter().flatten().map(|c| format!("CAP_{c}")).collect();
+        names.sort();
+        for name in names {
+            match CAPABILITIES.iter().position(|n| *n == name) {
+                Some(bit) if bit <= usize::from(p.input.host.last_cap) => m |= 1 << bit,
+                _ => p.warnings.push(format!(
+                    "{field}: {name} is newer than this kernel (last capability {}), dropped",
+                    p.input.host.last_cap
+                )),
+            }
+        }
+        m
+    };
+    let bounding = mask(p, caps.bounding(), "process.capabilities.bounding");
+    let effective = mask(p, caps.effective(), "process.capabilities.effective");
+    let permitted = mask(p, caps.permitted(), "process.capabilities.permitted");
+    let inheritable = mask(p, caps.inheritable(), "process.capabilities.inheritable");
+    let ambient = mask(p, caps.ambient(), "process.capabilities.ambient");
+    if ambient & !(permitted & inheritable) != 0 {
+        return err(
+            "process.capabilities.ambient",
+            "every ambient capability must also be permitted and inheritable",
+        );
+    }
+    p.steps.push(Step::DropBounding { keep: bounding, last_cap: p.input.host.last_cap });
+    p.steps.push(Step::KeepCaps { on: true });
+    let gids = user.additional_gids().clone().unwrap_or_default();
+    p.steps.push(Step::SetGroups { gids });
+    p.steps.push(Step::SetGid { gid: user.gid() });
+    p.steps.push(Step::SetUid { uid: user.uid() });
+    p.steps.push(Step::KeepCaps { on: false });
+    p.steps.push(Step::SetCaps { effective, permitted, inheritable });
+    if ambient != 0 {
+        p.steps.push(Step::Ambient { caps: ambient });
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        p.steps.push(Step::NoNewPrivs);
+    }
+    p.steps.push(Step::Ready);
+    p.steps.push(Step::WaitStart);
+    p.steps.push(Step::CloseFds);
+    let argv = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| cbuf(&format!("process.args[{i}]"), a))
+        .collect::<Result<_, _>>()?;
+    p.steps.push(Step::Exec { argv, env: env_bufs });
+    Ok(())
+}

@@ -1,0 +1,516 @@
+//! The plan IR: what a container start does, as data.
+//!
+//! A [`Plan`] is the exact, ordered list of syscalls that set a container up. The planner builds it
+//! from `config.json`; the runtime stores it (postcard bytes, see [`Plan::encode`]) and the executor
+//! replays it. Every string is a NUL-terminated [`CBuf`], so the executor hands pointers straight
+//! to the kernel. The numbered listing (`Display`) is what `ferrun plan` prints and what the
+//! snapshot tests pin. This crate does no I/O.
+
+mod flags;
+mod listing;
+
+pub use flags::{
+    CAPABILITIES, MOUNT_FLAGS, RLIMITS, cap_names, clone_flag_names, mount_attr_names,
+    mount_flag_names,
+};
+pub use flags::{
+    MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
+    MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
+    MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Magic prefix of an encoded plan file.
+pub const MAGIC: &[u8; 8] = b"FERRUNPL";
+
+/// A NUL-terminated byte string, ready to pass to the kernel.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CBuf(#[serde(with = "serde_bytes")] Vec<u8>);
+
+impl CBuf {
+    /// Builds the buffer; `None` when `s` holds a NUL byte (the kernel would truncate it).
+    pub fn new(s: &str) -> Option<CBuf> {
+        if s.as_bytes().contains(&0) {
+            return None;
+        }
+        let mut v = Vec::with_capacity(s.len() + 1);
+        v.extend_from_slice(s.as_bytes());
+        v.push(0);
+        Some(CBuf(v))
+    }
+
+    /// Pointer to the NUL-terminated bytes.
+    pub fn as_ptr(&self) -> *const libc::c_char {
+        self.0.as_ptr().cast()
+    }
+
+    /// The bytes including the final NUL.
+    pub fn bytes_with_nul(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes without the final NUL.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0[..self.0.len().saturating_sub(1)]
+    }
+
+    /// Text form for listings and messages.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.bytes())
+    }
+
+    /// True when the buffer came from a decoded plan that lacks its terminating NUL.
+    pub fn is_well_formed(&self) -> bool {
+        self.0.last() == Some(&0) && !self.bytes().contains(&0)
+    }
+}
+
+impl std::fmt::Debug for CBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.text())
+    }
+}
+
+/// Linux namespace kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Namespace {
+    User,
+    Mount,
+    Pid,
+    Network,
+    Ipc,
+    Uts,
+    Cgroup,
+    Time,
+}
+
+impl Namespace {
+    /// All kinds, in the order a process joins them (user first, mount last but one).
+    pub const ALL: [Namespace; 8] = [
+        Namespace::User,
+        Namespace::Pid,
+        Namespace::Time,
+        Namespace::Network,
+        Namespace::Ipc,
+        Namespace::Uts,
+        Namespace::Cgroup,
+        Namespace::Mount,
+    ];
+
+    /// The `CLONE_NEW*` flag.
+    pub fn clone_flag(self) -> u64 {
+        (match self {
+            Namespace::User => libc::CLONE_NEWUSER,
+            Namespace::Mount => libc::CLONE_NEWNS,
+            Namespace::Pid => libc::CLONE_NEWPID,
+            Namespace::Network => libc::CLONE_NEWNET,
+            Namespace::Ipc => libc::CLONE_NEWIPC,
+            Namespace::Uts => libc::CLONE_NEWUTS,
+            Namespace::Cgroup => libc::CLONE_NEWCGROUP,
+            Namespace::Time => libc::CLONE_NEWTIME,
+        }) as u32 as u64
+    }
+
+    /// The OCI name (`linux.namespaces[].type`).
+    pub fn oci_name(self) -> &'static str {
+        match self {
+            Namespace::User => "user",
+            Namespace::Mount => "mount",
+            Namespace::Pid => "pid",
+            Namespace::Network => "network",
+            Namespace::Ipc => "ipc",
+            Namespace::Uts => "uts",
+            Namespace::Cgroup => "cgroup",
+            Namespace::Time => "time",
+        }
+    }
+
+    /// Pid and time namespaces apply to children only: joining them happens in the parent.
+    pub fn joined_before_clone(self) -> bool {
+        matches!(self, Namespace::Pid | Namespace::Time)
+    }
+}
+
+/// Which id map a host step writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdMapKind {
+    Uid,
+    Gid,
+}
+
+/// A device node kind for `mknod`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DevKind {
+    Char,
+    Block,
+    Fifo,
+}
+
+impl DevKind {
+    /// The `S_IF*` bits.
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            DevKind::Char => libc::S_IFCHR,
+            DevKind::Block => libc::S_IFBLK,
+            DevKind::Fifo => libc::S_IFIFO,
+        }
+    }
+}
+
+/// What to create at a mount destination that does not exist yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// A directory (every filesystem mount).
+    Dir,
+    /// Whatever the bind source is: a file for a file, a directory otherwise.
+    LikeSource,
+}
+
+/// Work the parent does, around `clone`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HostStep {
+    /// Open a namespace file for the container process to join; its fd goes in `slot`.
+    OpenNamespace { slot: u8, ns: Namespace, path: CBuf },
+    /// Join a pid or time namespace in the parent, so that the clone is born in it.
+    JoinBeforeClone { ns: Namespace, path: CBuf },
+    /// Write `/proc/<pid>/{uid,gid}_map`.
+    WriteIdMap { kind: IdMapKind, map: CBuf },
+    /// Release the container process once its id maps are written.
+    ReleaseIdMaps,
+}
+
+/// One syscall (or a tight group of them) in the container process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Step {
+    /// `prctl(PR_SET_DUMPABLE, 0)`: other processes may not open our `/proc/<pid>/exe`.
+    NotDumpable,
+    /// `setns(slot fd, ns)`.
+    SetNs { slot: u8, ns: Namespace },
+    /// Block until the parent has written the id maps.
+    WaitIdMaps,
+    /// `setresgid(0)`, `setresuid(0)` inside a new user namespace.
+    BecomeNsRoot,
+    /// `mount(NULL, "/", NULL, flags, NULL)`: propagation of the whole tree.
+    RootPropagation { flags: u64 },
+    /// Bind the rootfs on itself (so it is a mount point for `pivot_root`) and open it as the root
+    /// that every later target resolves in.
+    BindRootfs { path: CBuf },
+    /// Open the rootfs as the root later targets resolve in, without binding it.
+    OpenRootfs { path: CBuf },
+    /// `mount(source, <dest inside rootfs>, fstype, flags, data)`.
+    Mount {
+        source: Option<CBuf>,
+        dest: CBuf,
+        fstype: Option<CBuf>,
+        flags: u64,
+        data: Option<CBuf>,
+        target: Target,
+    },
+    /// `mount(NULL, <dest>, NULL, MS_REMOUNT | flags, data)`.
+    Remount { dest: CBuf, flags: u64 },
+    /// `mount(NULL, <dest>, NULL, propagation, NULL)`.
+    Propagation { dest: CBuf, flags: u64 },
+    /// `mount_setattr(<dest>, recursive, set, clear)`.
+    SetAttr { dest: CBuf, recursive: bool, set: u64, clear: u64 },
+    /// `mknod` a device inside the rootfs, then `chown` it.
+    MkNod { dest: CBuf, kind: DevKind, major: u32, minor: u32, mode: u32, uid: u32, gid: u32 },
+    /// Bind a host device onto an empty file inside the rootfs (user namespaces cannot `mknod`).
+    BindDevice { source: CBuf, dest: CBuf },
+    /// `symlink(target, <link inside rootfs>)`; an existing entry is left alone.
+    Symlink { target: CBuf, link: CBuf },
+    /// Make the rootfs the new `/` with `pivot_root` and detach the old root.
+    PivotRoot,
+    /// Make the rootfs the new `/` with `chroot` (`--no-pivot`).
+    Chroot,
+    /// Hide a path: a read-only tmpfs over a directory, `/dev/null` over a file.
+    MaskPath { path: CBuf },
+    /// Bind a path on itself, read-only.
+    ReadonlyPath { path: CBuf },
+    /// Remount `/` read-only (not its submounts).
+    ReadonlyRoot,
+    /// Write `value` to a `/proc/sys` file.
+    Sysctl { path: CBuf, value: CBuf },
+    /// `sethostname`.
+    Hostname { name: CBuf },
+    /// `setdomainname`.
+    Domainname { name: CBuf },
+    /// Open the container's pty, hand its master to the parent, make it the controlling tty.
+    Terminal,
+    /// `setrlimit`.
+    Rlimit { resource: u32, soft: u64, hard: u64 },
+    /// Write `/proc/self/oom_score_adj`.
+    OomScoreAdj { value: CBuf },
+    /// `chdir`.
+    Chdir { path: CBuf },
+    /// Find the program: the first candidate that is an executable regular file.
+    ResolveExec { name: CBuf, candidates: Vec<CBuf> },
+    /// Drop every capability above `keep` from the bounding set.
+    DropBounding { keep: u64, last_cap: u8 },
+    /// `prctl(PR_SET_KEEPCAPS)`.
+    KeepCaps { on: bool },
+    /// `setgroups`.
+    SetGroups { gids: Vec<u32> },
+    /// `setresgid`.
+    SetGid { gid: u32 },
+    /// `setresuid`.
+    SetUid { uid: u32 },
+    /// `capset` of the effective, permitted and inheritable sets.
+    SetCaps { effective: u64, permitted: u64, inheritable: u64 },
+    /// Raise the ambient capabilities.
+    Ambient { caps: u64 },
+    /// `prctl(PR_SET_NO_NEW_PRIVS)`.
+    NoNewPrivs,
+    /// `umask`.
+    Umask { mask: u32 },
+    /// Tell the parent that set-up is done.
+    Ready,
+    /// Block until `start` (or `run`) releases the container.
+    WaitStart,
+    /// Mark every fd above stdio and the preserved ones close-on-exec.
+    CloseFds,
+    /// `execve` the resolved program.
+    Exec { argv: Vec<CBuf>, env: Vec<CBuf> },
+}
+
+/// A config section the planner recognised but does not plan yet: listed, never silently dropped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotPlanned {
+    pub field: String,
+    pub why: String,
+}
+
+/// The plan header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: u32,
+    /// Hash of every input that decides the plan (the cache key), in hex.
+    pub input_hash: String,
+    pub arch: String,
+}
+
+/// A whole container start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub header: Header,
+    /// Parent steps before `clone`.
+    pub before_clone: Vec<HostStep>,
+    /// `CLONE_NEW*` flags of the namespaces the container process is born in.
+    pub clone_flags: u64,
+    /// Parent steps after `clone`.
+    pub after_clone: Vec<HostStep>,
+    /// Container-process steps, in order.
+    pub steps: Vec<Step>,
+    /// The container's root directory on the host (absolute).
+    pub rootfs: String,
+    /// `process.terminal`.
+    pub terminal: bool,
+    /// Sections recognised but not planned yet.
+    pub not_planned: Vec<NotPlanned>,
+    /// Things the planner dropped on purpose (e.g. capabilities newer than the kernel).
+    pub warnings: Vec<String>,
+}
+
+/// Why a stored plan was not usable.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    BadMagic,
+    ForeignVersion(u32),
+    Corrupt,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::BadMagic => write!(f, "not a ferrun plan"),
+            DecodeError::ForeignVersion(v) => {
+                write!(f, "plan format {v}, this ferrun reads {FORMAT_VERSION}")
+            }
+            DecodeError::Corrupt => write!(f, "corrupt or truncated plan"),
+        }
+    }
+}
+
+impl Plan {
+    /// `MAGIC`, the format version (LE u32), then the postcard body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        // Serializing plain data into a Vec cannot fail.
+        match postcard::to_extend(self, out) {
+            Ok(v) => v,
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Decodes and checks a stored plan; anything odd is an error, never trusted.
+    pub fn decode(bytes: &[u8]) -> Result<Plan, DecodeError> {
+        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(DecodeError::BadMagic)?;
+        let (ver, body) = body.split_first_chunk::<4>().ok_or(DecodeError::Corrupt)?;
+        let ver = u32::from_le_bytes(*ver);
+        if ver != FORMAT_VERSION {
+            return Err(DecodeError::ForeignVersion(ver));
+        }
+        let (plan, rest): (Plan, &[u8]) =
+            postcard::take_from_bytes(body).map_err(|_| DecodeError::Corrupt)?;
+        if !rest.is_empty() || plan.header.format != FORMAT_VERSION || !plan.is_well_formed() {
+            return Err(DecodeError::Corrupt);
+        }
+        Ok(plan)
+    }
+
+    /// Every buffer is NUL-terminated with no inner NUL.
+    fn is_well_formed(&self) -> bool {
+        let mut ok = true;
+        self.for_each_buf(&mut |b| ok &= b.is_well_formed());
+        ok
+    }
+
+    fn for_each_buf(&self, f: &mut dyn FnMut(&CBuf)) {
+        for h in self.before_clone.iter().chain(&self.after_clone) {
+            match h {
+                HostStep::OpenNamespace { path, .. } | HostStep::JoinBeforeClone { path, .. } => {
+                    f(path)
+                }
+                HostStep::WriteIdMap { map, .. } => f(map),
+                HostStep::ReleaseIdMaps => {}
+            }
+        }
+        for s in &self.steps {
+            s.for_each_buf(f);
+        }
+    }
+
+    /// The number a container step has in the listing (1-based, after the host steps).
+    pub fn step_number(&self, index: usize) -> usize {
+        self.before_clone.len() + 1 + self.after_clone.len() + index + 1
+    }
+}
+
+impl Step {
+    fn for_each_buf(&self, f: &mut dyn FnMut(&CBuf)) {
+        match self {
+            Step::BindRootfs { path }
+            | Step::OpenRootfs { path }
+            | Step::MaskPath { path }
+            | Step::ReadonlyPath { path }
+            | Step::Chdir { path } => f(path),
+            Step::Mount { source, dest, fstype, data, .. } => {
+                source.iter().chain(fstype).chain(data).for_each(&mut *f);
+                f(dest)
+            }
+            Step::Remount { dest, .. }
+            | Step::Propagation { dest, .. }
+            | Step::SetAttr { dest, .. }
+            | Step::MkNod { dest, .. } => f(dest),
+            Step::BindDevice { source, dest } => {
+                f(source);
+                f(dest)
+            }
+            Step::Symlink { target, link } => {
+                f(target);
+                f(link)
+            }
+            Step::Sysctl { path, value } => {
+                f(path);
+                f(value)
+            }
+            Step::Hostname { name } | Step::Domainname { name } => f(name),
+            Step::OomScoreAdj { value } => f(value),
+            Step::ResolveExec { name, candidates } => {
+                f(name);
+                candidates.iter().for_each(f)
+            }
+            Step::Exec { argv, env } => argv.iter().chain(env).for_each(f),
+            _ => {}
+        }
+    }
+}
+
+/// Lower-case hex SHA-256 of the concatenated parts, each length-prefixed so that no two
+/// different part lists hash alike.
+pub fn content_hash(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let digest = h.finalize();
+    let mut s = String::with_capacity(64);
+    for b in digest.iter() {
+        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Plan {
+        Plan {
+            header: Header { format: FORMAT_VERSION, input_hash: "ab".into(), arch: "x86_64".into() },
+            before_clone: vec![],
+            clone_flags: Namespace::Mount.clone_flag() | Namespace::Pid.clone_flag(),
+            after_clone: vec![],
+            steps: vec![
+                Step::Mount {
+                    source: Some(CBuf::new("proc").unwrap()),
+                    dest: CBuf::new("proc").unwrap(),
+                    fstype: Some(CBuf::new("proc").unwrap()),
+                    flags: libc::MS_NOSUID,
+                    data: None,
+                    target: Target::Dir,
+                },
+                Step::Exec { argv: vec![CBuf::new("sh").unwrap()], env: vec![] },
+            ],
+            rootfs: "/r".into(),
+            terminal: false,
+            not_planned: vec![],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let p = sample();
+        assert_eq!(Plan::decode(&p.encode()), Ok(p));
+    }
+
+    #[test]
+    fn rejects_truncated_foreign_and_trailing() {
+        let bytes = sample().encode();
+        assert_eq!(Plan::decode(&bytes[..bytes.len() - 3]), Err(DecodeError::Corrupt));
+        let mut foreign = bytes.clone();
+        foreign[8] = 99;
+        assert_eq!(Plan::decode(&foreign), Err(DecodeError::ForeignVersion(99)));
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(Plan::decode(&trailing), Err(DecodeError::Corrupt));
+        assert_eq!(Plan::decode(b"hello"), Err(DecodeError::BadMagic));
+    }
+
+    #[test]
+    fn rejects_buffer_without_nul() {
+        let mut p = sample();
+        p.steps[1] = Step::Exec { argv: vec![CBuf(b"sh".to_vec())], env: vec![] };
+        assert_eq!(Plan::decode(&p.encode()), Err(DecodeError::Corrupt));
+    }
+
+    #[test]
+    fn cbuf_refuses_inner_nul() {
+        assert!(CBuf::new("a\0b").is_none());
+        assert_eq!(CBuf::new("ab").unwrap().bytes_with_nul(), b"ab\0");
+    }
+
+    #[test]
+    fn hash_separates_parts() {
+        assert_ne!(content_hash(&[b"ab", b"c"]), content_hash(&[b"a", b"bc"]));
+        assert_eq!(content_hash(&[b"x"]).len(), 64);
+    }
+}
