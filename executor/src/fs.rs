@@ -102,7 +102,10 @@ impl PathBuf {
         }
         let mut buf = [0u8; PATH_MAX];
         buf[..bytes.len()].copy_from_slice(bytes);
-        Ok(PathBuf { buf, len: bytes.len() })
+        Ok(PathBuf {
+            buf,
+            len: bytes.len(),
+        })
     }
 }
 
@@ -134,7 +137,11 @@ fn ensure_dir(root: c_int, p: &mut PathBuf, end: usize) -> Result<(), i32> {
     in_parent(root, &mut p.buf[..=end], |dir, name| {
         // SAFETY: name is NUL-terminated.
         let r = unsafe { libc::mkdirat(dir, name, 0o755) };
-        if r < 0 && errno() != libc::EEXIST { Err(errno()) } else { Ok(()) }
+        if r < 0 && errno() != libc::EEXIST {
+            Err(errno())
+        } else {
+            Ok(())
+        }
     })
 }
 
@@ -150,7 +157,10 @@ fn in_parent<T>(
     while end > 0 && path[end - 1] == b'/' {
         end -= 1;
     }
-    let slash = path[..end].iter().rposition(|&b| b == b'/').ok_or(libc::EINVAL)?;
+    let slash = path[..end]
+        .iter()
+        .rposition(|&b| b == b'/')
+        .ok_or(libc::EINVAL)?;
     if slash + 1 >= end {
         return Err(libc::EINVAL);
     }
@@ -181,10 +191,10 @@ pub(crate) fn with_parent<T>(
 ) -> Result<T, i32> {
     let mut p = PathBuf::new(path)?;
     let len = p.len;
-    if let Some(slash) = p.buf[..len].iter().rposition(|&b| b == b'/') {
-        if slash > 0 {
-            mkdir_all(root, &p.buf[..slash])?;
-        }
+    if let Some(slash) = p.buf[..len].iter().rposition(|&b| b == b'/')
+        && slash > 0
+    {
+        mkdir_all(root, &p.buf[..slash])?;
     }
     in_parent(root, &mut p.buf[..=len], f)
 }
@@ -194,7 +204,12 @@ pub(crate) fn ensure_file(root: c_int, path: &[u8]) -> Result<(), i32> {
     with_parent(root, path, |dir, name| {
         // SAFETY: name is NUL-terminated; O_NOFOLLOW keeps a dangling symlink from being followed.
         let fd = unsafe {
-            libc::openat(dir, name, libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o644)
+            libc::openat(
+                dir,
+                name,
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o644,
+            )
         };
         if fd >= 0 {
             // SAFETY: we own fd.

@@ -38,7 +38,10 @@ impl Record {
         let mut e4 = [0u8; 4];
         s4.copy_from_slice(s);
         e4.copy_from_slice(e);
-        Record { step: u32::from_le_bytes(s4), errno: i32::from_le_bytes(e4) }
+        Record {
+            step: u32::from_le_bytes(s4),
+            errno: i32::from_le_bytes(e4),
+        }
     }
 }
 
@@ -110,7 +113,11 @@ pub struct Child {
 /// Clones the container process (`clone3` with the plan's namespace flags and a pidfd) and, in
 /// the child, replays the plan. `before_steps` runs first in the child; tests use it to arm a
 /// guard that fails on any allocation.
-pub fn spawn(prepared: &Prepared<'_>, fds: &ChildFds, before_steps: Option<&dyn Fn()>) -> io::Result<Child> {
+pub fn spawn(
+    prepared: &Prepared<'_>,
+    fds: &ChildFds,
+    before_steps: Option<&dyn Fn()>,
+) -> io::Result<Child> {
     let mut pidfd: c_int = -1;
     let args = CloneArgs {
         flags: prepared.plan.clone_flags | libc::CLONE_PIDFD as u64,
@@ -121,7 +128,11 @@ pub fn spawn(prepared: &Prepared<'_>, fds: &ChildFds, before_steps: Option<&dyn 
     // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of this
     // single-threaded process and only runs `replay`, which never returns.
     let pid = unsafe {
-        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
     };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -132,7 +143,10 @@ pub fn spawn(prepared: &Prepared<'_>, fds: &ChildFds, before_steps: Option<&dyn 
         }
         replay(prepared, fds);
     }
-    Ok(Child { pid: pid as libc::pid_t, pidfd })
+    Ok(Child {
+        pid: pid as libc::pid_t,
+        pidfd,
+    })
 }
 
 /// Sends a record to the parent; a parent that is gone is not an error worth acting on.
@@ -161,22 +175,40 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
         // Device nodes and created dirs get exactly the planned modes.
         libc::umask(0);
     }
-    let mut ctx = Ctx { fds, rootfd: -1, exec_choice: 0 };
+    let mut ctx = Ctx {
+        fds,
+        rootfd: -1,
+        exec_choice: 0,
+    };
     for (i, step) in prepared.plan.steps.iter().enumerate() {
         if let Err(errno) = steps::run(step, &mut ctx, prepared) {
-            send_record(fds.sync, Record { step: i as u32, errno });
+            send_record(
+                fds.sync,
+                Record {
+                    step: i as u32,
+                    errno,
+                },
+            );
             // SAFETY: ends the child without running any destructor.
             unsafe { libc::_exit(1) };
         }
     }
     // A plan always ends in Exec; reaching here means it did not.
-    send_record(fds.sync, Record { step: prepared.plan.steps.len() as u32, errno: libc::ENOEXEC });
+    send_record(
+        fds.sync,
+        Record {
+            step: prepared.plan.steps.len() as u32,
+            errno: libc::ENOEXEC,
+        },
+    );
     // SAFETY: as above.
     unsafe { libc::_exit(1) }
 }
 
 pub(crate) fn errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// `Ok(ret)` for a non-negative syscall return, `Err(errno)` otherwise.
@@ -190,7 +222,10 @@ mod tests {
 
     #[test]
     fn record_round_trips() {
-        let r = Record { step: 12, errno: -5 };
+        let r = Record {
+            step: 12,
+            errno: -5,
+        };
         assert_eq!(Record::from_bytes(r.to_bytes()), r);
     }
 }

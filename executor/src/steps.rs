@@ -1,7 +1,7 @@
 //! One function call per plan step: raw syscalls on the plan's buffers, `Err(errno)` on failure.
 
-use crate::fs::{ensure_file, is_dir, mkdir_all, open_in_root, with_parent, Fd, FdPath};
-use crate::{check, errno, send_record, Ctx, Prepared, Record, MSG_PTY, MSG_READY};
+use crate::fs::{Fd, FdPath, ensure_file, is_dir, mkdir_all, open_in_root, with_parent};
+use crate::{Ctx, MSG_PTY, MSG_READY, Prepared, Record, check, errno, send_record};
 use ferrun_plans::{CBuf, Step, Target};
 use libc::{c_int, c_long, c_ulong};
 use std::ptr::null;
@@ -22,11 +22,29 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-fn mount_setattr(dirfd: c_int, path: *const libc::c_char, flags: u32, set: u64, clear: u64) -> Result<(), i32> {
-    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+fn mount_setattr(
+    dirfd: c_int,
+    path: *const libc::c_char,
+    flags: u32,
+    set: u64,
+    clear: u64,
+) -> Result<(), i32> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
     // SAFETY: attr is a valid mount_attr, path NUL-terminated.
     check(unsafe {
-        libc::syscall(libc::SYS_mount_setattr, dirfd, path, flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path,
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
     })
     .map(|_| ())
 }
@@ -80,64 +98,149 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             Step::WaitIdMaps => {
                 let mut b = [0u8; 1];
                 let n = libc::recv(ctx.fds.sync, b.as_mut_ptr().cast(), 1, 0);
-                if n == 1 { Ok(()) } else if n == 0 { Err(libc::EPIPE) } else { Err(errno()) }
+                if n == 1 {
+                    Ok(())
+                } else if n == 0 {
+                    Err(libc::EPIPE)
+                } else {
+                    Err(errno())
+                }
             }
             Step::BecomeNsRoot => {
                 check(libc::syscall(libc::SYS_setresgid, 0, 0, 0))?;
                 check(libc::syscall(libc::SYS_setresuid, 0, 0, 0)).map(|_| ())
             }
-            Step::RootPropagation { flags } => {
-                ok(libc::mount(null(), c"/".as_ptr(), null(), *flags as c_ulong, null()))
-            }
+            Step::RootPropagation { flags } => ok(libc::mount(
+                null(),
+                c"/".as_ptr(),
+                null(),
+                *flags as c_ulong,
+                null(),
+            )),
             Step::BindRootfs { path } => {
-                ok(libc::mount(path.as_ptr(), path.as_ptr(), null(), libc::MS_BIND | libc::MS_REC, null()))?;
+                ok(libc::mount(
+                    path.as_ptr(),
+                    path.as_ptr(),
+                    null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    null(),
+                ))?;
                 open_rootfs(ctx, path)
             }
             Step::OpenRootfs { path } => open_rootfs(ctx, path),
-            Step::Mount { source, dest, fstype, flags, data, target } => {
+            Step::Mount {
+                source,
+                dest,
+                fstype,
+                flags,
+                data,
+                target,
+            } => {
                 let fd = target_fd(ctx, dest, *target, source)?;
                 let p = FdPath::new(fd.0);
-                ok(libc::mount(opt_ptr(source), p.ptr(), opt_ptr(fstype), *flags as c_ulong, opt_ptr(data).cast()))
+                ok(libc::mount(
+                    opt_ptr(source),
+                    p.ptr(),
+                    opt_ptr(fstype),
+                    *flags as c_ulong,
+                    opt_ptr(data).cast(),
+                ))
             }
             Step::Remount { dest, flags } => {
                 let fd = existing(ctx, dest)?;
                 let p = FdPath::new(fd.0);
-                ok(libc::mount(null(), p.ptr(), null(), (libc::MS_REMOUNT | flags) as c_ulong, null()))
+                ok(libc::mount(
+                    null(),
+                    p.ptr(),
+                    null(),
+                    (libc::MS_REMOUNT | flags) as c_ulong,
+                    null(),
+                ))
             }
             Step::Propagation { dest, flags } => {
                 let fd = existing(ctx, dest)?;
                 let p = FdPath::new(fd.0);
-                ok(libc::mount(null(), p.ptr(), null(), *flags as c_ulong, null()))
+                ok(libc::mount(
+                    null(),
+                    p.ptr(),
+                    null(),
+                    *flags as c_ulong,
+                    null(),
+                ))
             }
-            Step::SetAttr { dest, recursive, set, clear } => {
+            Step::SetAttr {
+                dest,
+                recursive,
+                set,
+                clear,
+            } => {
                 let fd = existing(ctx, dest)?;
-                let flags = libc::AT_EMPTY_PATH as u32 | if *recursive { libc::AT_RECURSIVE as u32 } else { 0 };
+                let flags = libc::AT_EMPTY_PATH as u32
+                    | if *recursive {
+                        libc::AT_RECURSIVE as u32
+                    } else {
+                        0
+                    };
                 mount_setattr(fd.0, c"".as_ptr(), flags, *set, *clear)
             }
-            Step::MkNod { dest, kind, major, minor, mode, uid, gid } => {
-                with_parent(ctx.rootfd, dest.bytes_with_nul(), |dir, name| {
-                    let dev = libc::makedev(*major, *minor);
-                    let r = libc::mknodat(dir, name, kind.mode_bits() | (mode & 0o7777), dev);
-                    if r < 0 {
-                        return if errno() == libc::EEXIST { Ok(()) } else { Err(errno()) };
-                    }
-                    ok(libc::fchownat(dir, name, *uid, *gid, libc::AT_SYMLINK_NOFOLLOW))
-                })
-            }
+            Step::MkNod {
+                dest,
+                kind,
+                major,
+                minor,
+                mode,
+                uid,
+                gid,
+            } => with_parent(ctx.rootfd, dest.bytes_with_nul(), |dir, name| {
+                let dev = libc::makedev(*major, *minor);
+                let r = libc::mknodat(dir, name, kind.mode_bits() | (mode & 0o7777), dev);
+                if r < 0 {
+                    return if errno() == libc::EEXIST {
+                        Ok(())
+                    } else {
+                        Err(errno())
+                    };
+                }
+                ok(libc::fchownat(
+                    dir,
+                    name,
+                    *uid,
+                    *gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                ))
+            }),
             Step::BindDevice { source, dest } => {
                 ensure_file(ctx.rootfd, dest.bytes_with_nul())?;
                 let fd = existing(ctx, dest)?;
                 let p = FdPath::new(fd.0);
-                ok(libc::mount(source.as_ptr(), p.ptr(), null(), libc::MS_BIND, null()))
+                ok(libc::mount(
+                    source.as_ptr(),
+                    p.ptr(),
+                    null(),
+                    libc::MS_BIND,
+                    null(),
+                ))
             }
-            Step::Symlink { target, link } => with_parent(ctx.rootfd, link.bytes_with_nul(), |dir, name| {
-                let r = libc::symlinkat(target.as_ptr(), dir, name);
-                if r < 0 && errno() != libc::EEXIST { Err(errno()) } else { Ok(()) }
-            }),
+            Step::Symlink { target, link } => {
+                with_parent(ctx.rootfd, link.bytes_with_nul(), |dir, name| {
+                    let r = libc::symlinkat(target.as_ptr(), dir, name);
+                    if r < 0 && errno() != libc::EEXIST {
+                        Err(errno())
+                    } else {
+                        Ok(())
+                    }
+                })
+            }
             Step::PivotRoot => pivot_root(ctx),
             Step::Chroot => {
                 ok(libc::fchdir(ctx.rootfd))?;
-                ok(libc::mount(c".".as_ptr(), c"/".as_ptr(), null(), libc::MS_MOVE, null()))?;
+                ok(libc::mount(
+                    c".".as_ptr(),
+                    c"/".as_ptr(),
+                    null(),
+                    libc::MS_MOVE,
+                    null(),
+                ))?;
                 ok(libc::chroot(c".".as_ptr()))?;
                 ok(libc::chdir(c"/".as_ptr()))
             }
@@ -151,9 +254,21 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 let mut st: libc::stat = std::mem::zeroed();
                 ok(libc::fstat(fd.0, &mut st))?;
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                    ok(libc::mount(c"tmpfs".as_ptr(), p.ptr(), c"tmpfs".as_ptr(), libc::MS_RDONLY, null()))
+                    ok(libc::mount(
+                        c"tmpfs".as_ptr(),
+                        p.ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_RDONLY,
+                        null(),
+                    ))
                 } else {
-                    ok(libc::mount(c"/dev/null".as_ptr(), p.ptr(), null(), libc::MS_BIND, null()))
+                    ok(libc::mount(
+                        c"/dev/null".as_ptr(),
+                        p.ptr(),
+                        null(),
+                        libc::MS_BIND,
+                        null(),
+                    ))
                 }
             }
             Step::ReadonlyPath { path } => {
@@ -163,37 +278,69 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     Err(e) => return Err(e),
                 };
                 let p = FdPath::new(fd.0);
-                ok(libc::mount(p.ptr(), p.ptr(), null(), libc::MS_BIND | libc::MS_REC, null()))?;
+                ok(libc::mount(
+                    p.ptr(),
+                    p.ptr(),
+                    null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    null(),
+                ))?;
                 drop(fd);
                 let top = existing(ctx, path)?;
                 let flags = libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32;
-                mount_setattr(top.0, c"".as_ptr(), flags, ferrun_plans::MOUNT_ATTR_RDONLY, 0)
+                mount_setattr(
+                    top.0,
+                    c"".as_ptr(),
+                    flags,
+                    ferrun_plans::MOUNT_ATTR_RDONLY,
+                    0,
+                )
             }
-            Step::ReadonlyRoot => {
-                mount_setattr(ctx.rootfd, c"".as_ptr(), libc::AT_EMPTY_PATH as u32, ferrun_plans::MOUNT_ATTR_RDONLY, 0)
-            }
+            Step::ReadonlyRoot => mount_setattr(
+                ctx.rootfd,
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH as u32,
+                ferrun_plans::MOUNT_ATTR_RDONLY,
+                0,
+            ),
             Step::Sysctl { path, value } => write_file(path, value),
             Step::Hostname { name } => ok(libc::sethostname(name.as_ptr(), name.bytes().len())),
             Step::Domainname { name } => ok(libc::setdomainname(name.as_ptr(), name.bytes().len())),
             Step::Terminal => terminal(ctx),
-            Step::Rlimit { resource, soft, hard } => {
-                let lim = libc::rlimit { rlim_cur: *soft, rlim_max: *hard };
+            Step::Rlimit {
+                resource,
+                soft,
+                hard,
+            } => {
+                let lim = libc::rlimit {
+                    rlim_cur: *soft,
+                    rlim_max: *hard,
+                };
                 ok(libc::setrlimit(*resource as _, &lim))
             }
             Step::OomScoreAdj { value } => {
-                let fd = Fd(libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC));
+                let fd = Fd(libc::open(
+                    c"/proc/self/oom_score_adj".as_ptr(),
+                    libc::O_WRONLY | libc::O_CLOEXEC,
+                ));
                 if fd.0 < 0 {
                     return Err(errno());
                 }
                 let v = value.bytes();
-                if libc::write(fd.0, v.as_ptr().cast(), v.len()) < 0 { Err(errno()) } else { Ok(()) }
+                if libc::write(fd.0, v.as_ptr().cast(), v.len()) < 0 {
+                    Err(errno())
+                } else {
+                    Ok(())
+                }
             }
             Step::Chdir { path } => ok(libc::chdir(path.as_ptr())),
             Step::ResolveExec { candidates, .. } => {
                 let mut found_unexecutable = false;
                 for (i, c) in candidates.iter().enumerate() {
                     let mut st: libc::stat = std::mem::zeroed();
-                    if libc::stat(c.as_ptr(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                    if libc::stat(c.as_ptr(), &mut st) == 0
+                        && st.st_mode & libc::S_IFMT == libc::S_IFREG
+                    {
                         if st.st_mode & 0o111 != 0 {
                             ctx.exec_choice = i;
                             return Ok(());
@@ -201,7 +348,11 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                         found_unexecutable = true;
                     }
                 }
-                Err(if found_unexecutable { libc::EACCES } else { libc::ENOENT })
+                Err(if found_unexecutable {
+                    libc::EACCES
+                } else {
+                    libc::ENOENT
+                })
             }
             Step::DropBounding { keep, last_cap } => {
                 for cap in 0..=u32::from(*last_cap).min(63) {
@@ -214,17 +365,40 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 }
                 Ok(())
             }
-            Step::KeepCaps { on } => ok(libc::prctl(libc::PR_SET_KEEPCAPS, c_ulong::from(*on), 0, 0, 0)),
-            Step::SetGroups { gids } => {
-                check(libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr())).map(|_| ())
+            Step::KeepCaps { on } => ok(libc::prctl(
+                libc::PR_SET_KEEPCAPS,
+                c_ulong::from(*on),
+                0,
+                0,
+                0,
+            )),
+            Step::SetGroups { gids } => check(libc::syscall(
+                libc::SYS_setgroups,
+                gids.len(),
+                gids.as_ptr(),
+            ))
+            .map(|_| ()),
+            Step::SetGid { gid } => {
+                check(libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid)).map(|_| ())
             }
-            Step::SetGid { gid } => check(libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid)).map(|_| ()),
-            Step::SetUid { uid } => check(libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid)).map(|_| ()),
-            Step::SetCaps { effective, permitted, inheritable } => capset(*effective, *permitted, *inheritable),
+            Step::SetUid { uid } => {
+                check(libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid)).map(|_| ())
+            }
+            Step::SetCaps {
+                effective,
+                permitted,
+                inheritable,
+            } => capset(*effective, *permitted, *inheritable),
             Step::Ambient { caps } => {
                 for cap in 0..64u32 {
                     if caps & (1u64 << cap) != 0 {
-                        ok(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as c_ulong, cap as c_ulong, 0, 0))?;
+                        ok(libc::prctl(
+                            libc::PR_CAP_AMBIENT,
+                            libc::PR_CAP_AMBIENT_RAISE as c_ulong,
+                            cap as c_ulong,
+                            0,
+                            0,
+                        ))?;
                     }
                 }
                 Ok(())
@@ -235,7 +409,13 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 Ok(())
             }
             Step::Ready => {
-                send_record(ctx.fds.sync, Record { step: MSG_READY, errno: 0 });
+                send_record(
+                    ctx.fds.sync,
+                    Record {
+                        step: MSG_READY,
+                        errno: 0,
+                    },
+                );
                 Ok(())
             }
             Step::WaitStart => loop {
@@ -253,7 +433,13 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             },
             Step::CloseFds => {
                 let first = 3 + ctx.fds.preserve;
-                check(libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)).map(|_| ())
+                check(libc::syscall(
+                    libc::SYS_close_range,
+                    first,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ))
+                .map(|_| ())
             }
             Step::Exec { .. } => {
                 let program = match prepared.plan.steps.iter().find_map(|s| match s {
@@ -272,7 +458,12 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
 
 fn open_rootfs(ctx: &mut Ctx<'_>, path: &CBuf) -> Result<(), i32> {
     // SAFETY: NUL-terminated path.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(errno());
     }
@@ -283,15 +474,28 @@ fn open_rootfs(ctx: &mut Ctx<'_>, path: &CBuf) -> Result<(), i32> {
 fn pivot_root(ctx: &Ctx<'_>) -> Result<(), i32> {
     // SAFETY: plain syscalls on fds we own and static paths.
     unsafe {
-        let old = Fd(libc::open(c"/".as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC));
+        let old = Fd(libc::open(
+            c"/".as_ptr(),
+            libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        ));
         if old.0 < 0 {
             return Err(errno());
         }
         ok(libc::fchdir(ctx.rootfd))?;
-        check(libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()))?;
+        check(libc::syscall(
+            libc::SYS_pivot_root,
+            c".".as_ptr(),
+            c".".as_ptr(),
+        ))?;
         ok(libc::fchdir(old.0))?;
         // Keep the unmount of the old root from propagating to the host.
-        ok(libc::mount(null(), c".".as_ptr(), null(), libc::MS_SLAVE | libc::MS_REC, null()))?;
+        ok(libc::mount(
+            null(),
+            c".".as_ptr(),
+            null(),
+            libc::MS_SLAVE | libc::MS_REC,
+            null(),
+        ))?;
         ok(libc::umount2(c".".as_ptr(), libc::MNT_DETACH))?;
         ok(libc::chdir(c"/".as_ptr()))
     }
@@ -313,9 +517,16 @@ struct CapData {
 
 fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<(), i32> {
     const VERSION_3: u32 = 0x2008_0522;
-    let header = CapHeader { version: VERSION_3, pid: 0 };
+    let header = CapHeader {
+        version: VERSION_3,
+        pid: 0,
+    };
     let data = [
-        CapData { effective: effective as u32, permitted: permitted as u32, inheritable: inheritable as u32 },
+        CapData {
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: inheritable as u32,
+        },
         CapData {
             effective: (effective >> 32) as u32,
             permitted: (permitted >> 32) as u32,
@@ -323,8 +534,10 @@ fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<(), i32> {
         },
     ];
     // SAFETY: header and two data structs, as capset v3 expects.
-    check(unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) as c_long })
-        .map(|_| ())
+    check(unsafe {
+        libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) as c_long
+    })
+    .map(|_| ())
 }
 
 /// Opens the container's pty, sends the master to the parent and makes the pty the
@@ -332,13 +545,20 @@ fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<(), i32> {
 fn terminal(ctx: &Ctx<'_>) -> Result<(), i32> {
     // SAFETY: plain syscalls; the cmsg buffer is a correctly aligned stack array.
     unsafe {
-        let master = Fd(libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC));
+        let master = Fd(libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        ));
         if master.0 < 0 {
             return Err(errno());
         }
         let unlock: c_int = 0;
         ok(libc::ioctl(master.0, libc::TIOCSPTLCK, &unlock))?;
-        let slave = Fd(libc::ioctl(master.0, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC));
+        let slave = Fd(libc::ioctl(
+            master.0,
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        ));
         if slave.0 < 0 {
             return Err(errno());
         }
@@ -359,10 +579,17 @@ fn terminal(ctx: &Ctx<'_>) -> Result<(), i32> {
 struct CmsgBuf([u8; 64]);
 
 fn send_fd(sock: c_int, fd: c_int) -> Result<(), i32> {
-    let rec = Record { step: MSG_PTY, errno: 0 }.to_bytes();
+    let rec = Record {
+        step: MSG_PTY,
+        errno: 0,
+    }
+    .to_bytes();
     // SAFETY: the msghdr points at live stack buffers; CMSG_* are used as documented.
     unsafe {
-        let mut iov = libc::iovec { iov_base: rec.as_ptr() as *mut _, iov_len: rec.len() };
+        let mut iov = libc::iovec {
+            iov_base: rec.as_ptr() as *mut _,
+            iov_len: rec.len(),
+        };
         let mut cbuf = CmsgBuf([0; 64]);
         let space = libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) as usize;
         let mut msg: libc::msghdr = std::mem::zeroed();
@@ -374,7 +601,11 @@ fn send_fd(sock: c_int, fd: c_int) -> Result<(), i32> {
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
-        std::ptr::copy_nonoverlapping(&fd as *const c_int as *const u8, libc::CMSG_DATA(cmsg), std::mem::size_of::<c_int>());
+        std::ptr::copy_nonoverlapping(
+            &fd as *const c_int as *const u8,
+            libc::CMSG_DATA(cmsg),
+            std::mem::size_of::<c_int>(),
+        );
         if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) < 0 {
             return Err(errno());
         }

@@ -8,8 +8,10 @@
 mod mounts;
 mod process;
 
+pub use mounts::OPTION_NAMES as MOUNT_OPTIONS;
+
 use ferrun_plans::{
-    CBuf, Header, HostStep, IdMapKind, Namespace, NotPlanned, Plan, Step, FORMAT_VERSION,
+    CBuf, FORMAT_VERSION, Header, HostStep, IdMapKind, Namespace, NotPlanned, Plan, Step,
 };
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 use std::collections::BTreeMap;
@@ -63,7 +65,10 @@ impl fmt::Display for PlanError {
 impl std::error::Error for PlanError {}
 
 pub(crate) fn err<T>(field: impl Into<String>, problem: impl Into<String>) -> Result<T, PlanError> {
-    Err(PlanError { field: field.into(), problem: problem.into() })
+    Err(PlanError {
+        field: field.into(),
+        problem: problem.into(),
+    })
 }
 
 /// A string as a kernel buffer; a NUL inside is the field's fault.
@@ -147,7 +152,10 @@ impl<'a> Planner<'a> {
     fn new(input: &'a Input<'a>, spec: &'a Spec) -> Result<Self, PlanError> {
         let version = spec.version();
         if !version.starts_with("1.") {
-            return err("ociVersion", format!("unsupported version {version:?}, want 1.x"));
+            return err(
+                "ociVersion",
+                format!("unsupported version {version:?}, want 1.x"),
+            );
         }
         Ok(Planner {
             input,
@@ -162,7 +170,10 @@ impl<'a> Planner<'a> {
     }
 
     fn not_planned(&mut self, field: &str, why: &str) {
-        self.not_planned.push(NotPlanned { field: field.into(), why: why.into() });
+        self.not_planned.push(NotPlanned {
+            field: field.into(),
+            why: why.into(),
+        });
     }
 
     fn has_ns(&self, ns: Namespace) -> bool {
@@ -190,17 +201,32 @@ impl<'a> Planner<'a> {
             _ => libc::MS_REC | libc::MS_SLAVE,
         };
         self.steps.push(Step::RootPropagation { flags: initial });
-        self.steps.push(Step::BindRootfs { path: cbuf("root.path", &rootfs)? });
+        self.steps.push(Step::BindRootfs {
+            path: cbuf("root.path", &rootfs)?,
+        });
         self.steps.extend(mounts.steps);
         self.devices(mounts.dev_is_bind)?;
-        self.steps.push(if self.input.options.no_pivot { Step::Chroot } else { Step::PivotRoot });
+        self.steps.push(if self.input.options.no_pivot {
+            Step::Chroot
+        } else {
+            Step::PivotRoot
+        });
         if let Some(flags) = propagation {
-            self.steps.push(Step::Propagation { dest: cbuf("", "/")?, flags });
+            self.steps.push(Step::Propagation {
+                dest: cbuf("", "/")?,
+                flags,
+            });
         }
         self.uts()?;
         self.sysctls()?;
         self.paths()?;
-        if self.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        if self
+            .spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false)
+        {
             self.steps.push(Step::ReadonlyRoot);
         }
         let terminal = process.terminal().unwrap_or(false);
@@ -241,8 +267,11 @@ impl<'a> Planner<'a> {
         if path.as_os_str().is_empty() {
             return err("root.path", "must not be empty");
         }
-        let full: PathBuf =
-            if path.is_absolute() { path.clone() } else { self.input.bundle.join(path) };
+        let full: PathBuf = if path.is_absolute() {
+            path.clone()
+        } else {
+            self.input.bundle.join(path)
+        };
         let s = full.to_str().ok_or_else(|| PlanError {
             field: "root.path".into(),
             problem: "must be valid UTF-8".into(),
@@ -251,7 +280,11 @@ impl<'a> Planner<'a> {
     }
 
     fn namespaces(&mut self) -> Result<(), PlanError> {
-        let list = self.spec.linux().as_ref().and_then(|l| l.namespaces().clone());
+        let list = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone());
         for (i, ns) in list.unwrap_or_default().iter().enumerate() {
             let field = format!("linux.namespaces[{i}]");
             let kind = match ns.typ() {
@@ -299,32 +332,54 @@ impl<'a> Planner<'a> {
     fn join_and_map(&mut self) -> Result<(), PlanError> {
         let mut slot = 0u8;
         let ns_index = |kind: Namespace| {
-            let list = self.spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+            let list = self
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().as_ref());
             list.and_then(|l| {
-                l.iter().position(|n| format!("{:?}", n.typ()).eq_ignore_ascii_case(kind.oci_name()))
+                l.iter()
+                    .position(|n| format!("{:?}", n.typ()).eq_ignore_ascii_case(kind.oci_name()))
             })
             .unwrap_or(0)
         };
         for kind in Namespace::ALL {
-            let Some(Some(path)) = self.namespaces.get(&kind) else { continue };
+            let Some(Some(path)) = self.namespaces.get(&kind) else {
+                continue;
+            };
             let field = format!("linux.namespaces[{}].path", ns_index(kind));
             let path = cbuf(&field, path)?;
             if kind.joined_before_clone() {
-                self.before_clone.push(HostStep::JoinBeforeClone { ns: kind, path });
+                self.before_clone
+                    .push(HostStep::JoinBeforeClone { ns: kind, path });
             } else {
-                self.before_clone.push(HostStep::OpenNamespace { slot, ns: kind, path });
+                self.before_clone.push(HostStep::OpenNamespace {
+                    slot,
+                    ns: kind,
+                    path,
+                });
                 self.steps.push(Step::SetNs { slot, ns: kind });
                 slot += 1;
             }
         }
         if self.new_ns(Namespace::User) {
             let linux = self.spec.linux().as_ref();
-            let uid = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
-            let gid = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+            let uid = linux
+                .and_then(|l| l.uid_mappings().clone())
+                .unwrap_or_default();
+            let gid = linux
+                .and_then(|l| l.gid_mappings().clone())
+                .unwrap_or_default();
             let uid = id_map("linux.uidMappings", &uid)?;
             let gid = id_map("linux.gidMappings", &gid)?;
-            self.after_clone.push(HostStep::WriteIdMap { kind: IdMapKind::Uid, map: uid });
-            self.after_clone.push(HostStep::WriteIdMap { kind: IdMapKind::Gid, map: gid });
+            self.after_clone.push(HostStep::WriteIdMap {
+                kind: IdMapKind::Uid,
+                map: uid,
+            });
+            self.after_clone.push(HostStep::WriteIdMap {
+                kind: IdMapKind::Gid,
+                map: gid,
+            });
             self.after_clone.push(HostStep::ReleaseIdMaps);
             self.steps.push(Step::WaitIdMaps);
             self.steps.push(Step::BecomeNsRoot);
@@ -336,13 +391,31 @@ impl<'a> Planner<'a> {
         let in_userns = self.has_ns(Namespace::User);
         let mut devices: Vec<(String, ferrun_plans::DevKind, u32, u32, u32, u32, u32)> = Vec::new();
         if !dev_is_bind {
-            for (name, major, minor) in
-                [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-            {
-                devices.push((format!("/dev/{name}"), ferrun_plans::DevKind::Char, major, minor, 0o666, 0, 0));
+            for (name, major, minor) in [
+                ("null", 1, 3),
+                ("zero", 1, 5),
+                ("full", 1, 7),
+                ("random", 1, 8),
+                ("urandom", 1, 9),
+                ("tty", 5, 0),
+            ] {
+                devices.push((
+                    format!("/dev/{name}"),
+                    ferrun_plans::DevKind::Char,
+                    major,
+                    minor,
+                    0o666,
+                    0,
+                    0,
+                ));
             }
         }
-        let list = self.spec.linux().as_ref().and_then(|l| l.devices().clone()).unwrap_or_default();
+        let list = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().clone())
+            .unwrap_or_default();
         for (i, d) in list.iter().enumerate() {
             use oci_spec::runtime::LinuxDeviceType as T;
             let field = format!("linux.devices[{i}]");
@@ -358,17 +431,35 @@ impl<'a> Planner<'a> {
                 T::C | T::U => ferrun_plans::DevKind::Char,
                 T::B => ferrun_plans::DevKind::Block,
                 T::P => ferrun_plans::DevKind::Fifo,
-                T::A => return err(format!("{field}.type"), "\"a\" is for cgroup rules, not a device node"),
+                T::A => {
+                    return err(
+                        format!("{field}.type"),
+                        "\"a\" is for cgroup rules, not a device node",
+                    );
+                }
             };
             let (major, minor) = match kind {
                 ferrun_plans::DevKind::Fifo => (0, 0),
                 _ => match (d.major(), d.minor()) {
                     (maj, min) if maj >= 0 && min >= 0 => (maj as u32, min as u32),
-                    _ => return err(format!("{field}.major"), "major and minor must not be negative"),
+                    _ => {
+                        return err(
+                            format!("{field}.major"),
+                            "major and minor must not be negative",
+                        );
+                    }
                 },
             };
             let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
-            let entry = (path, kind, major, minor, mode, d.uid().unwrap_or(0), d.gid().unwrap_or(0));
+            let entry = (
+                path,
+                kind,
+                major,
+                minor,
+                mode,
+                d.uid().unwrap_or(0),
+                d.gid().unwrap_or(0),
+            );
             devices.retain(|e| e.0 != entry.0);
             devices.push(entry);
         }
@@ -378,7 +469,15 @@ impl<'a> Planner<'a> {
                 let source = dest.clone();
                 self.steps.push(Step::BindDevice { source, dest });
             } else {
-                self.steps.push(Step::MkNod { dest, kind, major, minor, mode, uid, gid });
+                self.steps.push(Step::MkNod {
+                    dest,
+                    kind,
+                    major,
+                    minor,
+                    mode,
+                    uid,
+                    gid,
+                });
             }
         }
         if !dev_is_bind {
@@ -389,15 +488,23 @@ impl<'a> Planner<'a> {
                 ("/dev/stderr", "/proc/self/fd/2"),
                 ("/dev/ptmx", "pts/ptmx"),
             ] {
-                self.steps.push(Step::Symlink { target: cbuf("", target)?, link: cbuf("", link)? });
+                self.steps.push(Step::Symlink {
+                    target: cbuf("", target)?,
+                    link: cbuf("", link)?,
+                });
             }
         }
         Ok(())
     }
 
     fn uts(&mut self) -> Result<(), PlanError> {
-        for (field, value) in [("hostname", self.spec.hostname()), ("domainname", self.spec.domainname())] {
-            let Some(name) = value.as_deref() else { continue };
+        for (field, value) in [
+            ("hostname", self.spec.hostname()),
+            ("domainname", self.spec.domainname()),
+        ] {
+            let Some(name) = value.as_deref() else {
+                continue;
+            };
             if name.is_empty() {
                 continue;
             }
@@ -408,13 +515,22 @@ impl<'a> Planner<'a> {
                 return err(field, "longer than 64 bytes");
             }
             let name = cbuf(field, name)?;
-            self.steps.push(if field == "hostname" { Step::Hostname { name } } else { Step::Domainname { name } });
+            self.steps.push(if field == "hostname" {
+                Step::Hostname { name }
+            } else {
+                Step::Domainname { name }
+            });
         }
         Ok(())
     }
 
     fn sysctls(&mut self) -> Result<(), PlanError> {
-        let map = self.spec.linux().as_ref().and_then(|l| l.sysctl().clone()).unwrap_or_default();
+        let map = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.sysctl().clone())
+            .unwrap_or_default();
         let mut keys: Vec<_> = map.iter().collect();
         keys.sort();
         for (key, value) in keys {
@@ -446,7 +562,10 @@ impl<'a> Planner<'a> {
                 return err(field, "not namespaced: it would change the host");
             };
             if !self.has_ns(needs) {
-                return err(field, format!("needs a {} namespace in linux.namespaces", needs.oci_name()));
+                return err(
+                    field,
+                    format!("needs a {} namespace in linux.namespaces", needs.oci_name()),
+                );
             }
             self.steps.push(Step::Sysctl {
                 path: cbuf(&field, &format!("/proc/sys/{rel}"))?,
@@ -458,21 +577,29 @@ impl<'a> Planner<'a> {
 
     fn paths(&mut self) -> Result<(), PlanError> {
         let linux = self.spec.linux().as_ref();
-        let ro = linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default();
-        let masked = linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default();
+        let ro = linux
+            .and_then(|l| l.readonly_paths().clone())
+            .unwrap_or_default();
+        let masked = linux
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default();
         for (i, p) in ro.iter().enumerate() {
             let field = format!("linux.readonlyPaths[{i}]");
             if !p.starts_with('/') {
                 return err(field, "must be absolute");
             }
-            self.steps.push(Step::ReadonlyPath { path: cbuf(&field, &clean_abs(p))? });
+            self.steps.push(Step::ReadonlyPath {
+                path: cbuf(&field, &clean_abs(p))?,
+            });
         }
         for (i, p) in masked.iter().enumerate() {
             let field = format!("linux.maskedPaths[{i}]");
             if !p.starts_with('/') {
                 return err(field, "must be absolute");
             }
-            self.steps.push(Step::MaskPath { path: cbuf(&field, &clean_abs(p))? });
+            self.steps.push(Step::MaskPath {
+                path: cbuf(&field, &clean_abs(p))?,
+            });
         }
         Ok(())
     }
@@ -481,14 +608,20 @@ impl<'a> Planner<'a> {
     fn unplanned_sections(&mut self) {
         let spec = self.spec;
         for i in mounts::cgroup_mounts(spec) {
-            self.not_planned(&format!("mounts[{i}]"), "cgroup filesystems are mounted with cgroup support (issue #5): skipped");
+            self.not_planned(
+                &format!("mounts[{i}]"),
+                "cgroup filesystems are mounted with cgroup support (issue #5): skipped",
+            );
         }
         if let Some(linux) = spec.linux() {
             if linux.seccomp().is_some() {
                 self.not_planned("linux.seccomp", "seccomp filters are not planned yet (issue #3): the container runs without one");
             }
             if linux.resources().is_some() {
-                self.not_planned("linux.resources", "cgroup limits are not planned yet (issue #4): none are applied");
+                self.not_planned(
+                    "linux.resources",
+                    "cgroup limits are not planned yet (issue #4): none are applied",
+                );
             }
             if linux.cgroups_path().is_some() {
                 self.not_planned("linux.cgroupsPath", "cgroups are not managed yet (issue #4): the container stays in the caller's cgroup");
@@ -500,17 +633,32 @@ impl<'a> Planner<'a> {
                 self.not_planned("linux.personality", "personality is not planned yet");
             }
             if linux.time_offsets().is_some() {
-                self.not_planned("linux.timeOffsets", "time namespace offsets are not planned yet");
+                self.not_planned(
+                    "linux.timeOffsets",
+                    "time namespace offsets are not planned yet",
+                );
             }
             if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
-                self.not_planned("linux.mountLabel", "SELinux labels are not supported on this host");
+                self.not_planned(
+                    "linux.mountLabel",
+                    "SELinux labels are not supported on this host",
+                );
             }
         }
         if let Some(hooks) = spec.hooks() {
             let any = hooks.prestart().as_ref().is_some_and(|h| !h.is_empty())
-                || hooks.create_runtime().as_ref().is_some_and(|h| !h.is_empty())
-                || hooks.create_container().as_ref().is_some_and(|h| !h.is_empty())
-                || hooks.start_container().as_ref().is_some_and(|h| !h.is_empty())
+                || hooks
+                    .create_runtime()
+                    .as_ref()
+                    .is_some_and(|h| !h.is_empty())
+                || hooks
+                    .create_container()
+                    .as_ref()
+                    .is_some_and(|h| !h.is_empty())
+                || hooks
+                    .start_container()
+                    .as_ref()
+                    .is_some_and(|h| !h.is_empty())
                 || hooks.poststart().as_ref().is_some_and(|h| !h.is_empty())
                 || hooks.poststop().as_ref().is_some_and(|h| !h.is_empty());
             if any {
@@ -519,13 +667,22 @@ impl<'a> Planner<'a> {
         }
         if let Some(p) = spec.process() {
             if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
-                self.not_planned("process.apparmorProfile", "AppArmor is not supported on this host");
+                self.not_planned(
+                    "process.apparmorProfile",
+                    "AppArmor is not supported on this host",
+                );
             }
             if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) {
-                self.not_planned("process.selinuxLabel", "SELinux is not supported on this host");
+                self.not_planned(
+                    "process.selinuxLabel",
+                    "SELinux is not supported on this host",
+                );
             }
             if p.scheduler().is_some() {
-                self.not_planned("process.scheduler", "scheduler settings are not planned yet");
+                self.not_planned(
+                    "process.scheduler",
+                    "scheduler settings are not planned yet",
+                );
             }
             if p.io_priority().is_some() {
                 self.not_planned("process.ioPriority", "I/O priority is not planned yet");
@@ -543,7 +700,12 @@ fn id_map(field: &str, maps: &[LinuxIdMapping]) -> Result<CBuf, PlanError> {
         if m.size() == 0 {
             return err(format!("{field}[{i}].size"), "must be at least 1");
         }
-        s.push_str(&format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()));
+        s.push_str(&format!(
+            "{} {} {}\n",
+            m.container_id(),
+            m.host_id(),
+            m.size()
+        ));
     }
     cbuf(field, &s)
 }

@@ -1,11 +1,11 @@
 //! `mounts[]` and `linux.rootfsPropagation`: options parsed into flags, data and attributes; mounts
 //! ordered so that parents precede children; the default `/dev/pts` and `/dev/shm`.
 
-use crate::{cbuf, clean_abs, err, PlanError, Planner};
+use crate::{PlanError, Planner, cbuf, clean_abs, err};
 use ferrun_plans::{
-    Step, Target, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC,
-    MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME,
-    MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME,
+    MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
+    MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
+    MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, Step, Target,
 };
 use oci_spec::runtime::Spec;
 
@@ -18,6 +18,66 @@ enum Opt {
     /// A recursive attribute: set (true) or clear (false) `MOUNT_ATTR_*` bits.
     Attr(bool, u64),
 }
+
+/// Every mount option the planner understands (anything else is passed to the filesystem as data).
+pub const OPTION_NAMES: &[&str] = &[
+    "defaults",
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "silent",
+    "loud",
+    "iversion",
+    "noiversion",
+    "nosymfollow",
+    "symfollow",
+    "bind",
+    "rbind",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rnodiratime",
+    "rdiratime",
+    "rnoatime",
+    "rrelatime",
+    "rstrictatime",
+    "rnosymfollow",
+    "rsymfollow",
+];
 
 fn option(name: &str) -> Option<Opt> {
     use libc::*;
@@ -146,7 +206,10 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
         }
         let dest = clean_abs(dest);
         if dest == "/" {
-            return err(format!("{field}.destination"), "must not be / (that is root.path)");
+            return err(
+                format!("{field}.destination"),
+                "must not be / (that is root.path)",
+            );
         }
         let options = m.options().clone().unwrap_or_default();
         let (mut flags, mut propagation, mut attr_set, mut attr_clear, mut data) =
@@ -168,18 +231,32 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                     attr_set &= !a;
                 }
                 None if o.starts_with("idmap") || o.starts_with("ridmap") => {
-                    return err(format!("{field}.options[{j}]"), "id-mapped mounts are not supported yet");
+                    return err(
+                        format!("{field}.options[{j}]"),
+                        "id-mapped mounts are not supported yet",
+                    );
                 }
                 None if o.is_empty() || o.contains(',') => {
-                    return err(format!("{field}.options[{j}]"), "must be one non-empty option");
+                    return err(
+                        format!("{field}.options[{j}]"),
+                        "must be one non-empty option",
+                    );
                 }
                 None => data.push(o.as_str()),
             }
         }
         let typ = m.typ().as_deref().filter(|t| !t.is_empty() && *t != "none");
         let is_bind = flags & libc::MS_BIND != 0 || typ == Some("bind");
-        let source = m.source().as_ref().and_then(|s| s.to_str()).filter(|s| !s.is_empty());
-        let data = if data.is_empty() { None } else { Some(cbuf(&format!("{field}.options"), &data.join(","))?) };
+        let source = m
+            .source()
+            .as_ref()
+            .and_then(|s| s.to_str())
+            .filter(|s| !s.is_empty());
+        let data = if data.is_empty() {
+            None
+        } else {
+            Some(cbuf(&format!("{field}.options"), &data.join(","))?)
+        };
         let dest_buf = cbuf(&format!("{field}.destination"), &dest)?;
         let mut steps = Vec::new();
         if is_bind {
@@ -204,19 +281,33 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
             });
             let (set, clear) = flags_to_attrs(flags & BIND_ATTR_FLAGS);
             if set != 0 || clear != 0 {
-                steps.push(Step::SetAttr { dest: dest_buf.clone(), recursive: false, set, clear });
+                steps.push(Step::SetAttr {
+                    dest: dest_buf.clone(),
+                    recursive: false,
+                    set,
+                    clear,
+                });
             }
         } else {
             let Some(typ) = typ else {
-                return err(format!("{field}.type"), "required unless the options say bind or rbind");
+                return err(
+                    format!("{field}.type"),
+                    "required unless the options say bind or rbind",
+                );
             };
             if typ == "cgroup" || typ == "cgroup2" {
                 // Handled with cgroups (issue #4/#5); listed by the caller.
-                parsed.push(Parsed { dest, steps: vec![] });
+                parsed.push(Parsed {
+                    dest,
+                    steps: vec![],
+                });
                 continue;
             }
             if flags & libc::MS_REMOUNT != 0 {
-                steps.push(Step::Remount { dest: dest_buf.clone(), flags: flags & !libc::MS_REMOUNT });
+                steps.push(Step::Remount {
+                    dest: dest_buf.clone(),
+                    flags: flags & !libc::MS_REMOUNT,
+                });
             } else {
                 steps.push(Step::Mount {
                     source: Some(cbuf(&format!("{field}.source"), source.unwrap_or(typ))?),
@@ -229,10 +320,18 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
             }
         }
         if propagation != 0 {
-            steps.push(Step::Propagation { dest: dest_buf.clone(), flags: propagation });
+            steps.push(Step::Propagation {
+                dest: dest_buf.clone(),
+                flags: propagation,
+            });
         }
         if attr_set != 0 || attr_clear != 0 {
-            steps.push(Step::SetAttr { dest: dest_buf, recursive: true, set: attr_set, clear: attr_clear });
+            steps.push(Step::SetAttr {
+                dest: dest_buf,
+                recursive: true,
+                set: attr_set,
+                clear: attr_clear,
+            });
         }
         parsed.push(Parsed { dest, steps });
     }
@@ -248,8 +347,18 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
 /// `/dev/pts` and `/dev/shm` when the config has none.
 fn defaults(parsed: &mut Vec<Parsed>) -> Result<(), PlanError> {
     let defaults = [
-        ("/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
-        ("/dev/shm", "tmpfs", libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV, "mode=1777,size=65536k"),
+        (
+            "/dev/pts",
+            "devpts",
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620,gid=5",
+        ),
+        (
+            "/dev/shm",
+            "tmpfs",
+            libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV,
+            "mode=1777,size=65536k",
+        ),
     ];
     for (dest, typ, flags, data) in defaults {
         if parsed.iter().any(|m| m.dest == dest) {
@@ -282,7 +391,11 @@ pub(crate) fn cgroup_mounts(spec: &Spec) -> Vec<usize> {
 
 /// `linux.rootfsPropagation` as flags.
 pub(crate) fn root_propagation(spec: &Spec) -> Result<Option<u64>, PlanError> {
-    let Some(p) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()) else {
+    let Some(p) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+    else {
         return Ok(None);
     };
     if p.is_empty() {
@@ -290,6 +403,22 @@ pub(crate) fn root_propagation(spec: &Spec) -> Result<Option<u64>, PlanError> {
     }
     match option(&p) {
         Some(Opt::Propagation(f)) => Ok(Some(f)),
-        _ => err("linux.rootfsPropagation", format!("{p:?} is not a propagation type (private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable)")),
+        _ => err(
+            "linux.rootfsPropagation",
+            format!(
+                "{p:?} is not a propagation type (private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable)"
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_listed_option_is_understood() {
+        for name in super::OPTION_NAMES {
+            assert!(super::option(name).is_some(), "{name}");
+        }
+        assert!(super::option("size=64k").is_none());
     }
 }

@@ -1,8 +1,8 @@
 //! `process`: rlimits, oom score, cwd, the program lookup, user and groups, the five capability
 //! sets, `noNewPrivileges`, umask, env and args — in the order the runtime spec requires.
 
-use crate::{cbuf, err, PlanError, Planner};
-use ferrun_plans::{CBuf, Step, CAPABILITIES, RLIMITS};
+use crate::{PlanError, Planner, cbuf, err};
+use ferrun_plans::{CAPABILITIES, CBuf, RLIMITS, Step};
 use oci_spec::runtime::{Capabilities, PosixRlimitType, Process};
 
 /// The `PATH` used when the container's env has none (runc's default).
@@ -11,46 +11,78 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 fn rlimit_number(t: PosixRlimitType) -> u32 {
     // oci-spec's names match the kernel's, e.g. RlimitNofile → RLIMIT_NOFILE.
     let name = format!("{t:?}");
-    let upper = format!("RLIMIT_{}", name.trim_start_matches("Rlimit").to_uppercase());
-    RLIMITS.iter().position(|n| *n == upper).map_or(u32::MAX, |i| i as u32)
+    let upper = format!(
+        "RLIMIT_{}",
+        name.trim_start_matches("Rlimit").to_uppercase()
+    );
+    RLIMITS
+        .iter()
+        .position(|n| *n == upper)
+        .map_or(u32::MAX, |i| i as u32)
 }
 
 pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(), PlanError> {
     // rlimits and the oom score first: raising either needs capabilities dropped below.
     let mut seen = Vec::new();
-    for (i, r) in process.rlimits().clone().unwrap_or_default().iter().enumerate() {
+    for (i, r) in process
+        .rlimits()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let field = format!("process.rlimits[{i}]");
         let resource = rlimit_number(r.typ());
         if resource == u32::MAX {
             return err(format!("{field}.type"), "unknown to this kernel");
         }
         if seen.contains(&resource) {
-            return err(format!("{field}.type"), format!("duplicate {}", RLIMITS[resource as usize]));
+            return err(
+                format!("{field}.type"),
+                format!("duplicate {}", RLIMITS[resource as usize]),
+            );
         }
         seen.push(resource);
         if r.soft() > r.hard() {
-            return err(field, format!("soft limit {} exceeds hard limit {}", r.soft(), r.hard()));
+            return err(
+                field,
+                format!("soft limit {} exceeds hard limit {}", r.soft(), r.hard()),
+            );
         }
-        p.steps.push(Step::Rlimit { resource, soft: r.soft(), hard: r.hard() });
+        p.steps.push(Step::Rlimit {
+            resource,
+            soft: r.soft(),
+            hard: r.hard(),
+        });
     }
     if let Some(score) = process.oom_score_adj() {
         if !(-1000..=1000).contains(&score) {
-            return err("process.oomScoreAdj", format!("{score} is outside -1000..1000"));
+            return err(
+                "process.oomScoreAdj",
+                format!("{score} is outside -1000..1000"),
+            );
         }
-        p.steps.push(Step::OomScoreAdj { value: cbuf("", &score.to_string())? });
+        p.steps.push(Step::OomScoreAdj {
+            value: cbuf("", &score.to_string())?,
+        });
     }
 
     let cwd = process.cwd().to_str().unwrap_or("");
     if !cwd.starts_with('/') {
         return err("process.cwd", format!("{cwd:?} must be an absolute path"));
     }
-    p.steps.push(Step::Chdir { path: cbuf("process.cwd", cwd)? });
+    p.steps.push(Step::Chdir {
+        path: cbuf("process.cwd", cwd)?,
+    });
 
     let env = process.env().clone().unwrap_or_default();
     let mut env_bufs = Vec::with_capacity(env.len());
     for (i, e) in env.iter().enumerate() {
         if !e.contains('=') || e.starts_with('=') {
-            return err(format!("process.env[{i}]"), format!("{e:?} is not NAME=value"));
+            return err(
+                format!("process.env[{i}]"),
+                format!("{e:?} is not NAME=value"),
+            );
         }
         env_bufs.push(cbuf(&format!("process.env[{i}]"), e)?);
     }
@@ -68,22 +100,34 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     } else {
         path.split(':')
             .filter(|d| d.starts_with('/'))
-            .map(|d| cbuf("process.env PATH", &format!("{}/{program}", d.trim_end_matches('/'))))
+            .map(|d| {
+                cbuf(
+                    "process.env PATH",
+                    &format!("{}/{program}", d.trim_end_matches('/')),
+                )
+            })
             .collect::<Result<_, _>>()?
     };
     if candidates.is_empty() {
-        return err("process.env", format!("PATH has no absolute directory to find {program:?} in"));
+        return err(
+            "process.env",
+            format!("PATH has no absolute directory to find {program:?} in"),
+        );
     }
-    p.steps.push(Step::ResolveExec { name: cbuf("process.args[0]", program)?, candidates });
+    p.steps.push(Step::ResolveExec {
+        name: cbuf("process.args[0]", program)?,
+        candidates,
+    });
 
     let user = process.user();
-    p.steps.push(Step::Umask { mask: user.umask().unwrap_or(0o022) & 0o777 });
+    p.steps.push(Step::Umask {
+        mask: user.umask().unwrap_or(0o022) & 0o777,
+    });
 
     let caps = process.capabilities().clone().unwrap_or_default();
     let mask = |p: &mut Planner<'_>, set: &Option<Capabilities>, field: &str| -> u64 {
         let mut m = 0u64;
-        let mut names: Vec<String> =
-            set.iter().flatten().map(|c| format!("CAP_{c}")).collect();
+        let mut names: Vec<String> = set.iter().flatten().map(|c| format!("CAP_{c}")).collect();
         names.sort();
         for name in names {
             match CAPABILITIES.iter().position(|n| *n == name) {
@@ -101,20 +145,31 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     let permitted = mask(p, caps.permitted(), "process.capabilities.permitted");
     let inheritable = mask(p, caps.inheritable(), "process.capabilities.inheritable");
     let ambient = mask(p, caps.ambient(), "process.capabilities.ambient");
-    if ambient & !(permitted & inheritable) != 0 {
-        return err(
-            "process.capabilities.ambient",
-            "every ambient capability must also be permitted and inheritable",
-        );
+    // The kernel refuses an ambient capability that is not both permitted and inheritable;
+    // runc warns and goes on, and its own default spec relies on that.
+    let unraisable = ambient & !(permitted & inheritable);
+    if unraisable != 0 {
+        p.warnings.push(format!(
+            "process.capabilities.ambient: {} not both permitted and inheritable, not raised",
+            ferrun_plans::cap_names(unraisable)
+        ));
     }
-    p.steps.push(Step::DropBounding { keep: bounding, last_cap: p.input.host.last_cap });
+    let ambient = ambient & permitted & inheritable;
+    p.steps.push(Step::DropBounding {
+        keep: bounding,
+        last_cap: p.input.host.last_cap,
+    });
     p.steps.push(Step::KeepCaps { on: true });
     let gids = user.additional_gids().clone().unwrap_or_default();
     p.steps.push(Step::SetGroups { gids });
     p.steps.push(Step::SetGid { gid: user.gid() });
     p.steps.push(Step::SetUid { uid: user.uid() });
     p.steps.push(Step::KeepCaps { on: false });
-    p.steps.push(Step::SetCaps { effective, permitted, inheritable });
+    p.steps.push(Step::SetCaps {
+        effective,
+        permitted,
+        inheritable,
+    });
     if ambient != 0 {
         p.steps.push(Step::Ambient { caps: ambient });
     }
@@ -129,6 +184,9 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
         .enumerate()
         .map(|(i, a)| cbuf(&format!("process.args[{i}]"), a))
         .collect::<Result<_, _>>()?;
-    p.steps.push(Step::Exec { argv, env: env_bufs });
+    p.steps.push(Step::Exec {
+        argv,
+        env: env_bufs,
+    });
     Ok(())
 }

@@ -149,9 +149,17 @@ pub fn mount_attr_names(attrs: u64) -> String {
 pub fn cap_names(mask: u64) -> String {
     let v: Vec<String> = (0..64)
         .filter(|b| mask & (1u64 << b) != 0)
-        .map(|b| CAPABILITIES.get(b).map_or_else(|| format!("cap{b}"), |s| s.to_string()))
+        .map(|b| {
+            CAPABILITIES
+                .get(b)
+                .map_or_else(|| format!("cap{b}"), |s| s.to_string())
+        })
         .collect();
-    if v.is_empty() { "none".into() } else { v.join(",") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(",")
+    }
 }
 
 /// `CLONE_NEWNS|CLONE_NEWPID`, or `0`.

@@ -215,9 +215,22 @@ pub enum Step {
     /// `mount(NULL, <dest>, NULL, propagation, NULL)`.
     Propagation { dest: CBuf, flags: u64 },
     /// `mount_setattr(<dest>, recursive, set, clear)`.
-    SetAttr { dest: CBuf, recursive: bool, set: u64, clear: u64 },
+    SetAttr {
+        dest: CBuf,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+    },
     /// `mknod` a device inside the rootfs, then `chown` it.
-    MkNod { dest: CBuf, kind: DevKind, major: u32, minor: u32, mode: u32, uid: u32, gid: u32 },
+    MkNod {
+        dest: CBuf,
+        kind: DevKind,
+        major: u32,
+        minor: u32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     /// Bind a host device onto an empty file inside the rootfs (user namespaces cannot `mknod`).
     BindDevice { source: CBuf, dest: CBuf },
     /// `symlink(target, <link inside rootfs>)`; an existing entry is left alone.
@@ -259,7 +272,11 @@ pub enum Step {
     /// `setresuid`.
     SetUid { uid: u32 },
     /// `capset` of the effective, permitted and inheritable sets.
-    SetCaps { effective: u64, permitted: u64, inheritable: u64 },
+    SetCaps {
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+    },
     /// Raise the ambient capabilities.
     Ambient { caps: u64 },
     /// `prctl(PR_SET_NO_NEW_PRIVS)`.
@@ -341,15 +358,14 @@ impl Plan {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         // Serializing plain data into a Vec cannot fail.
-        match postcard::to_extend(self, out) {
-            Ok(v) => v,
-            Err(_) => Vec::new(),
-        }
+        postcard::to_extend(self, out).unwrap_or_default()
     }
 
     /// Decodes and checks a stored plan; anything odd is an error, never trusted.
     pub fn decode(bytes: &[u8]) -> Result<Plan, DecodeError> {
-        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(DecodeError::BadMagic)?;
+        let body = bytes
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or(DecodeError::BadMagic)?;
         let (ver, body) = body.split_first_chunk::<4>().ok_or(DecodeError::Corrupt)?;
         let ver = u32::from_le_bytes(*ver);
         if ver != FORMAT_VERSION {
@@ -399,7 +415,13 @@ impl Step {
             | Step::MaskPath { path }
             | Step::ReadonlyPath { path }
             | Step::Chdir { path } => f(path),
-            Step::Mount { source, dest, fstype, data, .. } => {
+            Step::Mount {
+                source,
+                dest,
+                fstype,
+                data,
+                ..
+            } => {
                 source.iter().chain(fstype).chain(data).for_each(&mut *f);
                 f(dest)
             }
@@ -454,7 +476,11 @@ mod tests {
 
     fn sample() -> Plan {
         Plan {
-            header: Header { format: FORMAT_VERSION, input_hash: "ab".into(), arch: "x86_64".into() },
+            header: Header {
+                format: FORMAT_VERSION,
+                input_hash: "ab".into(),
+                arch: "x86_64".into(),
+            },
             before_clone: vec![],
             clone_flags: Namespace::Mount.clone_flag() | Namespace::Pid.clone_flag(),
             after_clone: vec![],
@@ -467,7 +493,10 @@ mod tests {
                     data: None,
                     target: Target::Dir,
                 },
-                Step::Exec { argv: vec![CBuf::new("sh").unwrap()], env: vec![] },
+                Step::Exec {
+                    argv: vec![CBuf::new("sh").unwrap()],
+                    env: vec![],
+                },
             ],
             rootfs: "/r".into(),
             terminal: false,
@@ -485,7 +514,10 @@ mod tests {
     #[test]
     fn rejects_truncated_foreign_and_trailing() {
         let bytes = sample().encode();
-        assert_eq!(Plan::decode(&bytes[..bytes.len() - 3]), Err(DecodeError::Corrupt));
+        assert_eq!(
+            Plan::decode(&bytes[..bytes.len() - 3]),
+            Err(DecodeError::Corrupt)
+        );
         let mut foreign = bytes.clone();
         foreign[8] = 99;
         assert_eq!(Plan::decode(&foreign), Err(DecodeError::ForeignVersion(99)));
@@ -498,7 +530,10 @@ mod tests {
     #[test]
     fn rejects_buffer_without_nul() {
         let mut p = sample();
-        p.steps[1] = Step::Exec { argv: vec![CBuf(b"sh".to_vec())], env: vec![] };
+        p.steps[1] = Step::Exec {
+            argv: vec![CBuf(b"sh".to_vec())],
+            env: vec![],
+        };
         assert_eq!(Plan::decode(&p.encode()), Err(DecodeError::Corrupt));
     }
 

@@ -1,6 +1,6 @@
 //! The human-readable listing of a plan: one numbered line per step, flags by name.
 
-use crate::flags::{cap_names, clone_flag_names, mount_attr_names, mount_flag_names, RLIMITS};
+use crate::flags::{RLIMITS, cap_names, clone_flag_names, mount_attr_names, mount_flag_names};
 use crate::{CBuf, HostStep, IdMapKind, Plan, Step, Target};
 use std::fmt::{self, Display, Formatter};
 
@@ -15,10 +15,20 @@ impl Display for HostStep {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             HostStep::OpenNamespace { slot, ns, path } => {
-                write!(f, "open {} namespace {} as slot {slot}", ns.oci_name(), path.text())
+                write!(
+                    f,
+                    "open {} namespace {} as slot {slot}",
+                    ns.oci_name(),
+                    path.text()
+                )
             }
             HostStep::JoinBeforeClone { ns, path } => {
-                write!(f, "setns {} namespace {} (parent, so the clone is born in it)", ns.oci_name(), path.text())
+                write!(
+                    f,
+                    "setns {} namespace {} (parent, so the clone is born in it)",
+                    ns.oci_name(),
+                    path.text()
+                )
             }
             HostStep::WriteIdMap { kind, map } => {
                 let file = match kind {
@@ -38,19 +48,32 @@ impl Display for Step {
             Step::NotDumpable => write!(f, "prctl PR_SET_DUMPABLE 0"),
             Step::SetNs { slot, ns } => write!(f, "setns slot {slot} ({})", ns.oci_name()),
             Step::WaitIdMaps => write!(f, "wait for the id maps"),
-            Step::BecomeNsRoot => write!(f, "setresgid 0, setresuid 0 (root of the user namespace)"),
+            Step::BecomeNsRoot => {
+                write!(f, "setresgid 0, setresuid 0 (root of the user namespace)")
+            }
             Step::RootPropagation { flags } => {
                 write!(f, "mount propagation of / {}", mount_flag_names(*flags))
             }
-            Step::BindRootfs { path } => write!(f, "bind rootfs {} on itself, open it", path.text()),
+            Step::BindRootfs { path } => {
+                write!(f, "bind rootfs {} on itself, open it", path.text())
+            }
             Step::OpenRootfs { path } => write!(f, "open rootfs {}", path.text()),
-            Step::Mount { source, dest, fstype, flags, data, target } => {
+            Step::Mount {
+                source,
+                dest,
+                fstype,
+                flags,
+                data,
+                target,
+            } => {
                 write!(
                     f,
                     "mount {} on {} type {} flags {} data {}",
                     opt(source),
                     dest.text(),
-                    fstype.as_ref().map_or("NULL".into(), |t| t.text().into_owned()),
+                    fstype
+                        .as_ref()
+                        .map_or("NULL".into(), |t| t.text().into_owned()),
                     mount_flag_names(*flags),
                     opt(data)
                 )?;
@@ -60,12 +83,27 @@ impl Display for Step {
                 Ok(())
             }
             Step::Remount { dest, flags } => {
-                write!(f, "remount {} flags {}", dest.text(), mount_flag_names(*flags))
+                write!(
+                    f,
+                    "remount {} flags {}",
+                    dest.text(),
+                    mount_flag_names(*flags)
+                )
             }
             Step::Propagation { dest, flags } => {
-                write!(f, "mount propagation of {} {}", dest.text(), mount_flag_names(*flags))
+                write!(
+                    f,
+                    "mount propagation of {} {}",
+                    dest.text(),
+                    mount_flag_names(*flags)
+                )
             }
-            Step::SetAttr { dest, recursive, set, clear } => write!(
+            Step::SetAttr {
+                dest,
+                recursive,
+                set,
+                clear,
+            } => write!(
                 f,
                 "mount_setattr {}{} set {} clear {}",
                 dest.text(),
@@ -73,7 +111,15 @@ impl Display for Step {
                 mount_attr_names(*set),
                 mount_attr_names(*clear)
             ),
-            Step::MkNod { dest, kind, major, minor, mode, uid, gid } => write!(
+            Step::MkNod {
+                dest,
+                kind,
+                major,
+                minor,
+                mode,
+                uid,
+                gid,
+            } => write!(
                 f,
                 "mknod {} {kind:?} {major}:{minor} mode {mode:04o} owner {uid}:{gid}",
                 dest.text()
@@ -89,14 +135,37 @@ impl Display for Step {
             Step::MaskPath { path } => write!(f, "mask {}", path.text()),
             Step::ReadonlyPath { path } => write!(f, "read-only {}", path.text()),
             Step::ReadonlyRoot => write!(f, "remount / read-only"),
-            Step::Sysctl { path, value } => write!(f, "sysctl {} = {:?}", path.text(), value.text()),
+            Step::Sysctl { path, value } => {
+                write!(f, "sysctl {} = {:?}", path.text(), value.text())
+            }
             Step::Hostname { name } => write!(f, "sethostname {:?}", name.text()),
             Step::Domainname { name } => write!(f, "setdomainname {:?}", name.text()),
-            Step::Terminal => write!(f, "open the pty, send its master, make it the controlling tty"),
-            Step::Rlimit { resource, soft, hard } => {
-                let name = RLIMITS.get(*resource as usize).copied().unwrap_or("RLIMIT_?");
-                let show = |v: u64| if v == u64::MAX { "unlimited".into() } else { v.to_string() };
-                write!(f, "setrlimit {name} soft {} hard {}", show(*soft), show(*hard))
+            Step::Terminal => write!(
+                f,
+                "open the pty, send its master, make it the controlling tty"
+            ),
+            Step::Rlimit {
+                resource,
+                soft,
+                hard,
+            } => {
+                let name = RLIMITS
+                    .get(*resource as usize)
+                    .copied()
+                    .unwrap_or("RLIMIT_?");
+                let show = |v: u64| {
+                    if v == u64::MAX {
+                        "unlimited".into()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                write!(
+                    f,
+                    "setrlimit {name} soft {} hard {}",
+                    show(*soft),
+                    show(*hard)
+                )
             }
             Step::OomScoreAdj { value } => write!(f, "oom_score_adj {}", value.text()),
             Step::Chdir { path } => write!(f, "chdir {}", path.text()),
@@ -105,13 +174,21 @@ impl Display for Step {
                 write!(f, "find executable {:?} in {}", name.text(), c.join(" "))
             }
             Step::DropBounding { keep, last_cap } => {
-                write!(f, "bounding set keeps {} (drop the rest up to {last_cap})", cap_names(*keep))
+                write!(
+                    f,
+                    "bounding set keeps {} (drop the rest up to {last_cap})",
+                    cap_names(*keep)
+                )
             }
             Step::KeepCaps { on } => write!(f, "prctl PR_SET_KEEPCAPS {}", u8::from(*on)),
             Step::SetGroups { gids } => write!(f, "setgroups {gids:?}"),
             Step::SetGid { gid } => write!(f, "setresgid {gid}"),
             Step::SetUid { uid } => write!(f, "setresuid {uid}"),
-            Step::SetCaps { effective, permitted, inheritable } => write!(
+            Step::SetCaps {
+                effective,
+                permitted,
+                inheritable,
+            } => write!(
                 f,
                 "capset effective {} permitted {} inheritable {}",
                 cap_names(*effective),
@@ -139,7 +216,12 @@ impl Display for Plan {
             "plan format {} arch {} inputs {}",
             self.header.format, self.header.arch, self.header.input_hash
         )?;
-        writeln!(f, "rootfs {}{}", self.rootfs, if self.terminal { " terminal" } else { "" })?;
+        writeln!(
+            f,
+            "rootfs {}{}",
+            self.rootfs,
+            if self.terminal { " terminal" } else { "" }
+        )?;
         let mut n = 0;
         let mut line = |f: &mut Formatter<'_>, text: &dyn Display| {
             n += 1;
@@ -149,7 +231,10 @@ impl Display for Plan {
         for s in &self.before_clone {
             line(f, s)?;
         }
-        line(f, &format_args!("clone3 {}", clone_flag_names(self.clone_flags)))?;
+        line(
+            f,
+            &format_args!("clone3 {}", clone_flag_names(self.clone_flags)),
+        )?;
         writeln!(f, "parent, after clone:")?;
         for s in &self.after_clone {
             line(f, s)?;

@@ -1,0 +1,210 @@
+//! The commands that are not the lifecycle: `list`, `spec`, `features`, `plan`.
+
+use crate::bail;
+use crate::cache;
+use crate::container::oci_state_json;
+use crate::error::{Context, Result};
+use crate::state::{OCI_VERSION, Store};
+use ferrun_planner::Options;
+use serde_json::json;
+use std::path::Path;
+
+/// `ferrun list`: runc's table, or `--format json`, or ids only with `--quiet`.
+pub fn list(store: &Store, format: &str, quiet: bool) -> Result<String> {
+    let mut rows = Vec::new();
+    for id in store.ids()? {
+        if let Ok(s) = store.load(&id) {
+            let status = store.status(&s);
+            rows.push((s, status));
+        }
+    }
+    if quiet {
+        return Ok(rows.iter().map(|(s, _)| format!("{}\n", s.id)).collect());
+    }
+    match format {
+        "json" => {
+            let items: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(s, st)| {
+                    serde_json::from_str(&oci_state_json(s, *st, false)).unwrap_or_default()
+                })
+                .collect();
+            Ok(format!("{}\n", serde_json::Value::Array(items)))
+        }
+        "table" => {
+            let mut table =
+                vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
+            for (s, st) in &rows {
+                let pid = if *st == crate::state::Status::Stopped {
+                    0
+                } else {
+                    s.pid
+                };
+                table.push([
+                    s.id.clone(),
+                    pid.to_string(),
+                    st.as_str().to_string(),
+                    s.bundle.clone(),
+                    s.created.clone(),
+                    if s.owner.is_empty() {
+                        "root".into()
+                    } else {
+                        s.owner.clone()
+                    },
+                ]);
+            }
+            let widths: Vec<usize> = (0..6)
+                .map(|c| table.iter().map(|r| r[c].len()).max().unwrap_or(0))
+                .collect();
+            let mut out = String::new();
+            for r in &table {
+                for (c, cell) in r.iter().enumerate() {
+                    if c == 5 {
+                        out.push_str(cell);
+                    } else {
+                        out.push_str(&format!("{cell:<w$}", w = widths[c] + 3));
+                    }
+                }
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        other => bail!("invalid --format {other:?}: use table or json"),
+    }
+}
+
+/// `ferrun spec`: a starting `config.json` (runc's defaults), rootless with `--rootless`.
+pub fn spec(bundle: &Path, rootless: bool) -> Result<()> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        bail!("{} exists: remove it first", path.display());
+    }
+    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let mut devpts = vec![
+        "nosuid",
+        "noexec",
+        "newinstance",
+        "ptmxmode=0666",
+        "mode=0620",
+    ];
+    if !rootless {
+        devpts.push("gid=5");
+    }
+    let sys = if rootless {
+        json!({"destination": "/sys", "type": "none", "source": "/sys",
+               "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+    } else {
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]})
+    };
+    let mut namespaces = vec![json!({"type": "pid"})];
+    if !rootless {
+        namespaces.push(json!({"type": "network"}));
+    }
+    namespaces.extend([
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ]);
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+            "/sys/firmware", "/proc/scsi"],
+        "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+    });
+    if rootless {
+        if let Some(a) = linux["namespaces"].as_array_mut() {
+            a.push(json!({"type": "user"}));
+        }
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+    } else {
+        linux["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    }
+    let spec = json!({
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": true,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "ferrun",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": devpts},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            sys,
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": linux
+    });
+    let text = serde_json::to_string_pretty(&spec).unwrap_or_default();
+    std::fs::write(&path, text + "\n").ctx(|| format!("write {}", path.display()))
+}
+
+/// `ferrun features`: what this build really supports (OCI features document).
+pub fn features() -> String {
+    let caps: Vec<&str> = ferrun_plans::CAPABILITIES.to_vec();
+    let v = json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": [],
+        "mountOptions": ferrun_planner::MOUNT_OPTIONS,
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": caps,
+            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
+        },
+        "annotations": {"run.ferrun.version": env!("CARGO_PKG_VERSION")}
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+}
+
+/// `ferrun plan`: compile (or fetch from the cache) and print the plan.
+pub fn plan(store: &Store, bundle: &Path, format: &str, no_pivot: bool) -> Result<String> {
+    let bundle = std::fs::canonicalize(bundle).ctx(|| format!("bundle {}", bundle.display()))?;
+    let loaded = cache::load_or_plan(&store.root, &bundle, Options { no_pivot })?;
+    match format {
+        "text" => Ok(format!(
+            "{}cache: {} {}\n",
+            loaded.plan,
+            loaded.origin,
+            loaded.path.display()
+        )),
+        "json" => {
+            let listing = loaded.plan.to_string();
+            let v = json!({
+                "key": loaded.key,
+                "cache": loaded.origin.to_string(),
+                "path": loaded.path,
+                "steps": loaded.plan.steps.len(),
+                "listing": listing.lines().collect::<Vec<_>>(),
+                "notPlanned": loaded.plan.not_planned.iter()
+                    .map(|n| json!({"field": n.field, "why": n.why})).collect::<Vec<_>>(),
+                "warnings": loaded.plan.warnings,
+            });
+            Ok(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
+        }
+        other => bail!("invalid --format {other:?}: use text or json"),
+    }
+}

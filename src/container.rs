@@ -1,0 +1,765 @@
+//! The container lifecycle: `create`, `start`, `run`, `kill`, `delete`. The parent side of a start:
+//! host steps around `clone`, the sync protocol with the container process, error rendering, the
+//! exec fifo, and clean-up of everything a failed create made.
+
+use crate::bail;
+use crate::cache;
+use crate::error::{Context, Error, Result, errno_text};
+use crate::log;
+use crate::state::{State, Status, Store, proc_stat};
+use ferrun_executor::{ChildFds, MSG_PTY, MSG_READY, Prepared, Record};
+use ferrun_planner::Options;
+use ferrun_plans::{HostStep, IdMapKind, Plan, Step};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+/// `create` and `run` options.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Leave the container waiting on its exec fifo.
+    Create,
+    /// Start it at once from this process.
+    Run,
+}
+
+/// Removes what a failed create made: kills the container process, removes the state dir.
+struct Guard<'a> {
+    store: &'a Store,
+    id: String,
+    child: Option<(libc::pid_t, RawFd)>,
+    armed: bool,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some((pid, pidfd)) = self.child {
+            // SAFETY: plain syscalls on our own child.
+            unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        let _ = self.store.remove(&self.id);
+    }
+}
+
+/// A container process that finished set-up.
+struct Launched<'a> {
+    guard: Guard<'a>,
+    child: ferrun_executor::Child,
+    sync: OwnedFd,
+    pty: Option<OwnedFd>,
+    plan: Plan,
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(p).ctx(|| format!("bundle {}", p.display()))
+}
+
+/// Moves `fd` to a number above the preserved range, close-on-exec.
+fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd> {
+    if fd.as_raw_fd() >= min as RawFd {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd we then own.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min as libc::c_int) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "dup fd".into());
+    }
+    // SAFETY: n is a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid out-array.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "socketpair".into());
+    }
+    // SAFETY: both fds are fresh.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The rootfs must be a directory, and a relative `root.path` must stay inside the bundle.
+fn check_rootfs(plan: &Plan, bundle: &Path) -> Result<()> {
+    let rootfs = Path::new(&plan.rootfs);
+    let real = std::fs::canonicalize(rootfs).ctx(|| format!("root.path {}", rootfs.display()))?;
+    if !real.is_dir() {
+        bail!("root.path {}: not a directory", rootfs.display());
+    }
+    if rootfs.starts_with(bundle) && !real.starts_with(bundle) {
+        bail!(
+            "root.path {}: resolves to {}, outside the bundle {}",
+            rootfs.display(),
+            real.display(),
+            bundle.display()
+        );
+    }
+    Ok(())
+}
+
+/// Receives one record (and an fd riding with it). `None` when the child closed its end.
+fn recv_record(sock: &OwnedFd) -> Result<Option<(Record, Option<OwnedFd>)>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut buf = [0u8; 8];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r.ctx(|| "read from the container process".into())?,
+        }
+    };
+    if msg.bytes == 0 {
+        return Ok(None);
+    }
+    let mut fd = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for f in fds {
+                    // SAFETY: the kernel just gave us this fd.
+                    fd = Some(unsafe { OwnedFd::from_raw_fd(f) });
+                }
+            }
+        }
+    }
+    let bytes = msg.bytes;
+    if bytes != 8 {
+        bail!("container process sent a {bytes}-byte record");
+    }
+    Ok(Some((Record::from_bytes(buf), fd)))
+}
+
+fn send_byte(sock: &OwnedFd) -> Result<()> {
+    // SAFETY: a 1-byte buffer.
+    let n = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            b"1".as_ptr().cast(),
+            1,
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if n != 1 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "signal the container process".into());
+    }
+    Ok(())
+}
+
+/// `step 12 mount ... on /proc: Operation not permitted`, with runc's words where engines
+/// match on them.
+pub fn render_failure(plan: &Plan, r: Record) -> String {
+    let Some(step) = plan.steps.get(r.step as usize) else {
+        return format!(
+            "container process failed after its last step: {}",
+            errno_text(r.errno)
+        );
+    };
+    if let Step::ResolveExec { name, .. } = step {
+        let name = name.text();
+        return match r.errno {
+            libc::ENOENT if name.contains('/') => {
+                format!("exec: {name:?}: stat {name}: no such file or directory")
+            }
+            libc::ENOENT => format!("exec: {name:?}: executable file not found in $PATH"),
+            libc::EACCES => format!("exec: {name:?}: permission denied"),
+            e => format!("exec: {name:?}: {}", errno_text(e)),
+        };
+    }
+    if let Step::Exec { argv, .. } = step {
+        let name = argv
+            .first()
+            .map(|a| a.text().into_owned())
+            .unwrap_or_default();
+        return format!("exec {name:?}: {}", errno_text(r.errno).to_lowercase());
+    }
+    format!(
+        "step {} {step}: {}",
+        plan.step_number(r.step as usize),
+        errno_text(r.errno)
+    )
+}
+
+/// Writes the pid file atomically: the decimal pid, no newline.
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.pid.tmp", std::process::id()));
+    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).ctx(|| format!("write pid file {}", path.display()))
+}
+
+/// Sends the pty master to `--console-socket`.
+fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .ctx(|| format!("connect to console socket {}", socket.display()))?;
+    let fds = [master.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .ctx(|| format!("send the pty to {}", socket.display()))?;
+    Ok(())
+}
+
+fn launch<'a>(
+    store: &'a Store,
+    opts: &CreateOpts,
+    mode: Mode,
+    hook: Option<&dyn Fn()>,
+) -> Result<Launched<'a>> {
+    let bundle = absolute(&opts.bundle)?;
+    let loaded = cache::load_or_plan(
+        &store.root,
+        &bundle,
+        Options {
+            no_pivot: opts.no_pivot,
+        },
+    )?;
+    log::debug(&format!("plan {} ({})", loaded.key, loaded.origin));
+    for np in &loaded.plan.not_planned {
+        log::debug(&format!("not yet planned: {}: {}", np.field, np.why));
+    }
+    let plan = loaded.plan;
+    if plan.terminal && opts.console_socket.is_none() && mode == Mode::Create {
+        bail!("process.terminal is true: create needs --console-socket to hand the pty to");
+    }
+    check_rootfs(&plan, &bundle)?;
+
+    let dir = store.claim(&opts.id)?;
+    let mut guard = Guard {
+        store,
+        id: opts.id.clone(),
+        child: None,
+        armed: true,
+    };
+    let min_fd = 3 + opts.preserve_fds;
+    let (parent_sock, child_sock) = seqpacket_pair()?;
+    let parent_sock = above(parent_sock, min_fd)?;
+    let child_sock = above(child_sock, min_fd)?;
+    let fifo = match mode {
+        Mode::Create => {
+            let path = store.fifo(&opts.id);
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .ctx(|| format!("create {}", path.display()))?;
+            // O_RDWR: opening does not block, and the child's read blocks until `start` writes.
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .ctx(|| format!("open {}", path.display()))?;
+            Some(above(OwnedFd::from(f), min_fd)?)
+        }
+        Mode::Run => None,
+    };
+
+    let mut ns = [-1; 8];
+    let mut ns_files = Vec::new();
+    for h in &plan.before_clone {
+        match h {
+            HostStep::OpenNamespace {
+                slot,
+                ns: kind,
+                path,
+            } => {
+                let f = std::fs::File::open(&*path.text()).ctx(|| {
+                    format!(
+                        "linux.namespaces: {} namespace {}",
+                        kind.oci_name(),
+                        path.text()
+                    )
+                })?;
+                let f = above(OwnedFd::from(f), min_fd)?;
+                if let Some(s) = ns.get_mut(usize::from(*slot)) {
+                    *s = f.as_raw_fd();
+                }
+                ns_files.push(f);
+            }
+            HostStep::JoinBeforeClone { ns: kind, path } => {
+                let f = std::fs::File::open(&*path.text()).ctx(|| {
+                    format!(
+                        "linux.namespaces: {} namespace {}",
+                        kind.oci_name(),
+                        path.text()
+                    )
+                })?;
+                nix::sched::setns(
+                    &f,
+                    nix::sched::CloneFlags::from_bits_truncate(kind.clone_flag() as i32),
+                )
+                .ctx(|| format!("join {} namespace {}", kind.oci_name(), path.text()))?;
+            }
+            other => bail!("plan: {other} cannot run before clone"),
+        }
+    }
+
+    let fds = ChildFds {
+        sync: child_sock.as_raw_fd(),
+        start: fifo
+            .as_ref()
+            .map_or(child_sock.as_raw_fd(), |f| f.as_raw_fd()),
+        ns,
+        preserve: opts.preserve_fds,
+    };
+    let prepared = Prepared::new(&plan);
+    let child = ferrun_executor::spawn(&prepared, &fds, hook)
+        .ctx(|| "clone3 the container process".into())?;
+    guard.child = Some((child.pid, child.pidfd));
+    drop(child_sock);
+    drop(fifo);
+    drop(ns_files);
+
+    for h in &plan.after_clone {
+        match h {
+            HostStep::WriteIdMap { kind, map } => {
+                let file = match kind {
+                    IdMapKind::Uid => "uid_map",
+                    IdMapKind::Gid => "gid_map",
+                };
+                let path = format!("/proc/{}/{file}", child.pid);
+                std::fs::write(&path, map.bytes()).ctx(|| format!("write {path}"))?;
+            }
+            HostStep::ReleaseIdMaps => send_byte(&parent_sock)?,
+            other => bail!("plan: {other} cannot run after clone"),
+        }
+    }
+
+    let mut pty = None;
+    loop {
+        match recv_record(&parent_sock)? {
+            Some((r, fd)) if r.step == MSG_PTY => match fd {
+                Some(master) => {
+                    if let Some(sock) = &opts.console_socket {
+                        send_console(sock, &master)?;
+                    } else {
+                        pty = Some(master);
+                    }
+                }
+                None => bail!("container process sent no pty"),
+            },
+            Some((r, _)) if r.step == MSG_READY => break,
+            Some((r, _)) => return Err(Error(render_failure(&plan, r))),
+            None => {
+                let mut status = 0;
+                // SAFETY: reaping our own child.
+                unsafe { libc::waitpid(child.pid, &mut status, 0) };
+                guard.child = None;
+                bail!("container process exited during set-up (wait status {status:#x})");
+            }
+        }
+    }
+
+    let pid_start = proc_stat(child.pid).map_or(0, |(s, _)| s);
+    let state = State {
+        id: opts.id.clone(),
+        pid: child.pid,
+        pid_start,
+        bundle: bundle.to_string_lossy().into_owned(),
+        rootfs: plan.rootfs.clone(),
+        created: log::rfc3339_now(),
+        owner: String::new(),
+        plan: loaded.key,
+    };
+    store.save(&state)?;
+    let _ = dir;
+    Ok(Launched {
+        guard,
+        child,
+        sync: parent_sock,
+        pty,
+        plan,
+    })
+}
+
+/// `ferrun create`: set the container up and leave it waiting for `start`.
+pub fn create(store: &Store, opts: &CreateOpts) -> Result<()> {
+    let mut l = launch(store, opts, Mode::Create, None)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, l.child.pid)?;
+    }
+    l.guard.armed = false;
+    // SAFETY: our pidfd; the process stays, it is only the handle that goes.
+    unsafe { libc::close(l.child.pidfd) };
+    Ok(())
+}
+
+/// `ferrun start`: release a created container.
+pub fn start(store: &Store, id: &str) -> Result<()> {
+    let s = store.load(id)?;
+    let status = store.status(&s);
+    if status != Status::Created {
+        bail!(
+            "cannot start container {id}: it is {}, not created",
+            status.as_str()
+        );
+    }
+    let fifo = store.fifo(id);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    let mut f = match f {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            bail!("cannot start container {id}: container not running")
+        }
+        Err(e) => return Err(e).ctx(|| format!("open {}", fifo.display())),
+    };
+    f.write_all(b"0")
+        .ctx(|| format!("write {}", fifo.display()))?;
+    std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// After the start byte: the sync socket closes on a successful `execve`, or carries its error.
+fn await_exec(l: &Launched<'_>) -> Result<()> {
+    match recv_record(&l.sync)? {
+        None => Ok(()),
+        Some((r, _)) => Err(Error(render_failure(&l.plan, r))),
+    }
+}
+
+/// `ferrun run`: create and start; without `--detach`, wait and return the exit code.
+pub fn run(store: &Store, opts: &CreateOpts, detach: bool, hook: Option<&dyn Fn()>) -> Result<i32> {
+    let forwarded = forwarded_signals();
+    let old_mask = block(&forwarded)?;
+    let result = run_blocked(store, opts, detach, hook, &forwarded);
+    // SAFETY: restoring the mask we saved.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+    result
+}
+
+fn run_blocked(
+    store: &Store,
+    opts: &CreateOpts,
+    detach: bool,
+    hook: Option<&dyn Fn()>,
+    forwarded: &libc::sigset_t,
+) -> Result<i32> {
+    let mut l = launch(store, opts, Mode::Run, hook)?;
+    if detach && l.plan.terminal && opts.console_socket.is_none() {
+        bail!("process.terminal is true: run --detach needs --console-socket");
+    }
+    send_byte(&l.sync)?;
+    await_exec(&l)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, l.child.pid)?;
+    }
+    if detach {
+        l.guard.armed = false;
+        // SAFETY: closing our handle only.
+        unsafe { libc::close(l.child.pidfd) };
+        return Ok(0);
+    }
+    let console = l.pty.take().map(crate::console::Proxy::start).transpose()?;
+    let code = wait_forwarding(l.child.pid, l.child.pidfd, forwarded, console.as_ref());
+    if let Some(c) = console {
+        c.finish();
+    }
+    // `run` owns the container: once it exits, the guard deletes it, like runc.
+    l.guard.child = None;
+    code
+}
+
+fn forwarded_signals() -> libc::sigset_t {
+    // SAFETY: building a sigset on the stack.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGTERM,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGWINCH,
+            libc::SIGCONT,
+        ] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+fn block(set: &libc::sigset_t) -> Result<libc::sigset_t> {
+    // SAFETY: valid sigsets.
+    unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        if libc::pthread_sigmask(libc::SIG_BLOCK, set, &mut old) != 0 {
+            bail!("block signals");
+        }
+        Ok(old)
+    }
+}
+
+/// Forwards signals to the container process until it exits; returns its exit code
+/// (128 + signal when killed, as a shell reports it).
+fn wait_forwarding(
+    pid: libc::pid_t,
+    pidfd: RawFd,
+    set: &libc::sigset_t,
+    console: Option<&crate::console::Proxy>,
+) -> Result<i32> {
+    // SAFETY: signalfd on a valid set; we own the fd.
+    let sfd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if sfd < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "signalfd".into());
+    }
+    // SAFETY: sfd is fresh.
+    let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: valid pollfd array.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            continue;
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            // SAFETY: reading one signalfd_siginfo.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let sz = std::mem::size_of::<libc::signalfd_siginfo>();
+            while unsafe {
+                libc::read(
+                    sfd.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    sz,
+                )
+            } == sz as isize
+            {
+                let sig = info.ssi_signo as libc::c_int;
+                if sig == libc::SIGWINCH
+                    && let Some(c) = console
+                {
+                    c.resize();
+                    continue;
+                }
+                // SAFETY: signalling our own child through its pidfd.
+                unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, 0, 0) };
+            }
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            // SAFETY: closing our handle.
+            unsafe { libc::close(pidfd) };
+            if r < 0 {
+                bail!(
+                    "wait for the container process: {}",
+                    errno_text(crate::errno())
+                );
+            }
+            return Ok(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                1
+            });
+        }
+    }
+}
+
+/// Parses `KILL`, `SIGKILL`, `kill` or `9`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal {s:?}");
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| Error(format!("invalid signal {s:?}")))
+}
+
+fn pidfd_of(s: &State) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, s.pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // The pid is ours only if its start time is the one we recorded (checked after opening, so
+    // the pidfd pins the right process).
+    crate::state::process_alive(s.pid, s.pid_start).then_some(fd)
+}
+
+/// Processes to signal for `kill --all`: those in the container's pid namespace, else its init.
+fn container_pids(s: &State) -> Vec<i32> {
+    let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let init_ns = ns(s.pid);
+    let host_ns = ns(std::process::id() as i32);
+    let mut pids = vec![s.pid];
+    if init_ns.is_none() || init_ns == host_ns {
+        return pids;
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
+                && pid != s.pid
+                && ns(pid) == init_ns
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// `ferrun kill`.
+pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<()> {
+    let sig = parse_signal(signal)?;
+    let s = store.load(id)?;
+    let status = store.status(&s);
+    if !matches!(status, Status::Created | Status::Running) {
+        bail!(
+            "cannot kill container {id}: container not running (it is {})",
+            status.as_str()
+        );
+    }
+    let Some(pidfd) = pidfd_of(&s) else {
+        bail!("cannot kill container {id}: container not running")
+    };
+    if all {
+        for pid in container_pids(&s).into_iter().skip(1) {
+            // SAFETY: plain kill; processes in the container's pid namespace.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+    // SAFETY: signalling through a pidfd we hold.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, 0, 0) };
+    if r < 0 {
+        bail!("kill container {id}: {}", errno_text(crate::errno()));
+    }
+    Ok(())
+}
+
+/// `ferrun delete`.
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    let s = match store.load(id) {
+        Ok(s) => s,
+        Err(e) if force && store.dir(id).exists() => {
+            // A create that died half-way leaves a dir without state: force removes it.
+            log::debug(&format!("delete --force: {e}"));
+            return store.remove(id);
+        }
+        Err(e) => return Err(e),
+    };
+    let status = store.status(&s);
+    if status != Status::Stopped {
+        if !force {
+            bail!(
+                "cannot delete container {id} that is not stopped: it is {} (use --force)",
+                status.as_str()
+            );
+        }
+        if let Some(pidfd) = pidfd_of(&s) {
+            let victims = container_pids(&s);
+            for pid in victims.iter().skip(1) {
+                // SAFETY: plain kill of the container's processes.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            // SAFETY: signalling through our pidfd, then waiting for it to become readable (exit).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    0,
+                    0,
+                );
+                let mut p = libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                if libc::poll(&mut p, 1, 10_000) == 0 {
+                    bail!("delete container {id}: its process {} did not die", s.pid);
+                }
+            }
+        }
+    }
+    store.remove(id)
+}
+
+/// `ferrun state`'s JSON.
+pub fn state_json(store: &Store, id: &str) -> Result<String> {
+    let s = store.load(id)?;
+    let status = store.status(&s);
+    Ok(oci_state_json(&s, status, true))
+}
+
+pub fn oci_state_json(s: &State, status: Status, pretty: bool) -> String {
+    let o = crate::state::OciState {
+        oci_version: crate::state::OCI_VERSION,
+        id: &s.id,
+        pid: if status == Status::Stopped { 0 } else { s.pid },
+        status: status.as_str(),
+        bundle: &s.bundle,
+        rootfs: &s.rootfs,
+        created: &s.created,
+        owner: &s.owner,
+    };
+    let r = if pretty {
+        serde_json::to_string_pretty(&o)
+    } else {
+        serde_json::to_string(&o)
+    };
+    r.unwrap_or_default()
+}

@@ -1,0 +1,196 @@
+//! The state store: one directory per container under the root (`/run/ferrun/<id>/`) holding
+//! `state.json` (written atomically) and, while the container is `created`, `exec.fifo`, which
+//! `start` writes to release the container process.
+
+use crate::bail;
+use crate::error::{Context, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// What ferrun keeps about a container.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    pub pid: i32,
+    /// Start time of `pid` (field 22 of `/proc/<pid>/stat`), to tell a reused pid apart.
+    pub pid_start: u64,
+    pub bundle: String,
+    pub rootfs: String,
+    pub created: String,
+    pub owner: String,
+    /// Plan cache key the container was made from.
+    pub plan: String,
+}
+
+/// OCI container status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// The OCI state as `ferrun state` prints it (runc's field set).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: &'a str,
+    pub bundle: &'a str,
+    pub rootfs: &'a str,
+    pub created: &'a str,
+    pub owner: &'a str,
+}
+
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// A container id: letters, digits, `_ + - .`, not `.` or `..`; no `/` or control characters.
+pub fn check_id(id: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "_+-.".contains(c);
+    if id.is_empty() || id == "." || id == ".." || id.len() > 1024 || !id.chars().all(ok_char) {
+        bail!("invalid container id {id:?}: use letters, digits and _ + - . only");
+    }
+    Ok(())
+}
+
+/// The state directory tree.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    pub fn fifo(&self, id: &str) -> PathBuf {
+        self.dir(id).join("exec.fifo")
+    }
+
+    fn ensure_root(&self) -> Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .ctx(|| format!("create state root {}", self.root.display()))
+    }
+
+    /// Claims `id`: creates its directory, failing if the id is taken.
+    pub fn claim(&self, id: &str) -> Result<PathBuf> {
+        check_id(id)?;
+        self.ensure_root()?;
+        let dir = self.dir(id);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("container with id {id} already exists")
+            }
+            Err(e) => Err(e).ctx(|| format!("create {}", dir.display())),
+        }
+    }
+
+    /// Writes `state.json` atomically.
+    pub fn save(&self, s: &State) -> Result<()> {
+        let dir = self.dir(&s.id);
+        let tmp = dir.join(".state.json.tmp");
+        let bytes = serde_json::to_vec(s).map_err(|e| Error(format!("encode state: {e}")))?;
+        std::fs::write(&tmp, bytes).ctx(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join("state.json")).ctx(|| format!("write state of {}", s.id))
+    }
+
+    /// Reads a container's state; an unknown id is an error that says "does not exist".
+    pub fn load(&self, id: &str) -> Result<State> {
+        check_id(id)?;
+        let path = self.dir(id).join("state.json");
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                Error(format!(
+                    "container {id}: corrupt state {}: {e}",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("container {id} does not exist")
+            }
+            Err(e) => Err(e).ctx(|| format!("read {}", path.display())),
+        }
+    }
+
+    /// Every container id with a state directory.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(e).ctx(|| format!("read {}", self.root.display())),
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != "plans" && e.path().join("state.json").exists() {
+                ids.push(name);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The container's status, from its process and its fifo.
+    pub fn status(&self, s: &State) -> Status {
+        if s.pid <= 0 || !process_alive(s.pid, s.pid_start) {
+            return Status::Stopped;
+        }
+        if self.fifo(&s.id).exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+
+    /// Removes the container's directory.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).ctx(|| format!("remove {}", dir.display())),
+        }
+    }
+}
+
+/// Field 22 (starttime) and field 3 (state) of `/proc/<pid>/stat`.
+pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, state))
+}
+
+/// The process exists, is not a zombie, and is the one we started.
+pub fn process_alive(pid: i32, start: u64) -> bool {
+    matches!(proc_stat(pid), Some((st, state)) if st == start && state != 'Z' && state != 'X')
+}
