@@ -25,6 +25,10 @@ pub struct HostFacts {
     pub arch: String,
     /// `/proc/sys/kernel/cap_last_cap`.
     pub last_cap: u8,
+    /// The runtime's effective uid and gid: a new user namespace without id mappings maps
+    /// them to root, as crun does.
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Runtime options that change the plan.
@@ -86,6 +90,8 @@ pub fn cache_key(input: &Input<'_>) -> String {
         input.bundle.as_os_str().as_encoded_bytes(),
         input.host.arch.as_bytes(),
         &[input.host.last_cap, u8::from(input.options.no_pivot)],
+        &input.host.uid.to_le_bytes(),
+        &input.host.gid.to_le_bytes(),
         env!("CARGO_PKG_VERSION").as_bytes(),
         &FORMAT_VERSION.to_le_bytes(),
     ])
@@ -109,7 +115,16 @@ pub fn parse(config: &[u8]) -> Result<Spec, PlanError> {
                 problem.truncate(cut);
             }
         }
-        let field = if field == "." { String::new() } else { field };
+        if let Some(rest) = problem.strip_prefix("no variant for ") {
+            // oci-spec's wording for an unknown capability.
+            let name = rest.split(' ').next().unwrap_or(rest);
+            problem = format!("unknown capability {name:?}");
+        }
+        let field = if field == "." || field == "?" {
+            String::new()
+        } else {
+            field
+        };
         PlanError { field, problem }
     })
 }
@@ -370,8 +385,9 @@ impl<'a> Planner<'a> {
             let gid = linux
                 .and_then(|l| l.gid_mappings().clone())
                 .unwrap_or_default();
-            let uid = id_map("linux.uidMappings", &uid)?;
-            let gid = id_map("linux.gidMappings", &gid)?;
+            let host = self.input.host;
+            let uid = id_map("linux.uidMappings", &uid, host.uid)?;
+            let gid = id_map("linux.gidMappings", &gid, host.gid)?;
             self.after_clone.push(HostStep::WriteIdMap {
                 kind: IdMapKind::Uid,
                 map: uid,
@@ -691,9 +707,10 @@ impl<'a> Planner<'a> {
     }
 }
 
-fn id_map(field: &str, maps: &[LinuxIdMapping]) -> Result<CBuf, PlanError> {
+/// The text of an id map file; no mappings means the runtime's own id as root.
+fn id_map(field: &str, maps: &[LinuxIdMapping], own_id: u32) -> Result<CBuf, PlanError> {
     if maps.is_empty() {
-        return err(field, "required with a new user namespace");
+        return cbuf(field, &format!("0 {own_id} 1\n"));
     }
     let mut s = String::new();
     for (i, m) in maps.iter().enumerate() {
