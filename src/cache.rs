@@ -15,9 +15,13 @@ pub fn host_facts() -> HostFacts {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40);
+    // SAFETY: geteuid/getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     HostFacts {
         arch: std::env::consts::ARCH.to_string(),
         last_cap,
+        uid,
+        gid,
     }
 }
 

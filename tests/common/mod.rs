@@ -1,0 +1,207 @@
+//! Shared by the integration tests: a busybox rootfs, bundles, and running the ferrun binary
+//! with a private state root.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub fn ferrun_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ferrun")
+}
+
+/// A busybox rootfs shared by every test of a binary (read-only in the configs).
+pub fn rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let base = tempfile::Builder::new()
+            .prefix("ferrun-rootfs-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("tempdir")
+            .keep();
+        let root = base.join("rootfs");
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir bin");
+        std::fs::copy("/bin/busybox", bin.join("busybox"))
+            .expect("copy /bin/busybox (apt-get install busybox-static)");
+        let list = Command::new("/bin/busybox")
+            .arg("--list")
+            .output()
+            .expect("busybox --list");
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" && !applet.is_empty() {
+                let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+            }
+        }
+        for d in [
+            "proc",
+            "sys",
+            "dev",
+            "tmp",
+            "etc",
+            "root",
+            "data",
+            "home/user",
+        ] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+        root
+    })
+}
+
+/// A bundle plus a private state root, both removed when dropped.
+pub struct Bundle {
+    pub dir: tempfile::TempDir,
+    pub config: Value,
+}
+
+impl Bundle {
+    /// runc's default spec made non-interactive, on the shared busybox rootfs.
+    pub fn new(args: &[&str]) -> Bundle {
+        let dir = tempfile::Builder::new()
+            .prefix("ferrun-test-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("tempdir");
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/config/runc-spec.json");
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("json");
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(args);
+        config["root"]["path"] = json!(rootfs());
+        config["hostname"] = json!("ferrun-test");
+        let mut b = Bundle { dir, config };
+        b.save();
+        b
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state_root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn save(&mut self) {
+        std::fs::write(
+            self.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.config).expect("encode"),
+        )
+        .expect("write config.json");
+    }
+
+    /// Edits the config and saves it.
+    pub fn edit(&mut self, f: impl FnOnce(&mut Value)) -> &mut Self {
+        f(&mut self.config);
+        self.save();
+        self
+    }
+
+    /// `ferrun --root <state> ARGS`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(ferrun_bin());
+        c.arg("--root")
+            .arg(self.state_root())
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs ferrun to completion. Its output goes through files, not pipes: a container it
+    /// leaves behind inherits its stdio and would hold a pipe open.
+    pub fn ferrun(&self, args: &[&str]) -> Output {
+        output_via_files(self.cmd(args))
+    }
+
+    /// `ferrun run --bundle <bundle> ID`: (exit code, stdout, stderr).
+    pub fn run(&self, id: &str) -> (i32, String, String) {
+        let bundle = self.path().to_str().expect("utf-8");
+        let out = self.ferrun(&["run", "--bundle", bundle, id]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs `sh -c SCRIPT` in the container and returns stdout; fails the test on a non-zero exit.
+    pub fn sh(&mut self, script: &str) -> String {
+        self.edit(|c| c["process"]["args"] = json!(["sh", "-c", script]));
+        let (code, out, err) = self.run("sh");
+        assert_eq!(
+            code, 0,
+            "script {script:?} failed: stdout {out:?} stderr {err:?}"
+        );
+        out
+    }
+
+    /// Container ids that still have state.
+    pub fn leftover_state(&self) -> Vec<String> {
+        match std::fs::read_dir(self.state_root()) {
+            Ok(d) => d
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "plans")
+                .collect(),
+            Err(_) => vec![],
+        }
+    }
+}
+
+/// The value of a `Key:\tvalue` line of /proc/<pid>/status output.
+pub fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{key} missing from {status}"))
+}
+
+/// Capability names to the hex mask /proc/self/status shows.
+pub fn cap_mask(names: &[&str]) -> String {
+    let mut m = 0u64;
+    for n in names {
+        let bit = ferrun_plans::CAPABILITIES
+            .iter()
+            .position(|c| c == n)
+            .expect("known cap");
+        m |= 1 << bit;
+    }
+    format!("{m:016x}")
+}
+
+/// Waits (up to 5 s) until `cond` holds.
+pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
+/// `Command::output` through temporary files, so that a process that outlives the command
+/// (a created container) does not keep the reader waiting.
+pub fn output_via_files(mut cmd: Command) -> Output {
+    let out = tempfile::tempfile().expect("tempfile");
+    let err = tempfile::tempfile().expect("tempfile");
+    cmd.stdout(out.try_clone().expect("clone"))
+        .stderr(err.try_clone().expect("clone"));
+    let status = cmd.status().expect("run");
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.rewind().expect("rewind");
+        f.read_to_end(&mut v).expect("read");
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}

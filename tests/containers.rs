@@ -1,0 +1,560 @@
+//! Real busybox containers: what the container sees is what the config asked for.
+
+mod common;
+
+use common::{Bundle, cap_mask, status_field, wait_until};
+use serde_json::json;
+
+#[test]
+fn run_returns_the_exit_code() {
+    let mut b = Bundle::new(&["sh", "-c", "exit 7"]);
+    assert_eq!(b.run("exit7").0, 7);
+    // Not pid 1 (init ignores SIGKILL from inside its namespace): no pid namespace here.
+    b.edit(|c| {
+        c["process"]["args"] = json!(["sh", "-c", "kill -9 $$"]);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("ns")
+            .retain(|n| n["type"] != "pid");
+    });
+    assert_eq!(
+        b.run("killed").0,
+        128 + 9,
+        "killed by a signal: 128 + signal"
+    );
+    assert!(
+        b.leftover_state().is_empty(),
+        "run deletes its container: {:?}",
+        b.leftover_state()
+    );
+}
+
+#[test]
+fn hostname_domainname_and_pid_one() {
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        c["hostname"] = json!("box-1");
+        c["domainname"] = json!("example.test");
+    });
+    let out = b.sh("hostname; cat /proc/sys/kernel/domainname; echo $$");
+    assert_eq!(out, "box-1\nexample.test\n1\n");
+}
+
+#[test]
+fn user_groups_cwd_env_and_umask() {
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        c["process"]["user"] =
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 6], "umask": 0o027});
+        c["process"]["cwd"] = json!("/home/user");
+        c["process"]["env"] = json!(["PATH=/bin", "FOO=bar baz"]);
+    });
+    let out = b.sh("cat /proc/self/status; echo \"cwd=$(pwd) foo=$FOO umask=$(umask)\"");
+    assert_eq!(status_field(&out, "Uid"), "1000\t1000\t1000\t1000");
+    assert_eq!(status_field(&out, "Gid"), "1001\t1001\t1001\t1001");
+    assert_eq!(status_field(&out, "Groups"), "5 6");
+    assert!(
+        out.contains("cwd=/home/user foo=bar baz umask=0027"),
+        "{out}"
+    );
+}
+
+#[test]
+fn capabilities_and_no_new_privileges() {
+    let mut b = Bundle::new(&[]);
+    let kept = ["CAP_KILL", "CAP_NET_RAW", "CAP_CHOWN"];
+    b.edit(|c| {
+        c["process"]["capabilities"] = json!({
+            "bounding": kept, "effective": ["CAP_KILL"], "permitted": kept,
+            "inheritable": ["CAP_NET_RAW"], "ambient": ["CAP_NET_RAW"]
+        });
+        c["process"]["noNewPrivileges"] = json!(true);
+    });
+    let out = b.sh("cat /proc/self/status");
+    // The shell is exec'd by a root user: permitted and effective get the bounding set back
+    // except where the kernel's rules for root say otherwise, so check the inherited sets
+    // exactly and the bounding set, which exec cannot raise.
+    assert_eq!(status_field(&out, "CapBnd"), cap_mask(&kept));
+    assert_eq!(status_field(&out, "CapInh"), cap_mask(&["CAP_NET_RAW"]));
+    assert_eq!(status_field(&out, "CapAmb"), cap_mask(&["CAP_NET_RAW"]));
+    assert_eq!(status_field(&out, "NoNewPrivs"), "1");
+
+    // A non-root user keeps exactly the ambient set across exec.
+    b.edit(|c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["process"]["noNewPrivileges"] = json!(false);
+    });
+    let out = b.sh("cat /proc/self/status");
+    assert_eq!(status_field(&out, "CapEff"), cap_mask(&["CAP_NET_RAW"]));
+    assert_eq!(status_field(&out, "CapPrm"), cap_mask(&["CAP_NET_RAW"]));
+    assert_eq!(status_field(&out, "NoNewPrivs"), "0");
+}
+
+#[test]
+fn rlimits_and_oom_score() {
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        c["process"]["rlimits"] = json!([
+            {"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456},
+            {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
+        ]);
+        c["process"]["oomScoreAdj"] = json!(345);
+    });
+    let out = b.sh("ulimit -n; ulimit -H -n; ulimit -c; cat /proc/self/oom_score_adj");
+    assert_eq!(out, "123\n456\n0\n345\n");
+}
+
+fn mountinfo_line<'a>(mountinfo: &'a str, point: &str) -> &'a str {
+    mountinfo
+        .lines()
+        .rev()
+        .find(|l| l.split(' ').nth(4) == Some(point))
+        .unwrap_or_else(|| panic!("no mount at {point} in\n{mountinfo}"))
+}
+
+#[test]
+fn mounts_readonly_root_bind_options_and_propagation() {
+    let host_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    std::fs::write(host_dir.path().join("file"), "from host").expect("write");
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().expect("mounts");
+        mounts.push(json!({"destination": "/data/ro", "type": "bind", "source": host_dir.path(), "options": ["rbind", "ro", "nosuid", "rprivate"]}));
+        mounts.push(json!({"destination": "/data/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "noexec", "rshared"]}));
+        mounts.push(json!({"destination": "/data/deep/er/point", "type": "tmpfs", "source": "tmpfs", "options": ["rro"]}));
+    });
+    let out = b.sh(
+        "cat /proc/self/mountinfo; echo ---; cat /data/ro/file; echo; \
+         touch /data/ro/x 2>&1 || echo ro-refused; touch /x 2>&1 || echo root-refused; \
+         touch /data/scratch/ok && echo scratch-writable",
+    );
+    let (mi, rest) = out.split_once("---\n").expect("marker");
+    let root = mountinfo_line(mi, "/");
+    assert!(
+        root.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")),
+        "root is read-only: {root}"
+    );
+    let ro = mountinfo_line(mi, "/data/ro");
+    assert!(ro.contains(" ro,nosuid"), "bind is ro,nosuid: {ro}");
+    assert!(
+        !ro.contains("shared:") && !ro.contains("master:"),
+        "rprivate: {ro}"
+    );
+    let scratch = mountinfo_line(mi, "/data/scratch");
+    assert!(
+        scratch.contains("noexec") && scratch.contains("shared:"),
+        "rshared tmpfs: {scratch}"
+    );
+    assert!(
+        mountinfo_line(mi, "/data/deep/er/point").contains(" ro,"),
+        "rro"
+    );
+    assert!(rest.contains("from host"), "{rest}");
+    assert!(
+        rest.contains("ro-refused") && rest.contains("root-refused"),
+        "{rest}"
+    );
+    assert!(rest.contains("scratch-writable"), "{rest}");
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    let mut b = Bundle::new(&[]);
+    // /proc/kcore is absent on some kernels: a missing masked path is skipped, not an error.
+    b.edit(|c| c["linux"]["maskedPaths"] = json!(["/proc/kcore", "/etc/passwd", "/proc/acpi"]));
+    let out = b.sh("wc -c < /etc/passwd; ls /proc/acpi | wc -l; \
+         echo x > /proc/sys/kernel/hostname 2>&1 && echo written || echo sys-refused; \
+         grep -c ' /proc/sys ' /proc/self/mountinfo");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].trim(), "0", "a file masked by /dev/null: {out}");
+    assert_eq!(lines[1].trim(), "0", "acpi masked by an empty tmpfs: {out}");
+    assert!(out.contains("sys-refused"), "{out}");
+    assert!(!out.contains("written"), "{out}");
+}
+
+#[test]
+fn devices_default_and_configured() {
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        c["linux"]["devices"] = json!([{"path": "/dev/fuse-like", "type": "c", "major": 1, "minor": 7, "fileMode": 0o640, "uid": 7, "gid": 8}]);
+    });
+    let out = b.sh(
+        "for d in null zero full random urandom tty fuse-like; do stat -c '%n %F %t:%T %a %u:%g' /dev/$d; done; \
+         readlink /dev/ptmx; readlink /dev/fd; readlink /dev/stdin; head -c 4 /dev/zero | wc -c; echo hi > /dev/null && echo null-ok",
+    );
+    for (name, dev) in [
+        ("null", "1:3"),
+        ("zero", "1:5"),
+        ("full", "1:7"),
+        ("random", "1:8"),
+        ("urandom", "1:9"),
+        ("tty", "5:0"),
+    ] {
+        let want = format!("/dev/{name} character special file {dev} 666 0:0");
+        assert!(out.contains(&want), "missing {want:?} in {out}");
+    }
+    assert!(
+        out.contains("/dev/fuse-like character special file 1:7 640 7:8"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pts/ptmx\n/proc/self/fd\n/proc/self/fd/0\n"),
+        "{out}"
+    );
+    assert!(out.contains("4\nnull-ok"), "{out}");
+}
+
+#[test]
+fn sysctl_in_the_container_namespace() {
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        c["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 0", "kernel.shmmni": "1234"});
+        c["linux"]["readonlyPaths"] = json!([]);
+    });
+    let out = b.sh("cat /proc/sys/net/ipv4/ping_group_range /proc/sys/kernel/shmmni");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "1234"]
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/shmmni").expect("host shmmni");
+    assert_ne!(host.trim(), "1234", "the host's value is untouched");
+}
+
+#[test]
+fn user_namespace_with_mappings() {
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("ns")
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        // sysfs cannot be mounted fresh in a user namespace that does not own the network one.
+        let mounts = c["mounts"].as_array_mut().expect("mounts");
+        mounts.retain(|m| m["destination"] != "/sys" && m["destination"] != "/sys/fs/cgroup");
+        c["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+    });
+    let out = b.sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c '%t:%T' /dev/null");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["0", "100000", "65536", "0", "100000", "65536", "0", "1:3"],
+        "{out}"
+    );
+}
+
+#[test]
+fn joins_a_namespace_by_path() {
+    let mut a = Bundle::new(&["sleep", "30"]);
+    a.edit(|c| c["hostname"] = json!("owner-of-uts"));
+    let bundle = a.path().to_str().expect("utf-8").to_string();
+    let out = a.ferrun(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &bundle,
+        "--pid-file",
+        &format!("{bundle}/pid"),
+        "holder",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = std::fs::read_to_string(format!("{bundle}/pid")).expect("pid file");
+    assert!(
+        !pid.ends_with('\n') && pid.parse::<i32>().is_ok(),
+        "pid file is a bare decimal: {pid:?}"
+    );
+
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        c["hostname"] = json!(null);
+        for ns in c["linux"]["namespaces"].as_array_mut().expect("ns") {
+            if ns["type"] == "uts" {
+                ns["path"] = json!(format!("/proc/{pid}/ns/uts"));
+            }
+        }
+    });
+    let out = b.sh("hostname");
+    assert_eq!(out, "owner-of-uts\n");
+    let kill = a.ferrun(&["delete", "--force", "holder"]);
+    assert!(
+        kill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+}
+
+#[test]
+fn no_pivot_uses_chroot() {
+    let b = Bundle::new(&["sh", "-c", "test -d /bin && echo in-rootfs"]);
+    let bundle = b.path().to_str().expect("utf-8");
+    let out = b.ferrun(&["run", "--no-pivot", "--bundle", bundle, "np"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "in-rootfs\n");
+}
+
+#[test]
+fn preserved_fds_pass_and_nothing_else_leaks() {
+    use std::os::fd::AsRawFd;
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo via-fd3 >&3; ls /proc/self/fd | sort -n | tr '\\n' ' '",
+    ]);
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    // A stray, inheritable fd of the caller must not reach the container.
+    let stray = std::fs::File::open("/dev/null").expect("open");
+    // SAFETY: clearing FD_CLOEXEC on an fd we own.
+    unsafe { libc::fcntl(stray.as_raw_fd(), libc::F_SETFD, 0) };
+    let mut cmd = b.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        b.path().to_str().expect("utf-8"),
+        "fds",
+    ]);
+    let wfd = writer.as_raw_fd();
+    // SAFETY: dup2 in the child before exec puts the pipe at fd 3.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::dup2(wfd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = common::output_via_files(cmd);
+    drop(writer);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut &reader, &mut got).expect("read");
+    assert_eq!(got, "via-fd3\n");
+    // ls's own directory fd shows up as the next number; nothing else may.
+    let fds: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|s| s.parse().expect("fd"))
+        .collect();
+    assert_eq!(&fds[..4], &[0, 1, 2, 3], "{fds:?}");
+    assert!(fds.len() <= 5, "only stdio, fd 3 and ls's own fd: {fds:?}");
+    drop(stray);
+}
+
+#[test]
+fn podman_fixture_runs_as_a_real_container() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/config/podman-run.json");
+    let mut b = Bundle::new(&[]);
+    b.config = serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("json");
+    let host_files = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    b.edit(|c| {
+        c["root"]["path"] = json!(common::rootfs());
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "hostname; cat /etc/hosts; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; ulimit -n"
+        ]);
+        // This machine's hard limits are lower than podman's defaults.
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}]);
+        for ns in c["linux"]["namespaces"].as_array_mut().expect("ns") {
+            if ns["type"] == "network" {
+                ns.as_object_mut().expect("obj").remove("path");
+            }
+        }
+        // Its bind sources live on the machine that made it: point them at files of ours.
+        for m in c["mounts"].as_array_mut().expect("mounts") {
+            if m["type"] == "bind" {
+                let name = m["destination"].as_str().expect("dest").replace('/', "_");
+                let src = host_files.path().join(&name);
+                if m["destination"] == "/dev/shm" {
+                    std::fs::create_dir_all(&src).expect("mkdir");
+                } else {
+                    std::fs::write(&src, format!("content of {name}\n")).expect("write");
+                }
+                m["source"] = json!(src);
+            }
+        }
+    });
+    let (code, out, err) = b.run("podman-like");
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(
+        out.starts_with("1af77eb82c82\ncontent of _etc_hosts\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "CapEff:\t{}",
+            cap_mask(&[
+                "CAP_CHOWN",
+                "CAP_DAC_OVERRIDE",
+                "CAP_FOWNER",
+                "CAP_FSETID",
+                "CAP_KILL",
+                "CAP_NET_BIND_SERVICE",
+                "CAP_SETFCAP",
+                "CAP_SETGID",
+                "CAP_SETPCAP",
+                "CAP_SETUID",
+                "CAP_SYS_CHROOT"
+            ])
+        )),
+        "{out}"
+    );
+    assert!(out.ends_with("1024\n"), "{out}");
+}
+
+#[test]
+fn lifecycle_create_start_kill_delete() {
+    let b = Bundle::new(&["sleep", "60"]);
+    let bundle = b.path().to_str().expect("utf-8");
+    let pid_file = b.path().join("pid");
+    let out = b.ferrun(&[
+        "create",
+        "--bundle",
+        bundle,
+        "--pid-file",
+        pid_file.to_str().expect("utf-8"),
+        "life",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = |b: &Bundle| -> serde_json::Value {
+        let out = b.ferrun(&["state", "life"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("state json")
+    };
+    let s = state(&b);
+    let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+    assert_eq!(s["status"], "created");
+    assert_eq!(s["id"], "life");
+    assert_eq!(s["pid"].to_string(), pid);
+    assert_eq!(s["bundle"], bundle);
+    assert!(
+        s["ociVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1."))
+    );
+    // The container process waits for start without running the program.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    assert!(!cmdline.starts_with(b"sleep"), "not exec'd before start");
+
+    // A second create of the same id is refused and leaves the first alone.
+    let dup = b.ferrun(&["create", "--bundle", bundle, "life"]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    assert_eq!(state(&b)["status"], "created");
+
+    // delete without --force refuses a container that is not stopped.
+    assert!(!b.ferrun(&["delete", "life"]).status.success());
+
+    let listed = b.ferrun(&["list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("list json");
+    assert_eq!(list[0]["id"], "life");
+
+    assert!(b.ferrun(&["start", "life"]).status.success());
+    assert!(wait_until(
+        || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep"))
+    ));
+    assert_eq!(state(&b)["status"], "running");
+    assert!(
+        !b.ferrun(&["start", "life"]).status.success(),
+        "start only on created"
+    );
+
+    let kill = b.ferrun(&["kill", "life", "KILL"]);
+    assert!(
+        kill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    assert!(wait_until(|| state(&b)["status"] == "stopped"));
+    let again = b.ferrun(&["kill", "life", "9"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("container not running"));
+    assert!(b.ferrun(&["delete", "life"]).status.success());
+    let gone = b.ferrun(&["state", "life"]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("does not exist"));
+    assert!(b.leftover_state().is_empty());
+}
+
+#[test]
+fn delete_force_kills_a_running_container() {
+    let b = Bundle::new(&["sleep", "60"]);
+    let bundle = b.path().to_str().expect("utf-8");
+    let pid_file = b.path().join("pid");
+    let out = b.ferrun(&[
+        "run",
+        "-d",
+        "--bundle",
+        bundle,
+        "--pid-file",
+        pid_file.to_str().expect("utf-8"),
+        "victim",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = std::fs::read_to_string(&pid_file).expect("pid");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let del = b.ferrun(&["delete", "--force", "victim"]);
+    assert!(
+        del.status.success(),
+        "{}",
+        String::from_utf8_lossy(&del.stderr)
+    );
+    assert!(b.leftover_state().is_empty());
+    assert!(
+        wait_until(|| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z "))
+        }),
+        "the container process is gone"
+    );
+}
+
+#[test]
+fn kill_all_signals_every_process_of_the_container() {
+    let b = Bundle::new(&["sh", "-c", "sleep 60 & sleep 60 & wait"]);
+    let bundle = b.path().to_str().expect("utf-8");
+    let out = b.ferrun(&["run", "-d", "--bundle", bundle, "many"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = b.ferrun(&["kill", "--all", "many", "SIGKILL"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_until(|| {
+        let s = b.ferrun(&["state", "many"]);
+        String::from_utf8_lossy(&s.stdout).contains("\"stopped\"")
+    }));
+    assert!(b.ferrun(&["delete", "many"]).status.success());
+}
