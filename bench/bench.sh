@@ -1,0 +1,115 @@
+#!/bin/bash
+# Usage: [RUNS=100] bench/bench.sh [--extra]
+# Times `run` of ferrun, crun and runc on the same busybox bundle running /bin/true, with
+# hyperfine; prints a markdown table and the ratios. --extra adds peak RSS and syscall counts.
+# Needs root, hyperfine, jq, busybox-static; crun, runc, strace and /usr/bin/time are optional.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+extra=0
+case "${1:-}" in
+    --extra) extra=1 ;;
+    "") ;;
+    *) echo "usage: [RUNS=N] $0 [--extra]" >&2; exit 2 ;;
+esac
+
+# crun 1.8.1 refuses hybrid cgroups ("drop all controllers from cgroupv2"), so the comparison
+# runs in a private mount namespace where the cgroup2 mount is hidden. We remember the host's
+# namespace so that the umount below can never happen in it.
+if [ -z "${FERRUN_BENCH_HOST_MNTNS:-}" ]; then
+    for tool in hyperfine jq unshare; do
+        command -v "$tool" >/dev/null || { echo "$0: $tool is required" >&2; exit 1; }
+    done
+    (cd "$repo" && cargo build --release)
+    FERRUN_BENCH_HOST_MNTNS=$(readlink /proc/self/ns/mnt)
+    export FERRUN_BENCH_HOST_MNTNS
+    exec unshare -m --propagation private -- "$BASH" "${BASH_SOURCE[0]}" "$@"
+fi
+if [ "$(readlink /proc/self/ns/mnt)" = "$FERRUN_BENCH_HOST_MNTNS" ]; then
+    echo "$0: not in a private mount namespace; refusing to unmount cgroup2" >&2
+    exit 1
+fi
+if mountpoint -q /sys/fs/cgroup/unified; then
+    umount /sys/fs/cgroup/unified
+fi
+
+# hyperfine -N splits its commands on whitespace, so no path in them may hold any.
+case "$repo" in *[[:space:]]*) echo "$0: the repository path must not contain whitespace" >&2; exit 1 ;; esac
+tmp=$(mktemp -d /tmp/ferrun-bench.XXXXXX)
+id=bench
+declare -A bin=([ferrun]="$repo/target/release/ferrun" [crun]=$(command -v crun || true) [runc]=$(command -v runc || true))
+cleanup() {
+    for rt in "${!bin[@]}"; do
+        [ -n "${bin[$rt]}" ] && "${bin[$rt]}" --root "$tmp/root-$rt" delete -f "$id" >/dev/null 2>&1 || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+bundle=$tmp/bundle
+"$repo/demo/make-bundle.sh" "$bundle"
+jq '.process.args = ["/bin/true"]' "$bundle/config.json" >"$tmp/config.json"
+mv "$tmp/config.json" "$bundle/config.json"
+
+cmd() { echo "${bin[$1]} --root $tmp/root-$1 run --bundle $bundle $id"; }
+
+# Each runtime must run the bundle twice in a row with the same id: that proves `run` deleted
+# the container on exit, which the fixed id in the benchmark relies on.
+runtimes=()
+for rt in ferrun crun runc; do
+    if [ -z "${bin[$rt]}" ]; then
+        echo "skipping $rt: not installed" >&2
+        continue
+    fi
+    if out=$($(cmd "$rt") 2>&1) && out=$($(cmd "$rt") 2>&1); then
+        runtimes+=("$rt")
+    else
+        echo "skipping $rt: it failed on the bundle: $out" >&2
+    fi
+done
+[ "${#runtimes[@]}" -gt 0 ] || { echo "$0: no runtime could run the bundle" >&2; exit 1; }
+
+args=()
+for rt in "${runtimes[@]}"; do
+    args+=(-n "$rt" "$(cmd "$rt")")
+done
+# hyperfine's own report goes to stderr so stdout holds only the results.
+hyperfine -N --warmup 10 --runs "${RUNS:-100}" --export-json "$tmp/hyperfine.json" "${args[@]}" >&2
+
+echo
+echo "| runtime | mean ± σ (ms) | median (ms) | min (ms) | max (ms) | user (ms) | system (ms) |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+jq -r '.results[] | [.command, .mean, .stddev, .median, .min, .max, .user, .system] | @tsv' \
+    "$tmp/hyperfine.json" |
+    awk -F'\t' '{ printf "| %s | %.2f ± %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", $1, $2*1e3, $3*1e3, $4*1e3, $5*1e3, $6*1e3, $7*1e3, $8*1e3 }'
+echo
+mean() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .mean' "$tmp/hyperfine.json"; }
+f=$(mean ferrun)
+for rt in crun runc; do
+    m=$(mean "$rt")
+    if [ -n "$f" ] && [ -n "$m" ]; then
+        awk -v a="$f" -v b="$m" -v rt="$rt" 'BEGIN { printf "ferrun/%s: %.2f\n", rt, a / b }'
+    else
+        echo "ferrun/$rt: n/a"
+    fi
+done
+
+[ "$extra" = 1 ] || exit 0
+echo
+# %M is the peak RSS of the largest process reaped under the runtime (runc's `runc init` counts).
+if [ -x /usr/bin/time ]; then
+    for rt in "${runtimes[@]}"; do
+        /usr/bin/time -f %M -o "$tmp/rss" $(cmd "$rt") >/dev/null 2>&1 || true
+        echo "peak RSS $rt: $(tail -n 1 "$tmp/rss") KiB"
+    done
+else
+    echo "peak RSS: skipped, /usr/bin/time is not installed (apt-get install time)"
+fi
+if command -v strace >/dev/null; then
+    for rt in "${runtimes[@]}"; do
+        strace -f -c -o "$tmp/strace" $(cmd "$rt") >/dev/null 2>&1 || true
+        echo "syscalls $rt: $(awk '$NF == "total" { print $4 }' "$tmp/strace")"
+    done
+else
+    echo "syscalls: skipped, strace is not installed"
+fi
