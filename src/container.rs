@@ -243,6 +243,7 @@ fn launch<'a>(
     mode: Mode,
     hook: Option<&dyn Fn()>,
 ) -> Result<Launched<'a>> {
+    crate::state::check_id(&opts.id)?;
     let bundle = absolute(&opts.bundle)?;
     let loaded = cache::load_or_plan(
         &store.root,
@@ -353,6 +354,11 @@ fn launch<'a>(
                 };
                 let path = format!("/proc/{}/{file}", child.pid);
                 std::fs::write(&path, map.bytes()).ctx(|| format!("write {path}"))?;
+            }
+            HostStep::OomScoreAdj { value } => {
+                let path = format!("/proc/{}/oom_score_adj", child.pid);
+                std::fs::write(&path, value.bytes())
+                    .ctx(|| format!("process.oomScoreAdj: write {path}"))?;
             }
             HostStep::ReleaseIdMaps => send_byte(&parent_sock)?,
             other => bail!("plan: {other} cannot run after clone"),

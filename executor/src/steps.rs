@@ -318,21 +318,6 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 };
                 ok(libc::setrlimit(*resource as _, &lim))
             }
-            Step::OomScoreAdj { value } => {
-                let fd = Fd(libc::open(
-                    c"/proc/self/oom_score_adj".as_ptr(),
-                    libc::O_WRONLY | libc::O_CLOEXEC,
-                ));
-                if fd.0 < 0 {
-                    return Err(errno());
-                }
-                let v = value.bytes();
-                if libc::write(fd.0, v.as_ptr().cast(), v.len()) < 0 {
-                    Err(errno())
-                } else {
-                    Ok(())
-                }
-            }
             Step::Chdir { path } => ok(libc::chdir(path.as_ptr())),
             Step::ResolveExec { candidates, .. } => {
                 let mut found_unexecutable = false;

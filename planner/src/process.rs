@@ -2,7 +2,7 @@
 //! sets, `noNewPrivileges`, umask, env and args — in the order the runtime spec requires.
 
 use crate::{PlanError, Planner, cbuf, err};
-use ferrun_plans::{CAPABILITIES, CBuf, RLIMITS, Step};
+use ferrun_plans::{CAPABILITIES, CBuf, HostStep, RLIMITS, Step};
 use oci_spec::runtime::{Capabilities, PosixRlimitType, Process};
 
 /// The `PATH` used when the container's env has none (runc's default).
@@ -62,9 +62,14 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
                 format!("{score} is outside -1000..1000"),
             );
         }
-        p.steps.push(Step::OomScoreAdj {
-            value: cbuf("", &score.to_string())?,
-        });
+        // Written by the parent, before it releases the id maps (if any).
+        let at = p
+            .after_clone
+            .iter()
+            .position(|h| *h == HostStep::ReleaseIdMaps)
+            .unwrap_or(p.after_clone.len());
+        let value = cbuf("", &score.to_string())?;
+        p.after_clone.insert(at, HostStep::OomScoreAdj { value });
     }
 
     let cwd = process.cwd().to_str().unwrap_or("");

@@ -179,6 +179,9 @@ pub enum HostStep {
     JoinBeforeClone { ns: Namespace, path: CBuf },
     /// Write `/proc/<pid>/{uid,gid}_map`.
     WriteIdMap { kind: IdMapKind, map: CBuf },
+    /// Write `/proc/<pid>/oom_score_adj` (from outside: a non-dumpable child in a user namespace
+    /// may not write its own).
+    OomScoreAdj { value: CBuf },
     /// Release the container process once its id maps are written.
     ReleaseIdMaps,
 }
@@ -255,8 +258,6 @@ pub enum Step {
     Terminal,
     /// `setrlimit`.
     Rlimit { resource: u32, soft: u64, hard: u64 },
-    /// Write `/proc/self/oom_score_adj`.
-    OomScoreAdj { value: CBuf },
     /// `chdir`.
     Chdir { path: CBuf },
     /// Find the program: the first candidate that is an executable regular file.
@@ -393,6 +394,7 @@ impl Plan {
                     f(path)
                 }
                 HostStep::WriteIdMap { map, .. } => f(map),
+                HostStep::OomScoreAdj { value } => f(value),
                 HostStep::ReleaseIdMaps => {}
             }
         }
@@ -442,7 +444,6 @@ impl Step {
                 f(value)
             }
             Step::Hostname { name } | Step::Domainname { name } => f(name),
-            Step::OomScoreAdj { value } => f(value),
             Step::ResolveExec { name, candidates } => {
                 f(name);
                 candidates.iter().for_each(f)

@@ -37,6 +37,9 @@ impl Display for HostStep {
                 };
                 write!(f, "write /proc/<pid>/{file} {:?}", map.text())
             }
+            HostStep::OomScoreAdj { value } => {
+                write!(f, "write /proc/<pid>/oom_score_adj {}", value.text())
+            }
             HostStep::ReleaseIdMaps => write!(f, "release the container process (id maps written)"),
         }
     }
@@ -167,7 +170,6 @@ impl Display for Step {
                     show(*hard)
                 )
             }
-            Step::OomScoreAdj { value } => write!(f, "oom_score_adj {}", value.text()),
             Step::Chdir { path } => write!(f, "chdir {}", path.text()),
             Step::ResolveExec { name, candidates } => {
                 let c: Vec<_> = candidates.iter().map(|c| c.text().into_owned()).collect();
