@@ -1,0 +1,273 @@
+//! The command-line contract: plan and its cache, features, spec, version, the console socket.
+
+mod common;
+
+use common::Bundle;
+use serde_json::{Value, json};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+fn text(o: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plan_is_cached_reused_and_rebuilt() {
+    let b = Bundle::new(&["true"]);
+    let bundle = &b.path().to_str().expect("utf-8").to_string();
+    let (out, err) = text(&b.ferrun(&["plan", "--bundle", bundle]));
+    assert!(
+        out.contains("container process:") && out.contains("execve argv [\"true\"]"),
+        "{out}{err}"
+    );
+    let cache_line = out.lines().last().expect("cache line");
+    assert!(
+        cache_line.starts_with("cache: miss, stored "),
+        "{cache_line}"
+    );
+    let plan_file = cache_line.rsplit(' ').next().expect("path").to_string();
+    assert!(std::path::Path::new(&plan_file).starts_with(b.state_root().join("plans")));
+
+    let (out, _) = text(&b.ferrun(&["plan", "--bundle", bundle]));
+    assert!(
+        out.lines().last().expect("line").starts_with("cache: hit "),
+        "{out}"
+    );
+
+    // A truncated entry is rebuilt, not trusted.
+    let bytes = std::fs::read(&plan_file).expect("plan file");
+    std::fs::write(&plan_file, &bytes[..bytes.len() / 2]).expect("truncate");
+    let (out, _) = text(&b.ferrun(&["plan", "--bundle", bundle]));
+    assert!(
+        out.contains("cache: rebuilt (corrupt or truncated plan)"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&plan_file).expect("rewritten"), bytes);
+
+    // So is an entry of another format version.
+    let mut foreign = bytes.clone();
+    foreign[8] = 99;
+    std::fs::write(&plan_file, &foreign).expect("write");
+    let (out, _) = text(&b.ferrun(&["plan", "--bundle", bundle]));
+    assert!(out.contains("cache: rebuilt (plan format 99"), "{out}");
+
+    // A changed config is a different entry.
+    let mut b2 = b;
+    b2.edit(|c| c["hostname"] = json!("other"));
+    let (out, _) = text(&b2.ferrun(&["plan", "--bundle", bundle]));
+    assert!(out.contains("cache: miss, stored"), "{out}");
+    assert!(out.contains("sethostname \"other\""), "{out}");
+
+    // run uses the cached plan: it works, and adds no entry.
+    let entries = || {
+        std::fs::read_dir(b2.state_root().join("plans"))
+            .expect("dir")
+            .count()
+    };
+    let before = entries();
+    assert_eq!(b2.run("cached").0, 0);
+    assert_eq!(entries(), before);
+}
+
+#[test]
+fn plan_json_and_out_file() {
+    let b = Bundle::new(&["true"]);
+    let bundle = b.path().to_str().expect("utf-8");
+    let out_file = b.path().join("plan.json");
+    let o = b.ferrun(&[
+        "plan",
+        "--bundle",
+        bundle,
+        "--format",
+        "json",
+        "--out",
+        out_file.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(
+        o.stdout.is_empty(),
+        "--out writes the file instead of stdout"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&out_file).expect("out")).expect("json");
+    assert_eq!(v["key"].as_str().map(str::len), Some(64));
+    assert!(v["listing"].as_array().is_some_and(|l| {
+        l.iter()
+            .any(|s| s.as_str().is_some_and(|s| s.contains("pivot_root")))
+    }));
+    // runc's spec has a cgroup mount and resources: listed, not dropped.
+    let fields: Vec<&str> = v["notPlanned"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|n| n["field"].as_str())
+        .collect();
+    assert!(
+        fields.contains(&"mounts[6]") && fields.contains(&"linux.resources"),
+        "{fields:?}"
+    );
+}
+
+#[test]
+fn features_spec_and_version() {
+    let b = Bundle::new(&["true"]);
+    let (out, _) = text(&b.ferrun(&["features"]));
+    let f: Value = serde_json::from_str(&out).expect("features json");
+    assert_eq!(f["ociVersionMin"], "1.0.0");
+    let opts: Vec<&str> = f["mountOptions"]
+        .as_array()
+        .expect("opts")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(opts.contains(&"rro") && opts.contains(&"rbind") && opts.contains(&"nosymfollow"));
+    let ns: Vec<&str> = f["linux"]["namespaces"]
+        .as_array()
+        .expect("ns")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(ns.len(), 8);
+    assert_eq!(
+        f["linux"]["seccomp"]["enabled"], false,
+        "not claimed before it exists"
+    );
+
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8");
+    assert!(b.ferrun(&["spec", "--bundle", d]).status.success());
+    let again = b.ferrun(&["spec", "--bundle", d]);
+    assert!(!again.status.success(), "spec refuses to overwrite");
+    let spec: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(spec["process"]["args"], json!(["sh"]));
+    // The generated spec plans, with the busybox rootfs next to it.
+    std::os::unix::fs::symlink(common::rootfs(), dir.path().join("rootfs")).expect("symlink");
+    let o = b.ferrun(&["plan", "--bundle", d]);
+    assert!(o.status.success(), "{:?}", text(&o));
+
+    let rootless = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let r = rootless.path().to_str().expect("utf-8");
+    assert!(
+        b.ferrun(&["spec", "--rootless", "--bundle", r])
+            .status
+            .success()
+    );
+    let spec: Value = serde_json::from_slice(
+        &std::fs::read(rootless.path().join("config.json")).expect("config"),
+    )
+    .expect("json");
+    assert!(
+        spec["linux"]["namespaces"]
+            .as_array()
+            .expect("ns")
+            .iter()
+            .any(|n| n["type"] == "user")
+    );
+    assert_eq!(spec["linux"]["uidMappings"][0]["size"], 1);
+
+    let (out, _) = text(&b.ferrun(&["--version"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("ferrun version {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(lines[1].starts_with("spec: 1."));
+}
+
+#[test]
+fn signals_are_parsed_like_runc() {
+    for (s, n) in [
+        ("KILL", 9),
+        ("SIGKILL", 9),
+        ("kill", 9),
+        ("9", 9),
+        ("TERM", 15),
+        ("SIGUSR1", 10),
+    ] {
+        assert_eq!(ferrun::container::parse_signal(s).expect(s), n, "{s}");
+    }
+    for bad in ["0", "65", "NOPE", ""] {
+        assert!(ferrun::container::parse_signal(bad).is_err(), "{bad:?}");
+    }
+}
+
+/// Accepts one connection on `listener` and returns the fd it carries.
+fn receive_fd(listener: std::os::unix::net::UnixListener) -> OwnedFd {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let (conn, _) = listener.accept().expect("accept");
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the fd just arrived and is ours.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd received");
+}
+
+#[test]
+fn terminal_with_console_socket() {
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "tty; test -t 0 && echo stdin-is-a-tty; stty size",
+    ]);
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+
+    // Without a socket, create refuses.
+    let o = b.ferrun(&["create", "--bundle", &bundle, "tty0"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("--console-socket"), "{:?}", text(&o));
+    assert!(b.leftover_state().is_empty());
+
+    let sock = b.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let receiver = std::thread::spawn(move || receive_fd(listener));
+    let o = b.ferrun(&[
+        "create",
+        "--bundle",
+        &bundle,
+        "--console-socket",
+        sock.to_str().expect("utf-8"),
+        "tty1",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let master = receiver.join().expect("receiver");
+    // SAFETY: setting the pty size on the master we hold.
+    unsafe {
+        let ws = libc::winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+    }
+    assert!(b.ferrun(&["start", "tty1"]).status.success());
+    let mut out = Vec::new();
+    let mut f = std::fs::File::from(master);
+    // Reading the master ends with EIO once the container's side is closed.
+    let _ = std::io::Read::read_to_end(&mut f, &mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("/dev/pts/0"), "{out:?}");
+    assert!(out.contains("stdin-is-a-tty"), "{out:?}");
+    assert!(out.contains("33 101"), "{out:?}");
+    assert!(common::wait_until(|| String::from_utf8_lossy(
+        &b.ferrun(&["state", "tty1"]).stdout
+    )
+    .contains("stopped")));
+    assert!(b.ferrun(&["delete", "tty1"]).status.success());
+}
