@@ -289,6 +289,30 @@ fn joins_a_namespace_by_path() {
 }
 
 #[test]
+fn new_cgroup_and_time_namespaces() {
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().expect("ns");
+        ns.push(json!({"type": "cgroup"}));
+        ns.push(json!({"type": "time"}));
+    });
+    let out = b.sh("readlink /proc/self/ns/cgroup; readlink /proc/self/ns/time; cat /proc/self/cgroup | tail -1");
+    let lines: Vec<&str> = out.lines().collect();
+    let host = |n: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{n}"))
+            .expect("ns")
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert_ne!(lines[0], host("cgroup"));
+    assert_ne!(lines[1], host("time"));
+    assert_eq!(
+        lines[2], "0::/",
+        "a new cgroup namespace is rooted at the container's cgroup"
+    );
+}
+
+#[test]
 fn no_pivot_uses_chroot() {
     let b = Bundle::new(&["sh", "-c", "test -d /bin && echo in-rootfs"]);
     let bundle = b.path().to_str().expect("utf-8");
