@@ -7,6 +7,7 @@
 
 mod mounts;
 mod process;
+pub mod seccomp;
 
 pub use mounts::OPTION_NAMES as MOUNT_OPTIONS;
 

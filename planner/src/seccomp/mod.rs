@@ -1,0 +1,462 @@
+//! `linux.seccomp` → one classic-BPF filter.
+//!
+//! seccompiler has one match action per filter, one arch per filter and no user-notify action, so
+//! the filter is emitted here: per-rule actions, every OCI action, multi-arch dispatch (x86_64
+//! with x86 and x32; aarch64 with arm), a binary search over syscall numbers, and 64-bit argument
+//! comparisons. Rules are resolved the way libseccomp resolves them, which runc and crun inherit:
+//! rules whose action is the default are dropped, the first unconditional rule for a syscall wins
+//! and replaces earlier conditional ones, and names unknown to an arch are skipped for it.
+
+pub mod bpf;
+
+use crate::{PlanError, err};
+use bpf::{Asm, Cond, Insn, OFF_ARCH, OFF_NR, off_arg_hi, off_arg_lo};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction as A, LinuxSeccompFilterFlag as F,
+    LinuxSeccompOperator as Op,
+};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
+const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// `SECCOMP_FILTER_FLAG_*`.
+pub const FLAG_TSYNC: u32 = 1;
+pub const FLAG_LOG: u32 = 2;
+pub const FLAG_SPEC_ALLOW: u32 = 4;
+pub const FLAG_NEW_LISTENER: u32 = 8;
+pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
+
+/// A compiled filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compiled {
+    pub insns: Vec<Insn>,
+    /// `SECCOMP_FILTER_FLAG_*` to install it with.
+    pub flags: u32,
+    /// Some rule (or the default) is `SCMP_ACT_NOTIFY`.
+    pub notify: bool,
+}
+
+/// An ABI the filter dispatches on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Abi {
+    X86_64,
+    X32,
+    X86,
+    Aarch64,
+    Arm,
+}
+
+impl Abi {
+    /// The syscall number of `name` on this ABI.
+    fn nr(self, name: &str) -> Option<u32> {
+        match self {
+            Abi::X86_64 => syscalls::x86_64::Sysno::from_str(name)
+                .ok()
+                .map(|s| s.id() as u32),
+            // x32 is dispatched through x86_64's table (see `emit`).
+            Abi::X32 => None,
+            Abi::X86 => syscalls::x86::Sysno::from_str(name)
+                .ok()
+                .map(|s| s.id() as u32),
+            Abi::Aarch64 => syscalls::aarch64::Sysno::from_str(name)
+                .ok()
+                .map(|s| s.id() as u32),
+            Abi::Arm => syscalls::arm::Sysno::from_str(name)
+                .ok()
+                .map(|s| s.id() as u32),
+        }
+    }
+
+    fn is_32bit(self) -> bool {
+        matches!(self, Abi::X86 | Abi::Arm)
+    }
+}
+
+/// The ABIs a filter for `host_arch` covers, given `architectures`.
+fn abis(host_arch: &str, listed: &[Arch]) -> Result<Vec<Abi>, PlanError> {
+    let native = match host_arch {
+        "x86_64" => Abi::X86_64,
+        "aarch64" => Abi::Aarch64,
+        other => {
+            return err(
+                "linux.seccomp",
+                format!("seccomp is not supported on {other} yet"),
+            );
+        }
+    };
+    let mut out = vec![native];
+    for a in listed {
+        let abi = match (native, a) {
+            (_, Arch::ScmpArchNative) => continue,
+            (Abi::X86_64, Arch::ScmpArchX86_64) | (Abi::Aarch64, Arch::ScmpArchAarch64) => continue,
+            (Abi::X86_64, Arch::ScmpArchX86) => Abi::X86,
+            (Abi::X86_64, Arch::ScmpArchX32) => Abi::X32,
+            (Abi::Aarch64, Arch::ScmpArchArm) => Abi::Arm,
+            // Other arches cannot run on this host: no process of theirs can reach the filter.
+            _ => continue,
+        };
+        if !out.contains(&abi) {
+            out.push(abi);
+        }
+    }
+    Ok(out)
+}
+
+fn action(a: A, errno_ret: Option<u32>, field: &str) -> Result<u32, PlanError> {
+    let data = |default: u32| -> Result<u32, PlanError> {
+        let v = errno_ret.unwrap_or(default);
+        if v > 0xffff {
+            return err(
+                field.to_string(),
+                format!("errno {v} does not fit in 16 bits"),
+            );
+        }
+        Ok(v)
+    };
+    Ok(match a {
+        A::ScmpActKill | A::ScmpActKillThread => bpf::RET_KILL_THREAD,
+        A::ScmpActKillProcess => bpf::RET_KILL_PROCESS,
+        A::ScmpActTrap => bpf::RET_TRAP,
+        A::ScmpActErrno => bpf::RET_ERRNO | data(libc::EPERM as u32)?,
+        A::ScmpActTrace => bpf::RET_TRACE | data(libc::EPERM as u32)?,
+        A::ScmpActLog => bpf::RET_LOG,
+        A::ScmpActAllow => bpf::RET_ALLOW,
+        A::ScmpActNotify => bpf::RET_USER_NOTIF,
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Check {
+    index: u32,
+    op: Op,
+    value: u64,
+    mask: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Rule {
+    checks: Vec<Check>,
+    action: u32,
+}
+
+/// Compiles `linux.seccomp` for a host.
+pub fn compile(s: &LinuxSeccomp, host_arch: &str) -> Result<Compiled, PlanError> {
+    let default = action(
+        s.default_action(),
+        s.default_errno_ret(),
+        "linux.seccomp.defaultErrnoRet",
+    )?;
+    let abis = abis(host_arch, s.architectures().as_deref().unwrap_or(&[]))?;
+    let mut flags = 0;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SeccompFilterFlagTsync => FLAG_TSYNC,
+            F::SeccompFilterFlagLog => FLAG_LOG,
+            F::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
+            F::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
+        };
+    }
+    let mut notify = default == bpf::RET_USER_NOTIF;
+    // ABI → syscall number → rules in order.
+    let mut table: BTreeMap<Abi, BTreeMap<u32, Vec<Rule>>> = BTreeMap::new();
+    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{i}]");
+        let act = action(sc.action(), sc.errno_ret(), &format!("{field}.errnoRet"))?;
+        if act == bpf::RET_USER_NOTIF {
+            notify = true;
+        }
+        let mut checks = Vec::new();
+        for (j, a) in sc.args().iter().flatten().enumerate() {
+            if a.index() > 5 {
+                return err(
+                    format!("{field}.args[{j}].index"),
+                    format!("{} is above 5", a.index()),
+                );
+            }
+            let (value, mask) = match a.op() {
+                Op::ScmpCmpMaskedEq => (a.value_two().unwrap_or(0), a.value()),
+                _ => (a.value(), u64::MAX),
+            };
+            checks.push(Check {
+                index: a.index() as u32,
+                op: a.op(),
+                value,
+                mask,
+            });
+        }
+        if sc.names().is_empty() {
+            return err(format!("{field}.names"), "must name at least one syscall");
+        }
+        if act == default {
+            continue;
+        }
+        // Two checks on one argument make runc add one rule per check (their OR).
+        let repeated = checks
+            .iter()
+            .enumerate()
+            .any(|(x, c)| checks[..x].iter().any(|d| d.index == c.index));
+        let rule_checks: Vec<Vec<Check>> = if repeated {
+            checks.iter().map(|c| vec![c.clone()]).collect()
+        } else {
+            vec![checks.clone()]
+        };
+        for (k, name) in sc.names().iter().enumerate() {
+            let mut known = false;
+            for &abi in &abis {
+                let Some(nr) = abi.nr(name) else { continue };
+                known = true;
+                let rules = table.entry(abi).or_default().entry(nr).or_default();
+                for checks in &rule_checks {
+                    if rules.iter().any(|r| r.checks.is_empty()) {
+                        break; // an unconditional rule is already there: it wins
+                    }
+                    if checks.is_empty() {
+                        rules.clear();
+                    }
+                    rules.push(Rule {
+                        checks: checks.clone(),
+                        action: act,
+                    });
+                }
+            }
+            if !known && !is_known_elsewhere(name) {
+                return err(
+                    format!("{field}.names[{k}]"),
+                    format!("unknown syscall {name:?}"),
+                );
+            }
+        }
+    }
+    if notify {
+        flags |= FLAG_NEW_LISTENER;
+    }
+    let insns = emit(&abis, &table, default).map_err(|problem| PlanError {
+        field: "linux.seccomp".into(),
+        problem,
+    })?;
+    Ok(Compiled {
+        insns,
+        flags,
+        notify,
+    })
+}
+
+/// Names of other arches' syscalls (libseccomp accepts them everywhere and skips them).
+fn is_known_elsewhere(name: &str) -> bool {
+    syscalls::x86::Sysno::from_str(name).is_ok()
+        || syscalls::arm::Sysno::from_str(name).is_ok()
+        || syscalls::aarch64::Sysno::from_str(name).is_ok()
+        || syscalls::x86_64::Sysno::from_str(name).is_ok()
+        || syscalls::powerpc64::Sysno::from_str(name).is_ok()
+        || syscalls::s390x::Sysno::from_str(name).is_ok()
+        || syscalls::mips::Sysno::from_str(name).is_ok()
+        || syscalls::riscv64::Sysno::from_str(name).is_ok()
+        || syscalls::sparc64::Sysno::from_str(name).is_ok()
+        || matches!(name, "socketcall" | "ipc" | "sigreturn" | "_sysctl")
+}
+
+fn emit(
+    abis: &[Abi],
+    table: &BTreeMap<Abi, BTreeMap<u32, Vec<Rule>>>,
+    default: u32,
+) -> Result<Vec<Insn>, String> {
+    let mut a = Asm::default();
+    let empty = BTreeMap::new();
+    let kill = a.label();
+    a.ld(OFF_ARCH);
+    // One entry per audit arch; x32 lives inside x86_64's.
+    let mut arch_entries = Vec::new();
+    for &abi in abis {
+        let audit = match abi {
+            Abi::X86_64 => AUDIT_ARCH_X86_64,
+            Abi::X86 => AUDIT_ARCH_I386,
+            Abi::Aarch64 => AUDIT_ARCH_AARCH64,
+            Abi::Arm => AUDIT_ARCH_ARM,
+            Abi::X32 => continue,
+        };
+        let entry = a.label();
+        let next = a.label();
+        a.jmp(Cond::Eq, audit, entry, next);
+        a.here(next);
+        arch_entries.push((abi, entry));
+    }
+    // Any other arch: a process of an ABI the profile does not cover is killed.
+    a.ja(kill);
+    for (abi, entry) in arch_entries {
+        a.here(entry);
+        a.ld(OFF_NR);
+        if abi == Abi::X86_64 {
+            let (x32, native) = (a.label(), a.label());
+            a.jmp(Cond::Ge, X32_SYSCALL_BIT, x32, native);
+            if abis.contains(&Abi::X32) {
+                // x32 shares x86_64's numbers: clear the bit and take the same path.
+                a.here(x32);
+                a.and(!X32_SYSCALL_BIT);
+                a.ja(native);
+            } else {
+                a.here(x32);
+                a.ja(kill);
+            }
+            a.here(native);
+            dispatch(&mut a, abi, table.get(&abi).unwrap_or(&empty), default);
+        } else {
+            dispatch(&mut a, abi, table.get(&abi).unwrap_or(&empty), default);
+        }
+    }
+    a.here(kill);
+    a.ret(bpf::RET_KILL_PROCESS);
+    a.finish()
+}
+
+/// A binary search over the ABI's syscall numbers (A holds nr), then each syscall's rules.
+/// A syscall whose only rule is unconditional jumps straight to a `ret` shared by its leaf.
+fn dispatch(a: &mut Asm, abi: Abi, rules: &BTreeMap<u32, Vec<Rule>>, default: u32) {
+    let nrs: Vec<u32> = rules.keys().copied().collect();
+    let mut blocks = Vec::new();
+    search(a, &nrs, rules, default, &mut blocks);
+    for (nr, block) in blocks {
+        a.here(block);
+        for rule in &rules[&nr] {
+            let next = a.label();
+            for c in &rule.checks {
+                check(a, abi, c, next);
+            }
+            a.ret(rule.action);
+            a.here(next);
+        }
+        a.ret(default);
+    }
+}
+
+/// The leaf for a few numbers, or a `jge` splitting them. Conditional syscalls get a block of
+/// their own, emitted after the tree (collected in `blocks`).
+fn search(
+    a: &mut Asm,
+    nrs: &[u32],
+    rules: &BTreeMap<u32, Vec<Rule>>,
+    default: u32,
+    blocks: &mut Vec<(u32, usize)>,
+) {
+    if nrs.len() <= 6 {
+        let mut rets: Vec<(u32, usize)> = Vec::new();
+        for nr in nrs {
+            let target = match rules[nr].as_slice() {
+                [only] if only.checks.is_empty() => {
+                    match rets.iter().find(|(act, _)| *act == only.action) {
+                        Some((_, l)) => *l,
+                        None => {
+                            let l = a.label();
+                            rets.push((only.action, l));
+                            l
+                        }
+                    }
+                }
+                _ => {
+                    let l = a.label();
+                    blocks.push((*nr, l));
+                    l
+                }
+            };
+            let next = a.label();
+            a.jmp(Cond::Eq, *nr, target, next);
+            a.here(next);
+        }
+        a.ret(default);
+        for (act, l) in rets {
+            a.here(l);
+            a.ret(act);
+        }
+        return;
+    }
+    let mid = nrs.len() / 2;
+    let (hi, lo) = (a.label(), a.label());
+    a.jmp(Cond::Ge, nrs[mid], hi, lo);
+    a.here(lo);
+    search(a, &nrs[..mid], rules, default, blocks);
+    a.here(hi);
+    search(a, &nrs[mid..], rules, default, blocks);
+}
+
+/// Falls through when the check holds, jumps to `fail` otherwise.
+fn check(a: &mut Asm, abi: Abi, c: &Check, fail: usize) {
+    let (vhi, vlo) = ((c.value >> 32) as u32, c.value as u32);
+    let (mhi, mlo) = ((c.mask >> 32) as u32, c.mask as u32);
+    let pass = a.label();
+    // 32-bit ABIs pass 32-bit arguments: only the low word is compared, as libseccomp does.
+    let wide = !abi.is_32bit();
+    let lo_then = |a: &mut Asm, cond: Cond, k: u32, taken_passes: bool| {
+        a.ld(off_arg_lo(c.index));
+        if taken_passes {
+            a.jmp(cond, k, pass, fail)
+        } else {
+            a.jmp(cond, k, fail, pass)
+        }
+    };
+    match c.op {
+        Op::ScmpCmpEq | Op::ScmpCmpMaskedEq => {
+            let mask = c.op == Op::ScmpCmpMaskedEq;
+            if wide {
+                let next = a.label();
+                a.ld(off_arg_hi(c.index));
+                if mask {
+                    a.and(mhi);
+                }
+                a.jmp(Cond::Eq, vhi & mhi, next, fail);
+                a.here(next);
+            }
+            a.ld(off_arg_lo(c.index));
+            if mask {
+                a.and(mlo);
+            }
+            a.jmp(Cond::Eq, vlo & mlo, pass, fail);
+        }
+        Op::ScmpCmpNe => {
+            if wide {
+                let lo = a.label();
+                a.ld(off_arg_hi(c.index));
+                a.jmp(Cond::Eq, vhi, lo, pass);
+                a.here(lo);
+            }
+            lo_then(a, Cond::Eq, vlo, false);
+        }
+        Op::ScmpCmpGt | Op::ScmpCmpGe => {
+            let cond = if c.op == Op::ScmpCmpGt {
+                Cond::Gt
+            } else {
+                Cond::Ge
+            };
+            if wide {
+                let (eq, lo) = (a.label(), a.label());
+                a.ld(off_arg_hi(c.index));
+                a.jmp(Cond::Gt, vhi, pass, eq);
+                a.here(eq);
+                a.jmp(Cond::Eq, vhi, lo, fail);
+                a.here(lo);
+            }
+            lo_then(a, cond, vlo, true);
+        }
+        Op::ScmpCmpLt | Op::ScmpCmpLe => {
+            // a < v  ⇔ !(a >= v);  a <= v ⇔ !(a > v)
+            let cond = if c.op == Op::ScmpCmpLt {
+                Cond::Ge
+            } else {
+                Cond::Gt
+            };
+            if wide {
+                let (eq, lo) = (a.label(), a.label());
+                a.ld(off_arg_hi(c.index));
+                a.jmp(Cond::Gt, vhi, fail, eq);
+                a.here(eq);
+                a.jmp(Cond::Eq, vhi, lo, pass);
+                a.here(lo);
+            }
+            lo_then(a, cond, vlo, false);
+        }
+    }
+    a.here(pass);
+}
