@@ -389,6 +389,19 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 Ok(())
             }
             Step::NoNewPrivs => ok(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)),
+            Step::Seccomp { flags, bpf, .. } => {
+                let prog = libc::sock_fprog {
+                    len: (bpf.len() / 8) as u16,
+                    filter: bpf.as_ptr() as *mut libc::sock_filter,
+                };
+                check(libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    *flags,
+                    &prog as *const libc::sock_fprog,
+                ))
+                .map(|_| ())
+            }
             Step::Umask { mask } => {
                 libc::umask(*mask);
                 Ok(())

@@ -631,9 +631,6 @@ impl<'a> Planner<'a> {
             );
         }
         if let Some(linux) = spec.linux() {
-            if linux.seccomp().is_some() {
-                self.not_planned("linux.seccomp", "seccomp filters are not planned yet (issue #3): the container runs without one");
-            }
             if linux.resources().is_some() {
                 self.not_planned(
                     "linux.resources",

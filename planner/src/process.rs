@@ -160,6 +160,17 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
         ));
     }
     let ambient = ambient & permitted & inheritable;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let filter = seccomp_step(p)?;
+    if let Some(filter) = &filter
+        && !nnp
+    {
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while every
+        // capability is still held (runc does the same). Marking fds close-on-exec first keeps
+        // close_range out of the profile's way; the fds in use stay open until execve.
+        p.steps.push(Step::CloseFds);
+        p.steps.push(filter.clone());
+    }
     p.steps.push(Step::DropBounding {
         keep: bounding,
         last_cap: p.input.host.last_cap,
@@ -178,12 +189,20 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     if ambient != 0 {
         p.steps.push(Step::Ambient { caps: ambient });
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         p.steps.push(Step::NoNewPrivs);
     }
     p.steps.push(Step::Ready);
     p.steps.push(Step::WaitStart);
-    p.steps.push(Step::CloseFds);
+    match filter {
+        // As close to execve as possible: only execve runs under the filter.
+        Some(filter) if nnp => {
+            p.steps.push(Step::CloseFds);
+            p.steps.push(filter);
+        }
+        Some(_) => {}
+        None => p.steps.push(Step::CloseFds),
+    }
     let argv = args
         .iter()
         .enumerate()
@@ -194,4 +213,25 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
         env: env_bufs,
     });
     Ok(())
+}
+
+/// The `Seccomp` step for `linux.seccomp`, if any.
+fn seccomp_step(p: &Planner<'_>) -> Result<Option<Step>, PlanError> {
+    let Some(s) = p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let compiled = crate::seccomp::compile(s, &p.input.host.arch)?;
+    if compiled.notify {
+        return err(
+            "linux.seccomp",
+            "SCMP_ACT_NOTIFY is not supported yet (the listener hand-off is not built)",
+        );
+    }
+    let bpf = crate::seccomp::bpf::to_bytes(&compiled.insns);
+    let hash = ferrun_plans::content_hash(&[&bpf]);
+    Ok(Some(Step::Seccomp {
+        flags: compiled.flags,
+        bpf,
+        hash,
+    }))
 }

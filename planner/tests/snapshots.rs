@@ -103,7 +103,7 @@ fn planning_is_deterministic_and_round_trips() {
 }
 
 #[test]
-fn podman_fixture_joins_its_netns_and_lists_unplanned_sections() {
+fn podman_fixture_joins_its_netns_plans_seccomp_and_lists_unplanned_sections() {
     let bytes = std::fs::read(data("config/podman-run.json")).expect("read");
     let p = plan_bytes(&bytes, Options::default()).expect("plan");
     let listing = p.to_string();
@@ -114,12 +114,9 @@ fn podman_fixture_joins_its_netns_and_lists_unplanned_sections() {
     assert!(listing.contains("setns slot 0 (network)"), "{listing}");
     assert!(!ferrun_plans::clone_flag_names(p.clone_flags).contains("NEWNET"));
     let fields: Vec<_> = p.not_planned.iter().map(|n| n.field.as_str()).collect();
-    for f in [
-        "linux.seccomp",
-        "linux.resources",
-        "linux.cgroupsPath",
-        "mounts[10]",
-    ] {
+    assert!(listing.contains("seccomp filter "), "{listing}");
+    assert!(!fields.contains(&"linux.seccomp"), "seccomp is planned now");
+    for f in ["linux.resources", "linux.cgroupsPath", "mounts[10]"] {
         assert!(fields.contains(&f), "{f} missing from {fields:?}");
     }
 }

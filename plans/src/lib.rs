@@ -282,6 +282,15 @@ pub enum Step {
     Ambient { caps: u64 },
     /// `prctl(PR_SET_NO_NEW_PRIVS)`.
     NoNewPrivs,
+    /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, program)`.
+    Seccomp {
+        flags: u32,
+        /// The `sock_filter` array as the kernel reads it.
+        #[serde(with = "serde_bytes")]
+        bpf: Vec<u8>,
+        /// SHA-256 of `bpf`, for the listing and the filter cache.
+        hash: String,
+    },
     /// `umask`.
     Umask { mask: u32 },
     /// Tell the parent that set-up is done.

@@ -199,6 +199,30 @@ impl Display for Step {
             ),
             Step::Ambient { caps } => write!(f, "ambient raise {}", cap_names(*caps)),
             Step::NoNewPrivs => write!(f, "prctl PR_SET_NO_NEW_PRIVS 1"),
+            Step::Seccomp { flags, bpf, hash } => {
+                let names: Vec<&str> = [
+                    (1, "TSYNC"),
+                    (2, "LOG"),
+                    (4, "SPEC_ALLOW"),
+                    (8, "NEW_LISTENER"),
+                    (32, "WAIT_KILLABLE_RECV"),
+                ]
+                .iter()
+                .filter(|(bit, _)| flags & bit != 0)
+                .map(|(_, n)| *n)
+                .collect();
+                write!(
+                    f,
+                    "seccomp filter {} ({} instructions) flags {}",
+                    hash.get(..16).unwrap_or(hash),
+                    bpf.len() / 8,
+                    if names.is_empty() {
+                        "0".to_string()
+                    } else {
+                        names.join("|")
+                    }
+                )
+            }
             Step::Umask { mask } => write!(f, "umask {mask:04o}"),
             Step::Ready => write!(f, "tell the parent: ready"),
             Step::WaitStart => write!(f, "wait for start"),
