@@ -391,7 +391,7 @@ fn podman_fixture_runs_as_a_real_container() {
         c["process"]["args"] = json!([
             "sh",
             "-c",
-            "hostname; cat /etc/hosts; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; ulimit -n"
+            "hostname; cat /etc/hosts; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; ulimit -n"
         ]);
         // This machine's hard limits are lower than podman's defaults.
         c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}]);
@@ -439,6 +439,7 @@ fn podman_fixture_runs_as_a_real_container() {
         )),
         "{out}"
     );
+    assert!(out.contains("Seccomp:\t2\n"), "podman's profile is installed: {out}");
     assert!(out.ends_with("1024\n"), "{out}");
 }
 
