@@ -129,6 +129,11 @@ pub enum Command {
     },
     /// Print what this runtime supports (OCI features JSON).
     Features,
+    /// Compile, inspect and query seccomp profiles.
+    Seccomp {
+        #[command(subcommand)]
+        command: SeccompCommand,
+    },
     /// Compile a bundle's config.json to a plan, cache it, and print it.
     Plan {
         #[arg(short, long, default_value = ".")]
@@ -142,6 +147,38 @@ pub enum Command {
         /// Plan for chroot instead of pivot_root.
         #[arg(long = "no-pivot")]
         no_pivot: bool,
+    },
+}
+
+/// `ferrun seccomp …`. PROFILE is a `linux.seccomp` object or a whole config.json.
+#[derive(Subcommand, Debug)]
+pub enum SeccompCommand {
+    /// Compile a profile to BPF (the kernel's sock_filter array).
+    Compile {
+        profile: PathBuf,
+        /// Host arch to compile for: x86_64 or aarch64 (default: this machine's).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Write the BPF here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Disassemble a profile's compiled filter, syscalls named.
+    Dump {
+        profile: PathBuf,
+        #[arg(long)]
+        arch: Option<String>,
+    },
+    /// Which action a call gets, evaluated on the compiled BPF.
+    Check {
+        profile: PathBuf,
+        /// Syscall name or number.
+        syscall: String,
+        /// Up to six arguments, decimal or 0x-hex.
+        args: Vec<String>,
+        /// ABI of the calling process: x86_64, x86, x32, aarch64, arm (default: native).
+        #[arg(long)]
+        arch: Option<String>,
     },
 }
 
@@ -213,6 +250,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print(&crate::commands::features());
             Ok(0)
         }
+        Command::Seccomp { command } => crate::commands::seccomp(command),
         Command::Plan {
             bundle,
             format,

@@ -208,3 +208,65 @@ pub fn plan(store: &Store, bundle: &Path, format: &str, no_pivot: bool) -> Resul
         other => bail!("invalid --format {other:?}: use text or json"),
     }
 }
+
+fn compile_profile(
+    path: &Path,
+    arch: Option<&str>,
+) -> Result<(ferrun_planner::seccomp::Compiled, String)> {
+    let bytes = std::fs::read(path).ctx(|| format!("read {}", path.display()))?;
+    let profile = ferrun_planner::seccomp::load_profile(&bytes)
+        .map_err(|e| crate::error::Error(format!("{}: {e}", path.display())))?;
+    let host = arch.map_or_else(|| std::env::consts::ARCH.to_string(), str::to_string);
+    let compiled = ferrun_planner::seccomp::compile(&profile, &host)
+        .map_err(|e| crate::error::Error(format!("{}: {e}", path.display())))?;
+    Ok((compiled, host))
+}
+
+fn parse_arg(s: &str) -> Result<u64> {
+    let parsed = match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse::<u64>(),
+    };
+    parsed.map_err(|_| crate::error::Error(format!("argument {s:?}: not a number")))
+}
+
+/// `ferrun seccomp compile|dump|check`.
+pub fn seccomp(cmd: &crate::cli::SeccompCommand) -> Result<i32> {
+    use crate::cli::SeccompCommand as C;
+    use std::io::Write;
+    match cmd {
+        C::Compile { profile, arch, out } => {
+            let (c, _) = compile_profile(profile, arch.as_deref())?;
+            let bytes = ferrun_planner::seccomp::bpf::to_bytes(&c.insns);
+            match out {
+                Some(p) => std::fs::write(p, &bytes).ctx(|| format!("write {}", p.display()))?,
+                None => std::io::stdout()
+                    .write_all(&bytes)
+                    .ctx(|| "write stdout".into())?,
+            }
+        }
+        C::Dump { profile, arch } => {
+            let (c, _) = compile_profile(profile, arch.as_deref())?;
+            print!("{}", ferrun_planner::seccomp::dump(&c));
+        }
+        C::Check {
+            profile,
+            syscall,
+            args,
+            arch,
+        } => {
+            let host_arch = match arch.as_deref() {
+                Some("x86") | Some("x32") => Some("x86_64"),
+                Some("arm") => Some("aarch64"),
+                other => other,
+            };
+            let (c, host) = compile_profile(profile, host_arch)?;
+            let args: Vec<u64> = args.iter().map(|a| parse_arg(a)).collect::<Result<_>>()?;
+            let verdict =
+                ferrun_planner::seccomp::check(&c, &host, arch.as_deref(), syscall, &args)
+                    .map_err(crate::error::Error)?;
+            println!("{}", ferrun_planner::seccomp::bpf::action_name(verdict));
+        }
+    }
+    Ok(0)
+}

@@ -439,7 +439,10 @@ fn podman_fixture_runs_as_a_real_container() {
         )),
         "{out}"
     );
-    assert!(out.contains("Seccomp:\t2\n"), "podman's profile is installed: {out}");
+    assert!(
+        out.contains("Seccomp:\t2\n"),
+        "podman's profile is installed: {out}"
+    );
     assert!(out.ends_with("1024\n"), "{out}");
 }
 

@@ -150,3 +150,123 @@ fn bad_profiles_are_refused_naming_the_rule() {
         assert!(b.leftover_state().is_empty());
     }
 }
+
+/// profile, syscall, args, predicted action, script, what the container prints.
+type Case = (
+    Value,
+    &'static str,
+    Vec<&'static str>,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// `ferrun seccomp check` on the compiled BPF predicts what the container then meets.
+#[test]
+fn check_agrees_with_the_container() {
+    let kill9 = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_EQ"}]}]});
+    let cases: Vec<Case> = vec![
+        // profile, syscall, args, predicted action, script, what the container prints
+        (
+            deny(&["mkdir", "mkdirat"], "SCMP_ACT_ERRNO", Some(13)),
+            "mkdir",
+            vec!["0", "0"],
+            "ERRNO(13)",
+            "mkdir /tmp/a 2>&1",
+            "Permission denied",
+        ),
+        (
+            deny(&["mkdir", "mkdirat"], "SCMP_ACT_ERRNO", Some(13)),
+            "rmdir",
+            vec![],
+            "ALLOW",
+            "rmdir /dev/shm/nope 2>&1",
+            "No such file or directory",
+        ),
+        (
+            deny(&["uname"], "SCMP_ACT_ERRNO", Some(38)),
+            "uname",
+            vec![],
+            "ERRNO(38)",
+            "uname -s | grep -q Linux || echo failed",
+            "failed",
+        ),
+        (
+            deny(&["uname"], "SCMP_ACT_LOG", None),
+            "uname",
+            vec![],
+            "LOG",
+            "uname",
+            "Linux",
+        ),
+        (
+            deny(&["uname"], "SCMP_ACT_KILL_PROCESS", None),
+            "uname",
+            vec![],
+            "KILL_PROCESS",
+            "uname; echo after",
+            "",
+        ),
+        (
+            deny(&["uname"], "SCMP_ACT_TRAP", None),
+            "uname",
+            vec![],
+            "TRAP",
+            "uname; echo after",
+            "",
+        ),
+        (
+            kill9.clone(),
+            "kill",
+            vec!["1", "9"],
+            "ERRNO(1)",
+            "sleep 5 & kill -9 $! 2>&1 || echo refused",
+            "refused",
+        ),
+        (
+            kill9.clone(),
+            "kill",
+            vec!["1", "15"],
+            "ALLOW",
+            "sleep 5 & kill -15 $! && echo sent",
+            "sent",
+        ),
+        (kill9, "kill", vec!["1", "0x900000009"], "ALLOW", "true", ""),
+        (
+            deny(
+                &["chmod", "fchmodat", "fchmodat2"],
+                "SCMP_ACT_ERRNO",
+                Some(30),
+            ),
+            "fchmodat",
+            vec![],
+            "ERRNO(30)",
+            "chmod 700 /tmp 2>&1",
+            "Read-only file system",
+        ),
+    ];
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    for (i, (profile, syscall, args, action, script, seen)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("p{i}.json"));
+        std::fs::write(&path, serde_json::to_vec(&profile).expect("encode")).expect("write");
+        let mut cmd = vec!["seccomp", "check", path.to_str().expect("utf-8"), syscall];
+        cmd.extend(args.iter().copied());
+        let b = with_profile(script, true, profile);
+        let o = b.ferrun(&cmd);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            action,
+            "case {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let (code, out, err) = b.run("agree");
+        if action.starts_with("KILL") || action == "TRAP" {
+            assert_eq!(code, 128 + libc::SIGSYS, "case {i}: {out} {err}");
+        } else {
+            assert!(
+                out.contains(seen),
+                "case {i}: want {seen:?} in {out:?} ({err})"
+            );
+        }
+    }
+}

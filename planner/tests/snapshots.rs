@@ -348,3 +348,83 @@ fn broken_variants_name_the_field() {
         settings().bind(|| insta::assert_snapshot!(format!("error-{name}"), e.to_string()));
     }
 }
+
+#[test]
+fn seccomp_disassembly_of_the_podman_profile() {
+    let config = std::fs::read(data("config/podman-run.json")).expect("read");
+    let profile = ferrun_planner::seccomp::load_profile(&config).expect("profile");
+    let compiled = ferrun_planner::seccomp::compile(&profile, "x86_64").expect("compile");
+    let dump = ferrun_planner::seccomp::dump(&compiled);
+    assert!(
+        dump.contains("# x86_64") && dump.contains("# x86\n"),
+        "both ABI sections are named"
+    );
+    settings().bind(|| insta::assert_snapshot!("seccomp-dump-podman-run", dump));
+}
+
+#[test]
+fn broken_seccomp_profiles_name_the_rule() {
+    let base = |rules: Value| json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": rules});
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "unknown-syscall",
+            base(json!([{"names": ["read", "no_such_call"], "action": "SCMP_ACT_ALLOW"}])),
+        ),
+        (
+            "empty-names",
+            base(json!([{"names": [], "action": "SCMP_ACT_ALLOW"}])),
+        ),
+        (
+            "unknown-action",
+            base(json!([{"names": ["read"], "action": "SCMP_ACT_MAYBE"}])),
+        ),
+        (
+            "unknown-default-action",
+            json!({"defaultAction": "SCMP_ACT_NOPE"}),
+        ),
+        (
+            "unknown-operator",
+            base(
+                json!([{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]),
+            ),
+        ),
+        (
+            "arg-index-too-high",
+            base(
+                json!([{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]),
+            ),
+        ),
+        (
+            "errno-too-large",
+            base(json!([{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}])),
+        ),
+        (
+            "negative-errno",
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": -1}),
+        ),
+        (
+            "unknown-arch",
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_Z80"]}),
+        ),
+        (
+            "unknown-flag",
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "flags": ["SECCOMP_FILTER_FLAG_FAST"]}),
+        ),
+        (
+            "notify-not-supported-yet",
+            base(json!([{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}])),
+        ),
+    ];
+    for (name, profile) in cases {
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(data("config/runc-spec.json")).expect("read"))
+                .expect("json");
+        config["linux"]["seccomp"] = profile;
+        let bytes = serde_json::to_vec(&config).expect("encode");
+        let e = plan_bytes(&bytes, Options::default())
+            .err()
+            .unwrap_or_else(|| panic!("{name}: planned"));
+        assert!(e.field.starts_with("linux.seccomp"), "{name}: {e}");
+        settings().bind(|| insta::assert_snapshot!(format!("seccomp-error-{name}"), e.to_string()));
+    }
+}

@@ -118,7 +118,8 @@ impl Asm {
 
     /// Resolves labels. A conditional jump can reach 255 instructions ahead; a farther target is
     /// reached through a `ja` placed right after the jump.
-    pub fn finish(mut self) -> Result<Vec<Insn>, String> {
+    /// The program, and the position of every label.
+    pub fn finish(mut self) -> Result<(Vec<Insn>, Vec<usize>), String> {
         loop {
             let mut pos = vec![usize::MAX; self.labels];
             let mut pc = 0;
@@ -198,7 +199,7 @@ impl Asm {
                             out.len()
                         ));
                     }
-                    return Ok(out);
+                    return Ok((out, pos));
                 }
                 Some(idx) => {
                     // jmp → (L1: ja t) / (L2: ja f): both sides 0 or 1 ahead, `ja` reaches anywhere.

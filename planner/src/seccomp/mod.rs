@@ -39,6 +39,8 @@ pub struct Compiled {
     pub flags: u32,
     /// Some rule (or the default) is `SCMP_ACT_NOTIFY`.
     pub notify: bool,
+    /// Where each ABI's dispatch starts, for the disassembly.
+    pub sections: Vec<(usize, &'static str)>,
 }
 
 /// An ABI the filter dispatches on.
@@ -52,6 +54,43 @@ enum Abi {
 }
 
 impl Abi {
+    fn name(self) -> &'static str {
+        match self {
+            Abi::X86_64 => "x86_64",
+            Abi::X32 => "x32",
+            Abi::X86 => "x86",
+            Abi::Aarch64 => "aarch64",
+            Abi::Arm => "arm",
+        }
+    }
+
+    fn by_name(name: &str) -> Option<Abi> {
+        [Abi::X86_64, Abi::X32, Abi::X86, Abi::Aarch64, Abi::Arm]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
+
+    /// The audit arch value `seccomp_data.arch` holds for this ABI.
+    fn audit(self) -> u32 {
+        match self {
+            Abi::X86_64 | Abi::X32 => AUDIT_ARCH_X86_64,
+            Abi::X86 => AUDIT_ARCH_I386,
+            Abi::Aarch64 => AUDIT_ARCH_AARCH64,
+            Abi::Arm => AUDIT_ARCH_ARM,
+        }
+    }
+
+    /// The name of syscall `nr` on this ABI.
+    fn syscall_name(self, nr: u32) -> Option<&'static str> {
+        let nr = nr as usize;
+        match self {
+            Abi::X86_64 | Abi::X32 => syscalls::x86_64::Sysno::new(nr).map(|s| s.name()),
+            Abi::X86 => syscalls::x86::Sysno::new(nr).map(|s| s.name()),
+            Abi::Aarch64 => syscalls::aarch64::Sysno::new(nr).map(|s| s.name()),
+            Abi::Arm => syscalls::arm::Sysno::new(nr).map(|s| s.name()),
+        }
+    }
+
     /// The syscall number of `name` on this ABI.
     fn nr(self, name: &str) -> Option<u32> {
         match self {
@@ -235,7 +274,7 @@ pub fn compile(s: &LinuxSeccomp, host_arch: &str) -> Result<Compiled, PlanError>
     if notify {
         flags |= FLAG_NEW_LISTENER;
     }
-    let insns = emit(&abis, &table, default).map_err(|problem| PlanError {
+    let (insns, sections) = emit(&abis, &table, default).map_err(|problem| PlanError {
         field: "linux.seccomp".into(),
         problem,
     })?;
@@ -243,6 +282,7 @@ pub fn compile(s: &LinuxSeccomp, host_arch: &str) -> Result<Compiled, PlanError>
         insns,
         flags,
         notify,
+        sections,
     })
 }
 
@@ -260,11 +300,13 @@ fn is_known_elsewhere(name: &str) -> bool {
         || matches!(name, "socketcall" | "ipc" | "sigreturn" | "_sysctl")
 }
 
+type Sections = Vec<(usize, &'static str)>;
+
 fn emit(
     abis: &[Abi],
     table: &BTreeMap<Abi, BTreeMap<u32, Vec<Rule>>>,
     default: u32,
-) -> Result<Vec<Insn>, String> {
+) -> Result<(Vec<Insn>, Sections), String> {
     let mut a = Asm::default();
     let empty = BTreeMap::new();
     let kill = a.label();
@@ -287,7 +329,7 @@ fn emit(
     }
     // Any other arch: a process of an ABI the profile does not cover is killed.
     a.ja(kill);
-    for (abi, entry) in arch_entries {
+    for &(abi, entry) in &arch_entries {
         a.here(entry);
         a.ld(OFF_NR);
         if abi == Abi::X86_64 {
@@ -310,7 +352,12 @@ fn emit(
     }
     a.here(kill);
     a.ret(bpf::RET_KILL_PROCESS);
-    a.finish()
+    let (insns, pos) = a.finish()?;
+    let sections = arch_entries
+        .iter()
+        .map(|(abi, l)| (pos[*l], abi.name()))
+        .collect();
+    Ok((insns, sections))
 }
 
 /// A binary search over the ABI's syscall numbers (A holds nr), then each syscall's rules.
@@ -324,7 +371,7 @@ fn dispatch(a: &mut Asm, abi: Abi, rules: &BTreeMap<u32, Vec<Rule>>, default: u3
         for rule in &rules[&nr] {
             let next = a.label();
             for c in &rule.checks {
-                check(a, abi, c, next);
+                emit_check(a, abi, c, next);
             }
             a.ret(rule.action);
             a.here(next);
@@ -383,7 +430,7 @@ fn search(
 }
 
 /// Falls through when the check holds, jumps to `fail` otherwise.
-fn check(a: &mut Asm, abi: Abi, c: &Check, fail: usize) {
+fn emit_check(a: &mut Asm, abi: Abi, c: &Check, fail: usize) {
     let (vhi, vlo) = ((c.value >> 32) as u32, c.value as u32);
     let (mhi, mlo) = ((c.mask >> 32) as u32, c.mask as u32);
     let pass = a.label();
@@ -459,4 +506,101 @@ fn check(a: &mut Asm, abi: Abi, c: &Check, fail: usize) {
         }
     }
     a.here(pass);
+}
+
+/// The disassembly of a compiled filter, syscall numbers named per ABI section.
+pub fn dump(c: &Compiled) -> String {
+    let listing = bpf::Disasm(&c.insns).to_string();
+    let mut out = String::new();
+    let mut abi = None;
+    let mut a_is_nr = false;
+    for (pc, (line, insn)) in listing.lines().zip(&c.insns).enumerate() {
+        if let Some((_, name)) = c.sections.iter().find(|(start, _)| *start == pc) {
+            abi = Abi::by_name(name);
+            out.push_str(&format!("# {name}\n"));
+        }
+        out.push_str(line);
+        match insn.code {
+            bpf::LD_W_ABS => a_is_nr = insn.k == OFF_NR,
+            bpf::ALU_AND_K => {}
+            bpf::JMP_JEQ_K | bpf::JMP_JGE_K | bpf::JMP_JGT_K if a_is_nr => {
+                if let Some(name) = abi.and_then(|a| a.syscall_name(insn.k)) {
+                    out.push_str(&format!("    # {name}"));
+                }
+            }
+            _ => {}
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The action the filter returns for `name(args)` on `arch` (default: the host's), by running
+/// the compiled BPF.
+pub fn check(
+    c: &Compiled,
+    host_arch: &str,
+    arch: Option<&str>,
+    name: &str,
+    args: &[u64],
+) -> Result<u32, String> {
+    let abi = match arch {
+        Some(a) => Abi::by_name(a)
+            .ok_or_else(|| format!("unknown arch {a:?}: use x86_64, x86, x32, aarch64 or arm"))?,
+        None => Abi::by_name(host_arch)
+            .ok_or_else(|| format!("seccomp is not supported on {host_arch}"))?,
+    };
+    let lookup = if abi == Abi::X32 { Abi::X86_64 } else { abi };
+    let nr = match name.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => lookup
+            .nr(name)
+            .ok_or_else(|| format!("{name:?} is not a {} syscall", abi.name()))?,
+    };
+    let nr = if abi == Abi::X32 {
+        nr | X32_SYSCALL_BIT
+    } else {
+        nr
+    };
+    if args.len() > 6 {
+        return Err("at most 6 arguments".into());
+    }
+    let mut data = bpf::Data {
+        nr: nr as i32,
+        arch: abi.audit(),
+        ip: 0,
+        args: [0; 6],
+    };
+    data.args[..args.len()].copy_from_slice(args);
+    bpf::run(&c.insns, &data)
+}
+
+/// Reads a profile: either the `linux.seccomp` object itself or a whole `config.json`.
+pub fn load_profile(bytes: &[u8]) -> Result<LinuxSeccomp, PlanError> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| PlanError {
+        field: String::new(),
+        problem: format!("invalid JSON: {e}"),
+    })?;
+    let (value, prefix) = match v.pointer("/linux/seccomp") {
+        Some(s) => (s.clone(), "linux.seccomp"),
+        None if v.get("linux").is_some() => {
+            return err("linux.seccomp", "the config has no seccomp profile");
+        }
+        None => (v, "linux.seccomp"),
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let mut problem = e.into_inner().to_string();
+        if let Some(cut) = problem.find(", expected one of") {
+            problem.truncate(cut);
+        }
+        PlanError {
+            field: if path == "." {
+                prefix.into()
+            } else {
+                format!("{prefix}.{path}")
+            },
+            problem,
+        }
+    })
 }
