@@ -51,7 +51,21 @@ bundle=$tmp/bundle
 jq '.process.args = ["/bin/true"]' "$bundle/config.json" >"$tmp/config.json"
 mv "$tmp/config.json" "$bundle/config.json"
 
-cmd() { echo "${bin[$1]} --root $tmp/root-$1 run --bundle $bundle $id"; }
+# podman's generated config (seccomp profile, masks, binds, rlimits) on the same rootfs: its
+# bind sources and netns exist only where podman made it, so they are swapped for ours.
+podman=$tmp/podman
+mkdir -p "$podman/files/shm"
+for f in resolv.conf hosts hostname .containerenv; do : >"$podman/files/$f"; done
+jq --arg rootfs "$bundle/rootfs" --arg files "$podman/files" '
+    .root.path = $rootfs | .process.args = ["/bin/true"] | .process.terminal = false
+    | .process.rlimits = [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}]
+    | del(.linux.resources) | del(.linux.cgroupsPath)
+    | .linux.namespaces |= map(del(.path))
+    | .mounts |= map(select(.type != "cgroup")
+        | if .type == "bind" then .source = ($files + "/" + (.source | split("/") | last)) else . end)
+' "$repo/tests/data/config/podman-run.json" >"$podman/config.json"
+
+cmd() { echo "${bin[$1]} --root $tmp/root-$1 run --bundle ${2:-$bundle} $id"; }
 
 # Each runtime must run the bundle twice in a row with the same id: that proves `run` deleted
 # the container on exit, which the fixed id in the benchmark relies on.
@@ -73,6 +87,15 @@ args=()
 for rt in "${runtimes[@]}"; do
     args+=(-n "$rt" "$(cmd "$rt")")
 done
+# The podman config, for each runtime that accepts it (crun and runc compile its seccomp
+# profile with libseccomp on every run; ferrun's plan cache holds the compiled filter).
+for rt in "${runtimes[@]}"; do
+    if out=$($(cmd "$rt" "$podman") 2>&1); then
+        args+=(-n "$rt-podman" "$(cmd "$rt" "$podman")")
+    else
+        echo "skipping $rt on the podman config: $out" >&2
+    fi
+done
 # hyperfine's own report goes to stderr so stdout holds only the results.
 hyperfine -N --warmup 10 --runs "${RUNS:-100}" --export-json "$tmp/hyperfine.json" "${args[@]}" >&2
 
@@ -85,6 +108,16 @@ jq -r '.results[] | [.command, .mean, .stddev, .median, .min, .max, .user, .syst
 echo
 mean() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .mean' "$tmp/hyperfine.json"; }
 f=$(mean ferrun)
+fp=$(mean ferrun-podman)
+if [ -n "$fp" ] && [ -n "$f" ]; then
+    awk -v a="$fp" -v b="$f" 'BEGIN { printf "ferrun-podman/ferrun: %.2f\n", a / b }'
+fi
+for rt in crun runc; do
+    m=$(mean "$rt-podman")
+    if [ -n "$fp" ] && [ -n "$m" ]; then
+        awk -v a="$fp" -v b="$m" -v rt="$rt" 'BEGIN { printf "ferrun-podman/%s-podman: %.2f\n", rt, a / b }'
+    fi
+done
 for rt in crun runc; do
     m=$(mean "$rt")
     if [ -n "$f" ] && [ -n "$m" ]; then
