@@ -329,7 +329,14 @@ fn launch<'a>(
         }
     }
 
+    let handoff = match plan.seccomp_listener {
+        Some(_) => Some(
+            ferrun_executor::HandoffPage::new().ctx(|| "map the seccomp hand-off page".into())?,
+        ),
+        None => None,
+    };
     let fds = ChildFds {
+        handoff: handoff.as_ref().map_or(std::ptr::null(), |h| h.ptr()),
         sync: child_sock.as_raw_fd(),
         start: fifo
             .as_ref()
@@ -379,6 +386,12 @@ fn launch<'a>(
                 None => bail!("container process sent no pty"),
             },
             Some((r, _)) if r.step == MSG_READY => break,
+            Some((r, _)) if r.step == ferrun_executor::MSG_SECCOMP => {
+                let (Some(page), Some(listener)) = (&handoff, &plan.seccomp_listener) else {
+                    bail!("container process announced a seccomp listener the plan has none of");
+                };
+                hand_over_listener(page, listener, child.pidfd, child.pid, &opts.id, &bundle)?;
+            }
             Some((r, _)) => return Err(Error(render_failure(&plan, r))),
             None => {
                 let mut status = 0;
@@ -410,6 +423,66 @@ fn launch<'a>(
         pty,
         plan,
     })
+}
+
+/// Takes the seccomp listener fd out of the container process (which waits without making a
+/// syscall) and sends it to `listenerPath` with the container process state, as the runtime
+/// spec describes; then lets the container process go on.
+fn hand_over_listener(
+    page: &ferrun_executor::HandoffPage,
+    listener: &ferrun_plans::Listener,
+    pidfd: RawFd,
+    pid: i32,
+    id: &str,
+    bundle: &Path,
+) -> Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let Some(fd) = page.wait_published(std::time::Duration::from_secs(10)) else {
+        bail!("linux.seccomp: the container process did not publish its listener fd");
+    };
+    // SAFETY: pidfd_getfd returns a new fd in this process, or -1.
+    let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) };
+    if got < 0 {
+        bail!(
+            "linux.seccomp: take the listener fd: {}",
+            errno_text(crate::errno())
+        );
+    }
+    // SAFETY: fresh fd.
+    let got = unsafe { OwnedFd::from_raw_fd(got as RawFd) };
+    let state = serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": listener.metadata,
+        "state": {
+            "ociVersion": crate::state::OCI_VERSION,
+            "id": id,
+            "status": "creating",
+            "pid": pid,
+            "bundle": bundle,
+        }
+    })
+    .to_string();
+    let stream = std::os::unix::net::UnixStream::connect(&listener.path)
+        .ctx(|| format!("linux.seccomp.listenerPath: connect to {}", listener.path))?;
+    let fds = [got.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(state.as_bytes())];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .ctx(|| {
+        format!(
+            "linux.seccomp.listenerPath: send the listener fd to {}",
+            listener.path
+        )
+    })?;
+    page.release();
+    Ok(())
 }
 
 /// `ferrun create`: set the container up and leave it waiting for `start`.

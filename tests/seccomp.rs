@@ -139,7 +139,7 @@ fn bad_profiles_are_refused_naming_the_rule() {
         ),
         (
             json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
-            "SCMP_ACT_NOTIFY is not supported yet",
+            "SCMP_ACT_NOTIFY needs an absolute listenerPath",
         ),
     ];
     for (profile, want) in cases {

@@ -16,6 +16,9 @@ use std::io;
 pub const MSG_READY: u32 = u32::MAX;
 /// A sync record's `step` field for "here is the pty master" (the fd rides along).
 pub const MSG_PTY: u32 = u32::MAX - 1;
+/// A sync record's `step` field for "installing a filter with a listener: watch the hand-off
+/// page". Sent before the filter exists, so no notified syscall is needed to announce it.
+pub const MSG_SECCOMP: u32 = u32::MAX - 2;
 
 /// What a child tells its parent: a step index and an errno, or one of the `MSG_*` markers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +59,83 @@ pub struct ChildFds {
     pub ns: [c_int; 8],
     /// How many fds after stdio survive `execve` (`--preserve-fds`).
     pub preserve: u32,
+    /// The shared page for the seccomp listener hand-off; null without one.
+    pub handoff: *const Handoff,
+}
+
+/// A page shared by the parent and the container process. After installing a filter that may
+/// notify any syscall, the child publishes the listener fd here and spins, making no syscall,
+/// until the parent has taken the fd (`pidfd_getfd`) and handed it over.
+#[repr(C)]
+pub struct Handoff {
+    pub state: std::sync::atomic::AtomicU32,
+    pub fd: std::sync::atomic::AtomicI32,
+}
+
+/// `Handoff::state`: nothing yet, fd published, fd taken.
+pub const HANDOFF_EMPTY: u32 = 0;
+pub const HANDOFF_PUBLISHED: u32 = 1;
+pub const HANDOFF_TAKEN: u32 = 2;
+
+/// The parent's mapping of a [`Handoff`] page (`MAP_SHARED`, so the clone sees the same page).
+pub struct HandoffPage {
+    ptr: *mut Handoff,
+}
+
+impl HandoffPage {
+    pub fn new() -> io::Result<HandoffPage> {
+        // SAFETY: a fresh anonymous shared mapping, zero-filled (state EMPTY).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(HandoffPage { ptr: p.cast() })
+    }
+
+    pub fn ptr(&self) -> *const Handoff {
+        self.ptr
+    }
+
+    fn get(&self) -> &Handoff {
+        // SAFETY: the mapping lives as long as self and holds a zero-initialised Handoff.
+        unsafe { &*self.ptr }
+    }
+
+    /// Waits (sleeping, up to `timeout`) until the child has published its listener fd.
+    pub fn wait_published(&self, timeout: std::time::Duration) -> Option<c_int> {
+        use std::sync::atomic::Ordering;
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if self.get().state.load(Ordering::Acquire) == HANDOFF_PUBLISHED {
+                return Some(self.get().fd.load(Ordering::Acquire));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        }
+        None
+    }
+
+    /// Lets the child go on.
+    pub fn release(&self) {
+        self.get()
+            .state
+            .store(HANDOFF_TAKEN, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for HandoffPage {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(self.ptr.cast(), 4096) };
+    }
 }
 
 /// A plan with everything the child needs precomputed, so that the child allocates nothing.

@@ -394,13 +394,36 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     len: (bpf.len() / 8) as u16,
                     filter: bpf.as_ptr() as *mut libc::sock_filter,
                 };
-                check(libc::syscall(
+                let listener = u64::from(*flags) & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0;
+                if listener {
+                    if ctx.fds.handoff.is_null() {
+                        return Err(libc::EINVAL);
+                    }
+                    send_record(
+                        ctx.fds.sync,
+                        Record {
+                            step: crate::MSG_SECCOMP,
+                            errno: 0,
+                        },
+                    );
+                }
+                let fd = check(libc::syscall(
                     libc::SYS_seccomp,
                     libc::SECCOMP_SET_MODE_FILTER,
                     *flags,
                     &prog as *const libc::sock_fprog,
-                ))
-                .map(|_| ())
+                ))?;
+                if listener {
+                    use std::sync::atomic::Ordering;
+                    let h = &*ctx.fds.handoff;
+                    h.fd.store(fd as c_int, Ordering::Release);
+                    h.state.store(crate::HANDOFF_PUBLISHED, Ordering::Release);
+                    // No syscall until the parent holds the fd: any one could be notified.
+                    while h.state.load(Ordering::Acquire) != crate::HANDOFF_TAKEN {
+                        std::hint::spin_loop();
+                    }
+                }
+                Ok(())
             }
             Step::Umask { mask } => {
                 libc::umask(*mask);

@@ -162,6 +162,7 @@ struct Planner<'a> {
     steps: Vec<Step>,
     not_planned: Vec<NotPlanned>,
     warnings: Vec<String>,
+    seccomp_listener: Option<ferrun_plans::Listener>,
 }
 
 impl<'a> Planner<'a> {
@@ -182,6 +183,7 @@ impl<'a> Planner<'a> {
             steps: vec![],
             not_planned: vec![],
             warnings: vec![],
+            seccomp_listener: None,
         })
     }
 
@@ -268,6 +270,7 @@ impl<'a> Planner<'a> {
             steps: self.steps,
             rootfs,
             terminal,
+            seccomp_listener: self.seccomp_listener,
             not_planned: self.not_planned,
             warnings: self.warnings,
         };

@@ -161,7 +161,10 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     }
     let ambient = ambient & permitted & inheritable;
     let nnp = process.no_new_privileges().unwrap_or(false);
-    let filter = seccomp_step(p)?;
+    let (filter, notify) = match seccomp_step(p)? {
+        Some((step, notify)) => (Some(step), notify),
+        None => (None, false),
+    };
     if let Some(filter) = &filter
         && !nnp
     {
@@ -192,11 +195,20 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     if nnp {
         p.steps.push(Step::NoNewPrivs);
     }
+    match &filter {
+        // A listener is handed over by `create`, so the filter goes on before the container
+        // reports ready (runc does the same); what it notifies from then on, the agent answers.
+        Some(filter) if nnp && notify => {
+            p.steps.push(Step::CloseFds);
+            p.steps.push(filter.clone());
+        }
+        _ => {}
+    }
     p.steps.push(Step::Ready);
     p.steps.push(Step::WaitStart);
     match filter {
         // As close to execve as possible: only execve runs under the filter.
-        Some(filter) if nnp => {
+        Some(filter) if nnp && !notify => {
             p.steps.push(Step::CloseFds);
             p.steps.push(filter);
         }
@@ -215,23 +227,37 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     Ok(())
 }
 
-/// The `Seccomp` step for `linux.seccomp`, if any.
-fn seccomp_step(p: &Planner<'_>) -> Result<Option<Step>, PlanError> {
+/// The `Seccomp` step for `linux.seccomp`, if any, and whether it has a listener.
+fn seccomp_step(p: &mut Planner<'_>) -> Result<Option<(Step, bool)>, PlanError> {
     let Some(s) = p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(None);
     };
     let compiled = crate::seccomp::compile(s, &p.input.host.arch)?;
     if compiled.notify {
-        return err(
-            "linux.seccomp",
-            "SCMP_ACT_NOTIFY is not supported yet (the listener hand-off is not built)",
-        );
+        let path = s
+            .listener_path()
+            .as_ref()
+            .and_then(|p| p.to_str())
+            .unwrap_or("");
+        if !path.starts_with('/') {
+            return err(
+                "linux.seccomp.listenerPath",
+                "SCMP_ACT_NOTIFY needs an absolute listenerPath to send the listener fd to",
+            );
+        }
+        p.seccomp_listener = Some(ferrun_plans::Listener {
+            path: path.to_string(),
+            metadata: s.listener_metadata().clone().unwrap_or_default(),
+        });
     }
     let bpf = crate::seccomp::bpf::to_bytes(&compiled.insns);
     let hash = ferrun_plans::content_hash(&[&bpf]);
-    Ok(Some(Step::Seccomp {
-        flags: compiled.flags,
-        bpf,
-        hash,
-    }))
+    Ok(Some((
+        Step::Seccomp {
+            flags: compiled.flags,
+            bpf,
+            hash,
+        },
+        compiled.notify,
+    )))
 }

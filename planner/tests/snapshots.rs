@@ -411,7 +411,7 @@ fn broken_seccomp_profiles_name_the_rule() {
             json!({"defaultAction": "SCMP_ACT_ERRNO", "flags": ["SECCOMP_FILTER_FLAG_FAST"]}),
         ),
         (
-            "notify-not-supported-yet",
+            "notify-without-listener-path",
             base(json!([{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}])),
         ),
     ];

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Magic prefix of an encoded plan file.
 pub const MAGIC: &[u8; 8] = b"FERRUNPL";
@@ -303,6 +303,13 @@ pub enum Step {
     Exec { argv: Vec<CBuf>, env: Vec<CBuf> },
 }
 
+/// `linux.seccomp.listenerPath` and `listenerMetadata`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub path: String,
+    pub metadata: String,
+}
+
 /// A config section the planner recognised but does not plan yet: listed, never silently dropped.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NotPlanned {
@@ -335,6 +342,8 @@ pub struct Plan {
     pub rootfs: String,
     /// `process.terminal`.
     pub terminal: bool,
+    /// Where the seccomp listener fd goes (`SCMP_ACT_NOTIFY`).
+    pub seccomp_listener: Option<Listener>,
     /// Sections recognised but not planned yet.
     pub not_planned: Vec<NotPlanned>,
     /// Things the planner dropped on purpose (e.g. capabilities newer than the kernel).
@@ -510,6 +519,7 @@ mod tests {
             ],
             rootfs: "/r".into(),
             terminal: false,
+            seccomp_listener: None,
             not_planned: vec![],
             warnings: vec![],
         }

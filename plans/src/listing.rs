@@ -248,6 +248,13 @@ impl Display for Plan {
             self.rootfs,
             if self.terminal { " terminal" } else { "" }
         )?;
+        if let Some(l) = &self.seccomp_listener {
+            writeln!(
+                f,
+                "seccomp listener fd goes to {} (metadata {:?})",
+                l.path, l.metadata
+            )?;
+        }
         let mut n = 0;
         let mut line = |f: &mut Formatter<'_>, text: &dyn Display| {
             n += 1;
