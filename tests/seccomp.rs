@@ -270,3 +270,207 @@ fn check_agrees_with_the_container() {
         }
     }
 }
+
+/// A call for the probe: ABI, syscall name, arguments.
+struct Call(&'static str, &'static str, Vec<u64>);
+
+fn nr(abi: &str, name: &str) -> usize {
+    use std::str::FromStr;
+    match abi {
+        "x86" => syscalls::x86::Sysno::from_str(name).expect("x86 name").id() as usize,
+        _ => syscalls::x86_64::Sysno::from_str(name)
+            .expect("x86_64 name")
+            .id() as usize,
+    }
+}
+
+fn probe_args(calls: &[Call]) -> Vec<String> {
+    let mut v = Vec::new();
+    for (i, Call(abi, name, args)) in calls.iter().enumerate() {
+        if i > 0 {
+            v.push("--".to_string());
+        }
+        if *abi == "x86" {
+            v.push("x86".into());
+        }
+        v.push(nr(abi, name).to_string());
+        v.extend(args.iter().map(|a| format!("{a:#x}")));
+    }
+    v
+}
+
+/// Runs the probe's calls in a container with `profile` (or none): exit code and lines.
+fn probe_run(profile: Option<&Value>, calls: &[Call]) -> (i32, Vec<String>) {
+    let mut argv = vec!["/probe".to_string()];
+    argv.extend(probe_args(calls));
+    let mut b = Bundle::new(&[]);
+    b.with_probe();
+    b.edit(|c| {
+        c["process"]["args"] = json!(argv);
+        c["process"]["noNewPrivileges"] = json!(true);
+        if let Some(p) = profile {
+            c["linux"]["seccomp"] = p.clone();
+        }
+    });
+    let (code, out, err) = b.run("probe");
+    assert!(
+        code == 0 || code == 128 + libc::SIGSYS,
+        "probe failed: {code} {err}"
+    );
+    (code, out.lines().map(str::to_string).collect())
+}
+
+/// At least 40 calls: `ferrun seccomp check` on the compiled BPF says what each call gets, and
+/// the same call made in a container under that profile gets exactly that.
+#[test]
+fn check_predicts_real_syscalls() {
+    let a = |i: u32, op: &str, v: u64| json!({"index": i, "op": op, "value": v});
+    let arches = json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+    let neg1 = u64::MAX;
+    let cases: Vec<(Value, Vec<Call>)> = vec![
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": arches, "syscalls": [
+            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+            {"names": ["getuid"], "action": "SCMP_ACT_ERRNO"},
+            {"names": ["dup"], "action": "SCMP_ACT_ERRNO", "errnoRet": 7, "args": [a(0, "SCMP_CMP_GE", 100)]},
+            {"names": ["lseek"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22, "args": [a(2, "SCMP_CMP_NE", 0)]},
+            {"names": ["umask"], "action": "SCMP_ACT_TRACE", "errnoRet": 1},
+            {"names": ["getpriority"], "action": "SCMP_ACT_LOG"}]}),
+            vec![
+                Call("x86_64", "getpid", vec![]),
+                Call("x86_64", "getppid", vec![]),
+                Call("x86_64", "getuid", vec![]),
+                Call("x86_64", "dup", vec![neg1]),
+                Call("x86_64", "dup", vec![5]),
+                Call("x86_64", "dup", vec![99]),
+                Call("x86_64", "lseek", vec![neg1, 0, 1]),
+                Call("x86_64", "lseek", vec![neg1, 0, 0]),
+                Call("x86_64", "umask", vec![0o22]),
+                Call("x86_64", "getpriority", vec![0, 0]),
+                Call("x86", "getppid", vec![]),
+                Call("x86", "getuid32", vec![]),
+                Call("x86", "dup", vec![0xffff_ffff]),
+                Call("x86", "dup", vec![5]),
+                Call("x86", "getpid", vec![]),
+            ],
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "architectures": arches, "syscalls": [
+            {"names": ["execve", "exit_group", "exit", "write", "brk", "arch_prctl", "set_tid_address", "set_robust_list",
+                       "rseq", "prlimit64", "mprotect", "readlinkat", "getrandom", "uname", "newfstatat", "fstat", "mmap", "munmap", "close", "getpid", "ioctl"],
+             "action": "SCMP_ACT_ALLOW"},
+            {"names": ["kill"], "action": "SCMP_ACT_ALLOW", "args": [a(1, "SCMP_CMP_EQ", 0)]},
+            {"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [a(0, "SCMP_CMP_EQ", 0xffff_ffff)]}]}),
+            vec![
+                Call("x86_64", "getpid", vec![]),
+                Call("x86_64", "getppid", vec![]),
+                Call("x86_64", "close", vec![neg1]),
+                Call("x86_64", "kill", vec![1, 0]),
+                Call("x86_64", "kill", vec![1, 15]),
+                Call("x86_64", "kill", vec![1, 1 << 32]),
+                Call("x86_64", "personality", vec![0xffff_ffff]),
+                Call("x86_64", "personality", vec![0x1_ffff_ffff]),
+                Call("x86_64", "sched_yield", vec![]),
+                Call("x86", "getpid", vec![]),
+                Call("x86", "sched_yield", vec![]),
+            ],
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["dup2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [a(1, "SCMP_CMP_LT", 3)]},
+            {"names": ["dup3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 2, "args": [a(1, "SCMP_CMP_LE", 3)]},
+            {"names": ["fcntl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 3, "args": [a(1, "SCMP_CMP_GT", 0x4_0000_0000)]},
+            {"names": ["flock"], "action": "SCMP_ACT_ERRNO", "errnoRet": 4, "args": [{"index": 1, "op": "SCMP_CMP_MASKED_EQ", "value": 0xff00_0000_0000_000fu64, "valueTwo": 0x1200_0000_0000_0004u64}]}]}),
+            vec![
+                Call("x86_64", "dup2", vec![neg1, 2]),
+                Call("x86_64", "dup2", vec![neg1, 3]),
+                Call("x86_64", "dup3", vec![neg1, 3, 0]),
+                Call("x86_64", "dup3", vec![neg1, 4, 0]),
+                Call("x86_64", "fcntl", vec![neg1, 0x4_0000_0001]),
+                Call("x86_64", "fcntl", vec![neg1, 0x4_0000_0000]),
+                Call("x86_64", "flock", vec![neg1, 0x1234_5678_0000_0004]),
+                Call("x86_64", "flock", vec![neg1, 0x1200_0000_0000_0005]),
+                Call("x86_64", "flock", vec![neg1, 0x0034_0000_0000_0004]),
+            ],
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_KILL_PROCESS"}]}),
+            vec![
+                Call("x86_64", "getpid", vec![]),
+                Call("x86_64", "getppid", vec![]),
+            ],
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_TRAP"}]}),
+            vec![
+                Call("x86_64", "getuid", vec![]),
+                Call("x86_64", "getppid", vec![]),
+            ],
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_KILL"}]}),
+            vec![Call("x86_64", "getppid", vec![])],
+        ),
+        // x86 is not listed: an i386 call is killed, x86_64 calls are judged.
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 9}]}),
+            vec![
+                Call("x86_64", "getppid", vec![]),
+                Call("x86", "getpid", vec![]),
+            ],
+        ),
+    ];
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let ferrun = common::ferrun_bin();
+    let mut compared = 0;
+    for (k, (profile, calls)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("profile{k}.json"));
+        std::fs::write(&path, serde_json::to_vec(profile).expect("encode")).expect("write");
+        let (_, baseline) = probe_run(None, calls);
+        let (code, got) = probe_run(Some(profile), calls);
+        for (i, Call(abi, name, args)) in calls.iter().enumerate() {
+            let mut cmd = std::process::Command::new(ferrun);
+            cmd.args([
+                "seccomp",
+                "check",
+                "--arch",
+                abi,
+                path.to_str().expect("utf-8"),
+                name,
+            ]);
+            cmd.args(args.iter().map(|a| a.to_string()));
+            let o = cmd.output().expect("check");
+            let verdict = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let line = got.get(i).cloned();
+            let what = format!(
+                "profile {k} call {i} {abi} {name}{args:x?}: verdict {verdict}, saw {line:?}"
+            );
+            if let Some(e) = verdict
+                .strip_prefix("ERRNO(")
+                .and_then(|v| v.strip_suffix(')'))
+            {
+                assert_eq!(line, Some(format!("errno {e}")), "{what}");
+            } else if verdict.starts_with("TRACE") {
+                assert_eq!(
+                    line.as_deref(),
+                    Some("errno 38"),
+                    "{what} (no tracer: ENOSYS)"
+                );
+            } else if verdict == "ALLOW" || verdict == "LOG" {
+                assert_eq!(
+                    line.as_ref(),
+                    baseline.get(i),
+                    "{what}: as without a filter"
+                );
+            } else {
+                assert!(verdict.starts_with("KILL") || verdict == "TRAP", "{what}");
+                assert_eq!(line, None, "{what}: the call did not return");
+                assert_eq!(got.len(), i, "{what}");
+                assert_eq!(code, 128 + libc::SIGSYS, "{what}");
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 40, "{compared} calls compared");
+}

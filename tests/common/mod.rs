@@ -205,3 +205,40 @@ pub fn output_via_files(mut cmd: Command) -> Output {
         stderr: read(err),
     }
 }
+
+/// tests/data/probe/probe.c built static (it runs in the busybox rootfs, bound at /probe).
+pub fn probe() -> &'static Path {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/probe/probe.c");
+        let out = tempfile::Builder::new()
+            .prefix("ferrun-probe-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("tempdir")
+            .keep()
+            .join("probe");
+        let st = Command::new("cc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run cc");
+        assert!(
+            st.success(),
+            "cc -static probe.c (apt-get install gcc libc6-dev)"
+        );
+        out
+    })
+}
+
+impl Bundle {
+    /// Binds the probe into the container at /probe.
+    pub fn with_probe(&mut self) -> &mut Self {
+        let probe = probe().to_path_buf();
+        self.edit(|c| {
+            c["mounts"].as_array_mut().expect("mounts").push(json!({
+                "destination": "/probe", "type": "bind", "source": probe, "options": ["bind", "ro"]
+            }));
+        })
+    }
+}
