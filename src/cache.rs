@@ -54,6 +54,46 @@ pub struct Loaded {
     pub key: String,
     pub origin: Origin,
     pub path: PathBuf,
+    /// Seccomp filters reused from the filter cache and compiled, while planning.
+    pub filters_reused: u32,
+    pub filters_compiled: u32,
+}
+
+/// Compiled seccomp filters under `<root>/seccomp/`, shared by every config with the same
+/// profile: a config that misses the plan cache (each podman container has its own) still
+/// skips the compilation.
+pub struct FilterFiles {
+    dir: PathBuf,
+    reused: std::cell::Cell<u32>,
+    compiled: std::cell::Cell<u32>,
+}
+
+impl FilterFiles {
+    pub fn new(root: &Path) -> FilterFiles {
+        FilterFiles {
+            dir: root.join("seccomp"),
+            reused: 0.into(),
+            compiled: 0.into(),
+        }
+    }
+}
+
+impl ferrun_planner::seccomp::FilterCache for FilterFiles {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let b = std::fs::read(self.dir.join(format!("{key}.bpf"))).ok()?;
+        // The planner decodes it; a bad entry is compiled again and replaced (counted then).
+        self.reused.set(self.reused.get() + 1);
+        Some(b)
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) {
+        if self.reused.get() > 0 && std::fs::metadata(self.dir.join(format!("{key}.bpf"))).is_ok() {
+            // `get` returned an entry the planner could not decode.
+            self.reused.set(self.reused.get() - 1);
+        }
+        self.compiled.set(self.compiled.get() + 1);
+        let _ = store(&self.dir, &self.dir.join(format!("{key}.bpf")), bytes);
+    }
 }
 
 /// Reads `config.json` from the bundle.
@@ -66,7 +106,9 @@ pub fn read_config(bundle: &Path) -> Result<Vec<u8>> {
 pub fn load_or_plan(root: &Path, bundle: &Path, options: Options) -> Result<Loaded> {
     let config = read_config(bundle)?;
     let host = host_facts();
+    let filters = FilterFiles::new(root);
     let input = Input {
+        seccomp_cache: Some(&filters),
         config: &config,
         bundle,
         host: &host,
@@ -83,6 +125,8 @@ pub fn load_or_plan(root: &Path, bundle: &Path, options: Options) -> Result<Load
                     key,
                     origin: Origin::Hit,
                     path,
+                    filters_reused: 0,
+                    filters_compiled: 0,
                 });
             }
             Ok(_) => Some("its inputs differ".to_string()),
@@ -103,6 +147,8 @@ pub fn load_or_plan(root: &Path, bundle: &Path, options: Options) -> Result<Load
         key,
         origin,
         path,
+        filters_reused: filters.reused.get(),
+        filters_compiled: filters.compiled.get(),
     })
 }
 

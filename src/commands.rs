@@ -185,12 +185,21 @@ pub fn plan(store: &Store, bundle: &Path, format: &str, no_pivot: bool) -> Resul
     let bundle = std::fs::canonicalize(bundle).ctx(|| format!("bundle {}", bundle.display()))?;
     let loaded = cache::load_or_plan(&store.root, &bundle, Options { no_pivot })?;
     match format {
-        "text" => Ok(format!(
-            "{}cache: {} {}\n",
-            loaded.plan,
-            loaded.origin,
-            loaded.path.display()
-        )),
+        "text" => {
+            let mut out = format!(
+                "{}cache: {} {}\n",
+                loaded.plan,
+                loaded.origin,
+                loaded.path.display()
+            );
+            if loaded.filters_reused + loaded.filters_compiled > 0 {
+                out.push_str(&format!(
+                    "seccomp filter cache: {} reused, {} compiled\n",
+                    loaded.filters_reused, loaded.filters_compiled
+                ));
+            }
+            Ok(out)
+        }
         "json" => {
             let listing = loaded.plan.to_string();
             let v = json!({

@@ -271,3 +271,39 @@ fn terminal_with_console_socket() {
     .contains("stopped")));
     assert!(b.ferrun(&["delete", "tty1"]).status.success());
 }
+
+#[test]
+fn seccomp_filters_are_shared_between_configs() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/config/podman-run.json");
+    let podman: Value =
+        serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("json");
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["linux"]["seccomp"] = podman["linux"]["seccomp"].clone());
+    let bundle = &b.path().to_str().expect("utf-8").to_string();
+    let (out, err) = text(&b.ferrun(&["plan", "--bundle", bundle]));
+    assert!(
+        out.contains("seccomp filter cache: 0 reused, 1 compiled"),
+        "{out}{err}"
+    );
+    // Another config with the same profile misses the plan cache but reuses the filter.
+    b.edit(|c| c["hostname"] = json!("another"));
+    let (out, _) = text(&b.ferrun(&["plan", "--bundle", bundle]));
+    assert!(out.contains("cache: miss, stored"), "{out}");
+    assert!(
+        out.contains("seccomp filter cache: 1 reused, 0 compiled"),
+        "{out}"
+    );
+    // A corrupt filter entry is compiled again, not trusted.
+    let dir = b.state_root().join("seccomp");
+    for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+        std::fs::write(e.path(), b"junk").expect("corrupt");
+    }
+    b.edit(|c| c["hostname"] = json!("third"));
+    let (out, _) = text(&b.ferrun(&["plan", "--bundle", bundle]));
+    assert!(
+        out.contains("seccomp filter cache: 0 reused, 1 compiled"),
+        "{out}"
+    );
+    assert_eq!(b.run("shared").0, 0);
+}

@@ -47,6 +47,9 @@ pub struct Input<'a> {
     pub bundle: &'a Path,
     pub host: &'a HostFacts,
     pub options: Options,
+    /// Compiled seccomp filters by key ([`seccomp::cache_key`]); the plan is the same with or
+    /// without it.
+    pub seccomp_cache: Option<&'a dyn seccomp::FilterCache>,
 }
 
 /// A config the planner refuses: `field: problem`.

@@ -232,7 +232,7 @@ fn seccomp_step(p: &mut Planner<'_>) -> Result<Option<(Step, bool)>, PlanError> 
     let Some(s) = p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(None);
     };
-    let compiled = crate::seccomp::compile(s, &p.input.host.arch)?;
+    let compiled = crate::seccomp::compile_cached(s, &p.input.host.arch, p.input.seccomp_cache)?;
     if compiled.notify {
         let path = s
             .listener_path()

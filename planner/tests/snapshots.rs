@@ -31,6 +31,7 @@ fn plan_bytes(
         bundle: Path::new("/bundle"),
         host: &host,
         options,
+        seccomp_cache: None,
     })
 }
 

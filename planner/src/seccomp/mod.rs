@@ -31,6 +31,41 @@ pub const FLAG_SPEC_ALLOW: u32 = 4;
 pub const FLAG_NEW_LISTENER: u32 = 8;
 pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
 
+/// Where compiled filters are kept between plans (the runtime's files).
+pub trait FilterCache {
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    fn put(&self, key: &str, bytes: &[u8]);
+}
+
+/// The cache key of a profile: its canonical JSON, the host arch and this compiler's version.
+pub fn cache_key(s: &LinuxSeccomp, host_arch: &str) -> String {
+    let json = serde_json::to_vec(s).unwrap_or_default();
+    ferrun_plans::content_hash(&[
+        b"seccomp",
+        &json,
+        host_arch.as_bytes(),
+        env!("CARGO_PKG_VERSION").as_bytes(),
+    ])
+}
+
+/// Compiles through `cache`: a stored filter is reused when it decodes, else compiled and stored.
+pub fn compile_cached(
+    s: &LinuxSeccomp,
+    host_arch: &str,
+    cache: Option<&dyn FilterCache>,
+) -> Result<Compiled, PlanError> {
+    let Some(cache) = cache else {
+        return compile(s, host_arch);
+    };
+    let key = cache_key(s, host_arch);
+    if let Some(c) = cache.get(&key).and_then(|b| Compiled::decode(&b)) {
+        return Ok(c);
+    }
+    let c = compile(s, host_arch)?;
+    cache.put(&key, &c.encode());
+    Ok(c)
+}
+
 /// A compiled filter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compiled {
@@ -41,6 +76,51 @@ pub struct Compiled {
     pub notify: bool,
     /// Where each ABI's dispatch starts, for the disassembly.
     pub sections: Vec<(usize, &'static str)>,
+}
+
+impl Compiled {
+    /// `flags` (LE u32), `notify` (u8), the section count (u8), each section (pc LE u32, ABI
+    /// name length u8, name), then the instructions.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.insns.len() * 8);
+        out.extend_from_slice(&self.flags.to_le_bytes());
+        out.push(u8::from(self.notify));
+        out.push(self.sections.len() as u8);
+        for (pc, name) in &self.sections {
+            out.extend_from_slice(&(*pc as u32).to_le_bytes());
+            out.push(name.len() as u8);
+            out.extend_from_slice(name.as_bytes());
+        }
+        out.extend_from_slice(&bpf::to_bytes(&self.insns));
+        out
+    }
+
+    /// The inverse of `encode`; `None` for anything malformed.
+    pub fn decode(b: &[u8]) -> Option<Compiled> {
+        let flags = u32::from_le_bytes(b.get(..4)?.try_into().ok()?);
+        let notify = *b.get(4)? == 1;
+        let n = *b.get(5)?;
+        let mut at = 6;
+        let mut sections = Vec::new();
+        for _ in 0..n {
+            let pc = u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize;
+            let len = usize::from(*b.get(at + 4)?);
+            let name = std::str::from_utf8(b.get(at + 5..at + 5 + len)?).ok()?;
+            let abi = Abi::by_name(name)?;
+            sections.push((pc, abi.name()));
+            at += 5 + len;
+        }
+        let insns = bpf::from_bytes(b.get(at..)?)?;
+        if insns.is_empty() || insns.len() > 4096 {
+            return None;
+        }
+        Some(Compiled {
+            insns,
+            flags,
+            notify,
+            sections,
+        })
+    }
 }
 
 /// An ABI the filter dispatches on.
