@@ -1,4 +1,4 @@
-//! The plan cache: plans stored by input hash under `<root>/plans/`, written atomically. A
+//! The plan cache: plans stored by input hash under `<root>/@cache/plans/`, written atomically. A
 //! corrupt, truncated or foreign-version entry is rebuilt, never trusted. Also owns the probe of
 //! the host facts that the planner takes as input.
 
@@ -59,7 +59,7 @@ pub struct Loaded {
     pub filters_compiled: u32,
 }
 
-/// Compiled seccomp filters under `<root>/seccomp/`, shared by every config with the same
+/// Compiled seccomp filters under `<root>/@cache/seccomp/`, shared by every config with the same
 /// profile: a config that misses the plan cache (each podman container has its own) still
 /// skips the compilation.
 pub struct FilterFiles {
@@ -71,7 +71,7 @@ pub struct FilterFiles {
 impl FilterFiles {
     pub fn new(root: &Path) -> FilterFiles {
         FilterFiles {
-            dir: root.join("seccomp"),
+            dir: root.join("@cache/seccomp"),
             reused: 0.into(),
             compiled: 0.into(),
         }
@@ -115,7 +115,7 @@ pub fn load_or_plan(root: &Path, bundle: &Path, options: Options) -> Result<Load
         options,
     };
     let key = ferrun_planner::cache_key(&input);
-    let dir = root.join("plans");
+    let dir = root.join("@cache/plans");
     let path = dir.join(format!("{key}.plan"));
     let stale = match std::fs::read(&path) {
         Ok(bytes) => match Plan::decode(&bytes) {

@@ -336,6 +336,7 @@ fn launch<'a>(
         None => None,
     };
     let fds = ChildFds {
+        parent_sync: parent_sock.as_raw_fd(),
         handoff: handoff.as_ref().map_or(std::ptr::null(), |h| h.ptr()),
         sync: child_sock.as_raw_fd(),
         start: fifo
@@ -485,9 +486,24 @@ fn hand_over_listener(
     Ok(())
 }
 
+/// Device rules are a security boundary: once a container exists without them, say so out loud
+/// (until cgroups are managed). Only then, so that a failing create prints its one error line.
+fn warn_unenforced(plan: &Plan) {
+    if plan
+        .not_planned
+        .iter()
+        .any(|n| n.field == "linux.resources")
+    {
+        log::warn(
+            "linux.resources is not enforced yet (no cgroup support): device rules and resource limits are not applied",
+        );
+    }
+}
+
 /// `ferrun create`: set the container up and leave it waiting for `start`.
 pub fn create(store: &Store, opts: &CreateOpts) -> Result<()> {
     let mut l = launch(store, opts, Mode::Create, None)?;
+    warn_unenforced(&l.plan);
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, l.child.pid)?;
     }
@@ -552,6 +568,7 @@ fn run_blocked(
     forwarded: &libc::sigset_t,
 ) -> Result<i32> {
     let mut l = launch(store, opts, Mode::Run, hook)?;
+    warn_unenforced(&l.plan);
     if detach && l.plan.terminal && opts.console_socket.is_none() {
         bail!("process.terminal is true: run --detach needs --console-socket");
     }

@@ -148,7 +148,8 @@ impl Store {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name != "plans" && e.path().join("state.json").exists() {
+            // `@cache` holds the plan and filter caches; `@` is never in a container id.
+            if !name.starts_with('@') && e.path().join("state.json").exists() {
                 ids.push(name);
             }
         }

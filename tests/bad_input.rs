@@ -125,6 +125,13 @@ fn bad_input_is_refused_cleanly() {
             "type no-such-fs flags 0 data NULL: No such device",
         ),
         (
+            "a cwd through a /proc magic link",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["process"]["cwd"] = json!("/proc/self/cwd"));
+            }),
+            "chdir /proc/self/cwd: Too many levels of symbolic links",
+        ),
+        (
             "a namespace path that does not exist",
             Box::new(|b: &mut Bundle| {
                 b.edit(|c| c["linux"]["namespaces"][1]["path"] = json!("/run/netns/nope"));

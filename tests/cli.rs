@@ -28,7 +28,7 @@ fn plan_is_cached_reused_and_rebuilt() {
         "{cache_line}"
     );
     let plan_file = cache_line.rsplit(' ').next().expect("path").to_string();
-    assert!(std::path::Path::new(&plan_file).starts_with(b.state_root().join("plans")));
+    assert!(std::path::Path::new(&plan_file).starts_with(b.state_root().join("@cache/plans")));
 
     let (out, _) = text(&b.ferrun(&["plan", "--bundle", bundle]));
     assert!(
@@ -62,7 +62,7 @@ fn plan_is_cached_reused_and_rebuilt() {
 
     // run uses the cached plan: it works, and adds no entry.
     let entries = || {
-        std::fs::read_dir(b2.state_root().join("plans"))
+        std::fs::read_dir(b2.state_root().join("@cache/plans"))
             .expect("dir")
             .count()
     };
@@ -295,7 +295,7 @@ fn seccomp_filters_are_shared_between_configs() {
         "{out}"
     );
     // A corrupt filter entry is compiled again, not trusted.
-    let dir = b.state_root().join("seccomp");
+    let dir = b.state_root().join("@cache/seccomp");
     for e in std::fs::read_dir(&dir).expect("dir").flatten() {
         std::fs::write(e.path(), b"junk").expect("corrupt");
     }

@@ -586,3 +586,70 @@ fn kill_all_signals_every_process_of_the_container() {
     }));
     assert!(b.ferrun(&["delete", "many"]).status.success());
 }
+
+#[test]
+fn mounts_keep_the_listed_order_and_recursive_atime() {
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().expect("mounts");
+        // Listed child first: the later tmpfs on the parent hides it, as the spec's order says.
+        mounts.push(json!({"destination": "/data/a/b", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+        mounts.push(json!({"destination": "/data/a", "type": "tmpfs", "source": "tmpfs", "options": ["rnoatime", "rnodev"]}));
+    });
+    let out = b.sh(
+        "test -e /data/a/b && echo visible || echo hidden; grep ' /data/a ' /proc/self/mountinfo",
+    );
+    assert!(out.starts_with("hidden\n"), "{out}");
+    assert!(out.contains("noatime") && out.contains("nodev"), "{out}");
+}
+
+#[test]
+fn rootfs_propagation() {
+    for (prop, shared) in [("private", false), ("rshared", true), ("rslave", false)] {
+        let mut b = Bundle::new(&[]);
+        b.edit(|c| c["linux"]["rootfsPropagation"] = json!(prop));
+        let out = b.sh("awk '$5 == \"/\"' /proc/self/mountinfo");
+        assert_eq!(out.contains("shared:"), shared, "{prop}: {out}");
+    }
+}
+
+#[test]
+fn new_user_namespace_joins_another_containers_uts() {
+    let mut a = Bundle::new(&["sleep", "30"]);
+    a.edit(|c| c["hostname"] = json!("host-of-a"));
+    let bundle = a.path().to_str().expect("utf-8").to_string();
+    let pid_file = format!("{bundle}/pid");
+    let o = a.ferrun(&[
+        "run",
+        "-d",
+        "--bundle",
+        &bundle,
+        "--pid-file",
+        &pid_file,
+        "a",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pid = std::fs::read_to_string(&pid_file).expect("pid");
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        c["hostname"] = json!(null);
+        let ns = c["linux"]["namespaces"].as_array_mut().expect("ns");
+        for n in ns.iter_mut() {
+            if n["type"] == "uts" {
+                n["path"] = json!(format!("/proc/{pid}/ns/uts"));
+            }
+        }
+        ns.push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        c["mounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .retain(|m| m["type"] != "sysfs");
+    });
+    assert_eq!(
+        b.sh("hostname; cat /proc/self/uid_map"),
+        "host-of-a\n         0     300000      65536\n"
+    );
+    assert!(a.ferrun(&["delete", "-f", "a"]).status.success());
+}

@@ -30,11 +30,21 @@ impl Drop for Fd {
 
 /// Opens `path` (NUL-terminated) resolved inside `root`.
 pub(crate) fn open_in_root(root: c_int, path: &[u8], flags: c_int) -> Result<Fd, i32> {
+    open_how(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+}
+
+/// Opens a path relative to the working directory, never through a `/proc` magic link.
+pub(crate) fn open_no_magic(path: &[u8], flags: c_int) -> Result<Fd, i32> {
+    open_how(libc::AT_FDCWD, path, flags, RESOLVE_NO_MAGICLINKS)
+}
+
+fn open_how(dir: c_int, path: &[u8], flags: c_int, resolve: u64) -> Result<Fd, i32> {
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
+    let root = dir;
     loop {
         // SAFETY: path is NUL-terminated, how is a valid open_how.
         let r = unsafe {

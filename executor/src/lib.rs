@@ -53,6 +53,8 @@ impl Record {
 pub struct ChildFds {
     /// The child's end of the sync socket.
     pub sync: c_int,
+    /// The parent's end, which the child closes first so that a dead parent reads as EOF.
+    pub parent_sync: c_int,
     /// Where `WaitStart` reads its byte: the exec fifo (`create`) or the sync socket (`run`).
     pub start: c_int,
     /// Namespace fds by slot (`HostStep::OpenNamespace`).
@@ -254,6 +256,18 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         // Device nodes and created dirs get exactly the planned modes.
         libc::umask(0);
+        if fds.parent_sync >= 0 {
+            libc::close(fds.parent_sync);
+        }
+        // Until it reports ready, the container process dies with its parent (a blocked,
+        // half-made container would pin the rootfs with nothing left to clean it up).
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
     }
     let mut ctx = Ctx {
         fds,

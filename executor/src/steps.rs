@@ -1,6 +1,8 @@
 //! One function call per plan step: raw syscalls on the plan's buffers, `Err(errno)` on failure.
 
-use crate::fs::{Fd, FdPath, ensure_file, is_dir, mkdir_all, open_in_root, with_parent};
+use crate::fs::{
+    Fd, FdPath, ensure_file, is_dir, mkdir_all, open_in_root, open_no_magic, with_parent,
+};
 use crate::{Ctx, MSG_PTY, MSG_READY, Prepared, Record, check, errno, send_record};
 use ferrun_plans::{CBuf, Step, Target};
 use libc::{c_int, c_long, c_ulong};
@@ -29,12 +31,25 @@ fn mount_setattr(
     set: u64,
     clear: u64,
 ) -> Result<(), i32> {
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
+    set_attr(
+        dirfd,
+        path,
+        flags,
+        MountAttr {
+            attr_set: set,
+            attr_clr: clear,
+            propagation: 0,
+            userns_fd: 0,
+        },
+    )
+}
+
+fn set_attr(
+    dirfd: c_int,
+    path: *const libc::c_char,
+    flags: u32,
+    attr: MountAttr,
+) -> Result<(), i32> {
     // SAFETY: attr is a valid mount_attr, path NUL-terminated.
     check(unsafe {
         libc::syscall(
@@ -73,18 +88,6 @@ fn existing(ctx: &Ctx<'_>, path: &CBuf) -> Result<Fd, i32> {
     open_in_root(ctx.rootfd, path.bytes_with_nul(), libc::O_PATH)
 }
 
-fn write_file(path: &CBuf, value: &CBuf) -> Result<(), i32> {
-    // SAFETY: NUL-terminated path; value is a valid buffer.
-    let fd = Fd(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) });
-    if fd.0 < 0 {
-        return Err(errno());
-    }
-    let v = value.bytes();
-    // SAFETY: as above.
-    let n = unsafe { libc::write(fd.0, v.as_ptr().cast(), v.len()) };
-    if n < 0 { Err(errno()) } else { Ok(()) }
-}
-
 pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Result<(), i32> {
     // SAFETY (whole match): every call below is a plain syscall on NUL-terminated plan buffers,
     // stack values or fds this process owns.
@@ -106,6 +109,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     Err(errno())
                 }
             }
+            Step::Unshare { flags } => ok(libc::unshare(*flags as c_int)),
             Step::BecomeNsRoot => {
                 check(libc::syscall(libc::SYS_setresgid, 0, 0, 0))?;
                 check(libc::syscall(libc::SYS_setresuid, 0, 0, 0)).map(|_| ())
@@ -158,15 +162,20 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 ))
             }
             Step::Propagation { dest, flags } => {
+                // mount_setattr on the fd: no /proc path, so it is as safe after pivot as before.
                 let fd = existing(ctx, dest)?;
-                let p = FdPath::new(fd.0);
-                ok(libc::mount(
-                    null(),
-                    p.ptr(),
-                    null(),
-                    *flags as c_ulong,
-                    null(),
-                ))
+                let rec = if flags & libc::MS_REC != 0 {
+                    libc::AT_RECURSIVE as u32
+                } else {
+                    0
+                };
+                let attr = MountAttr {
+                    attr_set: 0,
+                    attr_clr: 0,
+                    propagation: flags & !libc::MS_REC,
+                    userns_fd: 0,
+                };
+                set_attr(fd.0, c"".as_ptr(), libc::AT_EMPTY_PATH as u32 | rec, attr)
             }
             Step::SetAttr {
                 dest,
@@ -262,13 +271,19 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                         null(),
                     ))
                 } else {
-                    ok(libc::mount(
-                        c"/dev/null".as_ptr(),
-                        p.ptr(),
-                        null(),
-                        libc::MS_BIND,
-                        null(),
-                    ))
+                    // The rootfs's /dev/null must be the real one, not whatever the image put
+                    // there (a symlink or a file would be mounted over the masked path).
+                    let devnull =
+                        open_in_root(ctx.rootfd, b"/dev/null\0", libc::O_PATH | libc::O_NOFOLLOW)?;
+                    let mut nst: libc::stat = std::mem::zeroed();
+                    ok(libc::fstat(devnull.0, &mut nst))?;
+                    if nst.st_mode & libc::S_IFMT != libc::S_IFCHR
+                        || nst.st_rdev != libc::makedev(1, 3)
+                    {
+                        return Err(libc::ENODEV);
+                    }
+                    let n = FdPath::new(devnull.0);
+                    ok(libc::mount(n.ptr(), p.ptr(), null(), libc::MS_BIND, null()))
                 }
             }
             Step::ReadonlyPath { path } => {
@@ -303,7 +318,15 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 ferrun_plans::MOUNT_ATTR_RDONLY,
                 0,
             ),
-            Step::Sysctl { path, value } => write_file(path, value),
+            Step::Sysctl { path, value } => {
+                let fd = open_in_root(ctx.rootfd, path.bytes_with_nul(), libc::O_WRONLY)?;
+                let v = value.bytes();
+                if libc::write(fd.0, v.as_ptr().cast(), v.len()) < 0 {
+                    Err(errno())
+                } else {
+                    Ok(())
+                }
+            }
             Step::Hostname { name } => ok(libc::sethostname(name.as_ptr(), name.bytes().len())),
             Step::Domainname { name } => ok(libc::setdomainname(name.as_ptr(), name.bytes().len())),
             Step::Terminal => terminal(ctx),
@@ -318,13 +341,27 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 };
                 ok(libc::setrlimit(*resource as _, &lim))
             }
-            Step::Chdir { path } => ok(libc::chdir(path.as_ptr())),
+            Step::Chdir { path } => {
+                // Inside the root and never through a magic link: a leaked fd cannot become the
+                // container's cwd (CVE-2024-21626).
+                let dir = open_in_root(
+                    ctx.rootfd,
+                    path.bytes_with_nul(),
+                    libc::O_PATH | libc::O_DIRECTORY,
+                )?;
+                ok(libc::fchdir(dir.0))
+            }
             Step::ResolveExec { candidates, .. } => {
                 let mut found_unexecutable = false;
                 for (i, c) in candidates.iter().enumerate() {
                     let mut st: libc::stat = std::mem::zeroed();
-                    if libc::stat(c.as_ptr(), &mut st) == 0
-                        && st.st_mode & libc::S_IFMT == libc::S_IFREG
+                    let fd = if c.bytes().first() == Some(&b'/') {
+                        open_in_root(ctx.rootfd, c.bytes_with_nul(), libc::O_PATH)
+                    } else {
+                        open_no_magic(c.bytes_with_nul(), libc::O_PATH)
+                    };
+                    let Ok(fd) = fd else { continue };
+                    if libc::fstat(fd.0, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG
                     {
                         if st.st_mode & 0o111 != 0 {
                             ctx.exec_choice = i;
@@ -430,6 +467,8 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 Ok(())
             }
             Step::Ready => {
+                // From here the container outlives `create`.
+                libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0);
                 send_record(
                     ctx.fds.sync,
                     Record {

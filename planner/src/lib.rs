@@ -166,6 +166,8 @@ struct Planner<'a> {
     not_planned: Vec<NotPlanned>,
     warnings: Vec<String>,
     seccomp_listener: Option<ferrun_plans::Listener>,
+    /// New namespaces made by `unshare` after joining a user namespace, not by `clone`.
+    deferred_flags: u64,
 }
 
 impl<'a> Planner<'a> {
@@ -187,6 +189,7 @@ impl<'a> Planner<'a> {
             not_planned: vec![],
             warnings: vec![],
             seccomp_listener: None,
+            deferred_flags: 0,
         })
     }
 
@@ -217,16 +220,21 @@ impl<'a> Planner<'a> {
 
         let mounts = mounts::plan_mounts(&self)?;
         let propagation = mounts::root_propagation(self.spec)?;
-        let initial = match propagation {
-            Some(flags) if flags & libc::MS_SHARED == 0 => flags,
-            _ => libc::MS_REC | libc::MS_SLAVE,
-        };
-        self.steps.push(Step::RootPropagation { flags: initial });
+        // Always recursive slave first: a non-recursive type on / alone would leave the rootfs's
+        // parent shared (mounts leak to the host, or pivot_root refuses). The requested type is
+        // applied to the new / after pivot.
+        self.steps.push(Step::RootPropagation {
+            flags: libc::MS_REC | libc::MS_SLAVE,
+        });
         self.steps.push(Step::BindRootfs {
             path: cbuf("root.path", &rootfs)?,
         });
         self.steps.extend(mounts.steps);
         self.devices(mounts.dev_is_bind)?;
+        // Before pivot, resolved inside the rootfs with the host's /proc to reach the targets:
+        // after pivot, /proc would be whatever the container mounted there (or none).
+        self.sysctls()?;
+        self.paths()?;
         self.steps.push(if self.input.options.no_pivot {
             Step::Chroot
         } else {
@@ -239,8 +247,6 @@ impl<'a> Planner<'a> {
             });
         }
         self.uts()?;
-        self.sysctls()?;
-        self.paths()?;
         if self
             .spec
             .root()
@@ -268,7 +274,8 @@ impl<'a> Planner<'a> {
                 .namespaces
                 .iter()
                 .filter(|(_, path)| path.is_none())
-                .fold(0, |acc, (ns, _)| acc | ns.clone_flag()),
+                .fold(0, |acc, (ns, _)| acc | ns.clone_flag())
+                & !self.deferred_flags,
             after_clone: self.after_clone,
             steps: self.steps,
             rootfs,
@@ -382,6 +389,23 @@ impl<'a> Planner<'a> {
                 });
                 self.steps.push(Step::SetNs { slot, ns: kind });
                 slot += 1;
+                if kind == Namespace::User {
+                    // New namespaces must belong to the joined user namespace: made after it is
+                    // joined (pid and time still come with clone, owned by the caller's).
+                    self.steps.push(Step::BecomeNsRoot);
+                    self.deferred_flags = self
+                        .namespaces
+                        .iter()
+                        .filter(|(ns, path)| {
+                            path.is_none() && !matches!(ns, Namespace::Pid | Namespace::Time)
+                        })
+                        .fold(0, |acc, (ns, _)| acc | ns.clone_flag());
+                    if self.deferred_flags != 0 {
+                        self.steps.push(Step::Unshare {
+                            flags: self.deferred_flags,
+                        });
+                    }
+                }
             }
         }
         if self.new_ns(Namespace::User) {
@@ -485,6 +509,10 @@ impl<'a> Planner<'a> {
             );
             devices.retain(|e| e.0 != entry.0);
             devices.push(entry);
+        }
+        if dev_is_bind {
+            // /dev comes from elsewhere (often the host's): nothing is created in it, as runc.
+            devices.clear();
         }
         for (path, kind, major, minor, mode, uid, gid) in devices {
             let dest = cbuf("linux.devices", &path)?;

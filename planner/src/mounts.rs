@@ -74,6 +74,9 @@ pub const OPTION_NAMES: &[&str] = &[
     "rdiratime",
     "rnoatime",
     "rrelatime",
+    "ratime",
+    "rnorelatime",
+    "rnostrictatime",
     "rstrictatime",
     "rnosymfollow",
     "rsymfollow",
@@ -134,7 +137,10 @@ fn option(name: &str) -> Option<Opt> {
         "rnodiratime" => Opt::Attr(true, MOUNT_ATTR_NODIRATIME),
         "rdiratime" => Opt::Attr(false, MOUNT_ATTR_NODIRATIME),
         "rnoatime" => Opt::Attr(true, MOUNT_ATTR_NOATIME),
-        "rrelatime" => Opt::Attr(true, MOUNT_ATTR_RELATIME),
+        // Back to the default atime mode, as runc reads these.
+        "rrelatime" | "ratime" | "rnorelatime" | "rnostrictatime" => {
+            Opt::Attr(true, MOUNT_ATTR_RELATIME)
+        }
         "rstrictatime" => Opt::Attr(true, MOUNT_ATTR_STRICTATIME),
         "rnosymfollow" => Opt::Attr(true, MOUNT_ATTR_NOSYMFOLLOW),
         "rsymfollow" => Opt::Attr(false, MOUNT_ATTR_NOSYMFOLLOW),
@@ -198,6 +204,7 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
     let list = p.spec.mounts().clone().unwrap_or_default();
     let mut parsed = Vec::with_capacity(list.len() + 2);
     let mut dev_is_bind = false;
+    let mut dev_tmpfs = None;
     for (i, m) in list.iter().enumerate() {
         let field = format!("mounts[{i}]");
         let dest = m.destination().to_str().unwrap_or("");
@@ -219,10 +226,14 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                 Some(Opt::Flag(true, f)) => flags |= f,
                 Some(Opt::Flag(false, f)) => flags &= !f,
                 Some(Opt::Propagation(f)) => propagation = f,
+                Some(Opt::Attr(true, a))
+                    if a & MOUNT_ATTR__ATIME != 0 || a == MOUNT_ATTR_RELATIME =>
+                {
+                    // The atime mode is one value: the kernel wants the whole mask cleared.
+                    attr_set = (attr_set & !MOUNT_ATTR__ATIME) | a;
+                    attr_clear |= MOUNT_ATTR__ATIME;
+                }
                 Some(Opt::Attr(true, a)) => {
-                    if a & MOUNT_ATTR__ATIME != 0 || a == MOUNT_ATTR_RELATIME {
-                        attr_clear |= MOUNT_ATTR__ATIME;
-                    }
                     attr_set |= a;
                     attr_clear &= !a;
                 }
@@ -303,6 +314,9 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                 });
                 continue;
             }
+            if dest == "/dev" && typ == "tmpfs" {
+                dev_tmpfs = Some(parsed.len());
+            }
             if flags & libc::MS_REMOUNT != 0 {
                 steps.push(Step::Remount {
                     dest: dest_buf.clone(),
@@ -335,17 +349,16 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
         }
         parsed.push(Parsed { dest, steps });
     }
-    if !dev_is_bind {
-        defaults(&mut parsed)?;
+    // The runtime spec: mounts in the listed order. Defaults go right after a /dev tmpfs.
+    if let Some(dev) = dev_tmpfs {
+        defaults(&mut parsed, dev + 1)?;
     }
-    // Parents before children; the config's order otherwise (the sort is stable).
-    parsed.sort_by_key(|m| m.dest.matches('/').count());
     let steps = parsed.into_iter().flat_map(|m| m.steps).collect();
     Ok(PlannedMounts { steps, dev_is_bind })
 }
 
-/// `/dev/pts` and `/dev/shm` when the config has none.
-fn defaults(parsed: &mut Vec<Parsed>) -> Result<(), PlanError> {
+/// `/dev/pts` and `/dev/shm` under the config's `/dev` tmpfs when the config has none.
+fn defaults(parsed: &mut Vec<Parsed>, at: usize) -> Result<(), PlanError> {
     let defaults = [
         (
             "/dev/pts",
@@ -364,17 +377,20 @@ fn defaults(parsed: &mut Vec<Parsed>) -> Result<(), PlanError> {
         if parsed.iter().any(|m| m.dest == dest) {
             continue;
         }
-        parsed.push(Parsed {
-            dest: dest.into(),
-            steps: vec![Step::Mount {
-                source: Some(cbuf("", typ)?),
-                dest: cbuf("", dest)?,
-                fstype: Some(cbuf("", typ)?),
-                flags,
-                data: Some(cbuf("", data)?),
-                target: Target::Dir,
-            }],
-        });
+        parsed.insert(
+            at.min(parsed.len()),
+            Parsed {
+                dest: dest.into(),
+                steps: vec![Step::Mount {
+                    source: Some(cbuf("", typ)?),
+                    dest: cbuf("", dest)?,
+                    fstype: Some(cbuf("", typ)?),
+                    flags,
+                    data: Some(cbuf("", data)?),
+                    target: Target::Dir,
+                }],
+            },
+        );
     }
     Ok(())
 }

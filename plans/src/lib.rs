@@ -129,9 +129,12 @@ impl Namespace {
         }
     }
 
-    /// Pid and time namespaces apply to children only: joining them happens in the parent.
+    /// Joined by the parent before `clone`: pid and time apply to children only, and the rest
+    /// must be joined before a new user namespace exists (joining one needs privilege over its
+    /// owner, which a process inside a new user namespace lacks). User and mount namespaces are
+    /// joined by the container process: the parent keeps its own identity and filesystem.
     pub fn joined_before_clone(self) -> bool {
-        matches!(self, Namespace::Pid | Namespace::Time)
+        !matches!(self, Namespace::User | Namespace::Mount)
     }
 }
 
@@ -195,6 +198,8 @@ pub enum Step {
     SetNs { slot: u8, ns: Namespace },
     /// Block until the parent has written the id maps.
     WaitIdMaps,
+    /// `unshare(flags)`: new namespaces owned by a user namespace joined just before.
+    Unshare { flags: u64 },
     /// `setresgid(0)`, `setresuid(0)` inside a new user namespace.
     BecomeNsRoot,
     /// `mount(NULL, "/", NULL, flags, NULL)`: propagation of the whole tree.

@@ -25,7 +25,7 @@ impl Display for HostStep {
             HostStep::JoinBeforeClone { ns, path } => {
                 write!(
                     f,
-                    "setns {} namespace {} (parent, so the clone is born in it)",
+                    "setns {} namespace {} before clone (the clone is born in it)",
                     ns.oci_name(),
                     path.text()
                 )
@@ -51,6 +51,7 @@ impl Display for Step {
             Step::NotDumpable => write!(f, "prctl PR_SET_DUMPABLE 0"),
             Step::SetNs { slot, ns } => write!(f, "setns slot {slot} ({})", ns.oci_name()),
             Step::WaitIdMaps => write!(f, "wait for the id maps"),
+            Step::Unshare { flags } => write!(f, "unshare {}", clone_flag_names(*flags)),
             Step::BecomeNsRoot => {
                 write!(f, "setresgid 0, setresuid 0 (root of the user namespace)")
             }

@@ -144,7 +144,7 @@ impl Bundle {
             Ok(d) => d
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n != "plans")
+                .filter(|n| !n.starts_with('@'))
                 .collect(),
             Err(_) => vec![],
         }
