@@ -257,6 +257,11 @@ fn launch<'a>(
         log::debug(&format!("not yet planned: {}: {}", np.field, np.why));
     }
     let plan = loaded.plan;
+    // Before anything is claimed, so that the re-executed command starts afresh.
+    let shares_pid_ns = plan.clone_flags & ferrun_plans::Namespace::Pid.clone_flag() == 0;
+    if shares_pid_ns && hook.is_none() && !crate::sealed::running_sealed() {
+        crate::sealed::reexec()?;
+    }
     if plan.terminal && opts.console_socket.is_none() && mode == Mode::Create {
         bail!("process.terminal is true: create needs --console-socket to hand the pty to");
     }

@@ -9,6 +9,7 @@ pub mod console;
 pub mod container;
 pub mod error;
 pub mod log;
+pub mod sealed;
 pub mod state;
 
 /// The calling thread's errno.

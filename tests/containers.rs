@@ -653,3 +653,44 @@ fn new_user_namespace_joins_another_containers_uts() {
     );
     assert!(a.ferrun(&["delete", "-f", "a"]).status.success());
 }
+
+#[test]
+fn the_binary_is_sealed_when_the_pid_namespace_is_shared() {
+    for (own_pid_ns, sealed) in [(false, true), (true, false)] {
+        let mut b = Bundle::new(&["sleep", "30"]);
+        if !own_pid_ns {
+            b.edit(|c| {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .expect("ns")
+                    .retain(|n| n["type"] != "pid")
+            });
+        }
+        let bundle = b.path().to_str().expect("utf-8").to_string();
+        let pid_file = format!("{bundle}/pid");
+        let o = b.ferrun(&[
+            "create",
+            "--bundle",
+            &bundle,
+            "--pid-file",
+            &pid_file,
+            "sealed",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let pid = std::fs::read_to_string(&pid_file).expect("pid");
+        // The container process, waiting for start, still runs ferrun's image.
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
+        assert_eq!(
+            exe.to_string_lossy().starts_with("/memfd:ferrun"),
+            sealed,
+            "{exe:?}"
+        );
+        if sealed {
+            let w = std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/proc/{pid}/exe"));
+            assert!(w.is_err(), "the sealed copy cannot be opened for writing");
+        }
+        assert!(b.ferrun(&["delete", "-f", "sealed"]).status.success());
+    }
+}
