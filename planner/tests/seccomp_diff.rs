@@ -162,13 +162,22 @@ fn compare(name: &str, profile: &Value) -> usize {
         .iter()
         .flatten()
         .any(|a| format!("{a:?}") == "ScmpArchX86");
-    let mut arches = vec![AUDIT_X86_64];
+    let lists_x32 = s
+        .architectures()
+        .iter()
+        .flatten()
+        .any(|a| format!("{a:?}") == "ScmpArchX32");
+    // (audit arch, x32 bit, highest number)
+    let mut abis = vec![(AUDIT_X86_64, 0u32, 460)];
     if lists_x86 {
-        arches.push(AUDIT_I386);
+        abis.push((AUDIT_I386, 0, 460));
+    }
+    if lists_x32 {
+        abis.push((AUDIT_X86_64, 0x4000_0000, 547));
     }
     let mut checked = 0;
-    for arch in arches {
-        for nr in 0..=460 {
+    for (arch, bit, last) in abis {
+        for nr in (0..=last).map(|n: i32| n | bit as i32) {
             for args in &vectors {
                 let d = Data {
                     nr,

@@ -24,6 +24,83 @@ const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
 const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
+/// The x32 calls with numbers of their own (arch/x86/entry/syscalls/syscall_64.tbl, "x32").
+const X32_OWN: [(u32, &str); 36] = [
+    (512, "rt_sigaction"),
+    (513, "rt_sigreturn"),
+    (514, "ioctl"),
+    (515, "readv"),
+    (516, "writev"),
+    (517, "recvfrom"),
+    (518, "sendmsg"),
+    (519, "recvmsg"),
+    (520, "execve"),
+    (521, "ptrace"),
+    (522, "rt_sigpending"),
+    (523, "rt_sigtimedwait"),
+    (524, "rt_sigqueueinfo"),
+    (525, "sigaltstack"),
+    (526, "timer_create"),
+    (527, "mq_notify"),
+    (528, "kexec_load"),
+    (529, "waitid"),
+    (530, "set_robust_list"),
+    (531, "get_robust_list"),
+    (532, "vmsplice"),
+    (533, "move_pages"),
+    (534, "preadv"),
+    (535, "pwritev"),
+    (536, "rt_tgsigqueueinfo"),
+    (537, "recvmmsg"),
+    (538, "sendmmsg"),
+    (539, "process_vm_readv"),
+    (540, "process_vm_writev"),
+    (541, "setsockopt"),
+    (542, "getsockopt"),
+    (543, "io_setup"),
+    (544, "io_submit"),
+    (545, "execveat"),
+    (546, "preadv2"),
+    (547, "pwritev2"),
+];
+
+/// x86_64 calls that x32 cannot make at all.
+const X32_NONE: [&str; 14] = [
+    "uselib",
+    "_sysctl",
+    "create_module",
+    "get_kernel_syms",
+    "query_module",
+    "nfsservctl",
+    "set_thread_area",
+    "get_thread_area",
+    "epoll_ctl_old",
+    "epoll_wait_old",
+    "vserver",
+    "uretprobe",
+    "uprobe",
+    "map_shadow_stack",
+];
+
+/// x86_64's rules renumbered for x32 (without the x32 bit).
+fn x32_table(native: &BTreeMap<u32, Vec<Rule>>) -> BTreeMap<u32, Vec<Rule>> {
+    let mut out = BTreeMap::new();
+    for (nr, rules) in native {
+        let Some(name) = Abi::X86_64.syscall_name(*nr) else {
+            continue;
+        };
+        if X32_NONE.contains(&name) {
+            continue;
+        }
+        let nr32 = X32_OWN
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map_or(*nr, |(n32, _)| *n32);
+        out.insert(nr32, rules.clone());
+    }
+    out
+}
+
 /// `SECCOMP_FILTER_FLAG_*`.
 pub const FLAG_TSYNC: u32 = 1;
 pub const FLAG_LOG: u32 = 2;
@@ -192,7 +269,7 @@ impl Abi {
     }
 
     fn is_32bit(self) -> bool {
-        matches!(self, Abi::X86 | Abi::Arm)
+        matches!(self, Abi::X86 | Abi::X32 | Abi::Arm)
     }
 }
 
@@ -416,10 +493,12 @@ fn emit(
             let (x32, native) = (a.label(), a.label());
             a.jmp(Cond::Ge, X32_SYSCALL_BIT, x32, native);
             if abis.contains(&Abi::X32) {
-                // x32 shares x86_64's numbers: clear the bit and take the same path.
+                // x32 has a tree of its own: x86_64's rules under x32's numbers, with 32-bit
+                // argument checks (libseccomp's x32 table, the kernel's syscall_64.tbl).
                 a.here(x32);
                 a.and(!X32_SYSCALL_BIT);
-                a.ja(native);
+                let x32_rules = x32_table(table.get(&abi).unwrap_or(&empty));
+                dispatch(&mut a, Abi::X32, &x32_rules, default);
             } else {
                 a.here(x32);
                 a.ja(kill);
@@ -638,7 +717,11 @@ pub fn check(
             .ok_or_else(|| format!("{name:?} is not a {} syscall", abi.name()))?,
     };
     let nr = if abi == Abi::X32 {
-        nr | X32_SYSCALL_BIT
+        let own = X32_OWN
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(n32, _)| *n32);
+        own.unwrap_or(nr) | X32_SYSCALL_BIT
     } else {
         nr
     };
