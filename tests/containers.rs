@@ -391,7 +391,11 @@ fn podman_fixture_runs_as_a_real_container() {
         c["process"]["args"] = json!([
             "sh",
             "-c",
-            "hostname; cat /etc/hosts; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; ulimit -n"
+            format!(
+                "hostname; cat /etc/hosts; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; /probe {} -- {}; ulimit -n",
+                syscalls::x86_64::Sysno::add_key.id(),
+                syscalls::x86_64::Sysno::uselib.id()
+            )
         ]);
         // This machine's hard limits are lower than podman's defaults.
         c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}]);
@@ -414,7 +418,10 @@ fn podman_fixture_runs_as_a_real_container() {
             }
         }
     });
+    b.with_probe();
     let (code, out, err) = b.run("podman-like");
+    // Calls the profile denies fail with its errnos: unlisted (default 38), and listed (1).
+    assert!(out.contains("errno 38\nerrno 1\n"), "{out}");
     assert_eq!(code, 0, "stderr: {err}");
     assert!(
         out.starts_with("1af77eb82c82\ncontent of _etc_hosts\n"),

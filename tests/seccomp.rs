@@ -420,6 +420,29 @@ fn check_predicts_real_syscalls() {
             ],
         ),
     ];
+    // podman's own profile: denials with its errnos, conditional rules, the x86 ABI.
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/config/podman-run.json");
+    let podman: Value =
+        serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("json");
+    let mut cases = cases;
+    cases.push((
+        podman["linux"]["seccomp"].clone(),
+        vec![
+            Call("x86_64", "getpid", vec![]),
+            Call("x86_64", "add_key", vec![]),
+            Call("x86_64", "uselib", vec![0]),
+            // The query first: a personality the filter lets through changes later answers.
+            Call("x86_64", "personality", vec![0xffff_ffff]),
+            Call("x86_64", "personality", vec![0x1234]),
+            Call("x86_64", "socket", vec![16, 3, 9]),
+            Call("x86_64", "io_uring_setup", vec![1, 0]),
+            Call("x86_64", "setns", vec![neg1, 0]),
+            Call("x86", "getpid", vec![]),
+            Call("x86", "add_key", vec![]),
+            Call("x86", "personality", vec![0x1234]),
+        ],
+    ));
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let ferrun = common::ferrun_bin();
     let mut compared = 0;
@@ -473,4 +496,13 @@ fn check_predicts_real_syscalls() {
         }
     }
     assert!(compared >= 40, "{compared} calls compared");
+}
+
+#[test]
+fn legacy_single_name_is_understood() {
+    let profile = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "mkdir", "action": "SCMP_ACT_ERRNO", "errnoRet": 13}, {"name": "mkdirat", "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]});
+    let b = with_profile("mkdir /tmp/x 2>&1; true", true, profile);
+    let (code, out, err) = b.run("legacy");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Permission denied"), "{out}");
 }

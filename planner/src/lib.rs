@@ -103,34 +103,51 @@ pub fn cache_key(input: &Input<'_>) -> String {
 
 /// Parses `config.json`, naming the path of a field that does not parse.
 pub fn parse(config: &[u8]) -> Result<Spec, PlanError> {
+    // The legacy single `name` of a seccomp rule needs a look at the JSON before oci-spec, which
+    // knows only `names`; configs without the word pay nothing for it.
+    if config.windows(6).any(|w| w == b"\"name\"") {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(config).map_err(|e| json_error(String::new(), e))?;
+        if let Some(seccomp) = v.pointer_mut("/linux/seccomp") {
+            seccomp::lift_legacy_names(seccomp);
+        }
+        return serde_path_to_error::deserialize(v).map_err(|e| {
+            let field = e.path().to_string();
+            json_error(field, e.into_inner())
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(config);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
-        let inner = e.into_inner();
-        let mut problem = inner.to_string();
-        // serde lists every valid variant; the field name says enough.
-        if let Some(cut) = problem.find(", expected one of") {
+        json_error(field, e.into_inner())
+    })
+}
+
+/// `field: problem` for a JSON or oci-spec error, in words a user can act on.
+fn json_error(field: String, inner: serde_json::Error) -> PlanError {
+    let mut problem = inner.to_string();
+    // serde lists every valid variant; the field name says enough.
+    if let Some(cut) = problem.find(", expected one of") {
+        problem.truncate(cut);
+    }
+    if let Some(cut) = problem.find(" at line ") {
+        if inner.is_syntax() || inner.is_eof() {
+            problem = format!("invalid JSON: {problem}");
+        } else {
             problem.truncate(cut);
         }
-        if let Some(cut) = problem.find(" at line ") {
-            if inner.is_syntax() || inner.is_eof() {
-                problem = format!("invalid JSON: {problem}");
-            } else {
-                problem.truncate(cut);
-            }
-        }
-        if let Some(rest) = problem.strip_prefix("no variant for ") {
-            // oci-spec's wording for an unknown capability.
-            let name = rest.split(' ').next().unwrap_or(rest);
-            problem = format!("unknown capability {name:?}");
-        }
-        let field = if field == "." || field == "?" {
-            String::new()
-        } else {
-            field
-        };
-        PlanError { field, problem }
-    })
+    }
+    if let Some(rest) = problem.strip_prefix("no variant for ") {
+        // oci-spec's wording for an unknown capability.
+        let name = rest.split(' ').next().unwrap_or(rest);
+        problem = format!("unknown capability {name:?}");
+    }
+    let field = if field == "." || field == "?" {
+        String::new()
+    } else {
+        field
+    };
+    PlanError { field, problem }
 }
 
 /// Lexically cleans an absolute path: no `.`, `..` or repeated separators. `..` cannot climb

@@ -738,19 +738,37 @@ pub fn check(
     bpf::run(&c.insns, &data)
 }
 
+/// Turns the legacy `"name": "x"` of a rule into `"names": ["x"]` (oci-spec knows only `names`).
+pub fn lift_legacy_names(seccomp: &mut serde_json::Value) {
+    let Some(rules) = seccomp.get_mut("syscalls").and_then(|r| r.as_array_mut()) else {
+        return;
+    };
+    for rule in rules {
+        let Some(obj) = rule.as_object_mut() else {
+            continue;
+        };
+        if !obj.contains_key("names")
+            && let Some(name) = obj.remove("name")
+        {
+            obj.insert("names".into(), serde_json::Value::Array(vec![name]));
+        }
+    }
+}
+
 /// Reads a profile: either the `linux.seccomp` object itself or a whole `config.json`.
 pub fn load_profile(bytes: &[u8]) -> Result<LinuxSeccomp, PlanError> {
     let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| PlanError {
         field: String::new(),
         problem: format!("invalid JSON: {e}"),
     })?;
-    let (value, prefix) = match v.pointer("/linux/seccomp") {
+    let (mut value, prefix) = match v.pointer("/linux/seccomp") {
         Some(s) => (s.clone(), "linux.seccomp"),
         None if v.get("linux").is_some() => {
             return err("linux.seccomp", "the config has no seccomp profile");
         }
         None => (v, "linux.seccomp"),
     };
+    lift_legacy_names(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let mut problem = e.into_inner().to_string();
