@@ -214,8 +214,19 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.pid.tmp", std::process::id()));
-    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("write pid file {}", tmp.display()))?;
+    // A fresh name, created exclusively: never written through something already there.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".ferrun-pid-{}-{nanos}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .ctx(|| format!("write pid file {}", tmp.display()))?;
+    f.write_all(pid.to_string().as_bytes())
+        .ctx(|| format!("write pid file {}", tmp.display()))?;
+    drop(f);
     std::fs::rename(&tmp, path).ctx(|| format!("write pid file {}", path.display()))
 }
 
@@ -612,6 +623,10 @@ fn forwarded_signals() -> libc::sigset_t {
             libc::SIGUSR2,
             libc::SIGWINCH,
             libc::SIGCONT,
+            libc::SIGALRM,
+            libc::SIGTSTP,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
         ] {
             libc::sigaddset(&mut set, s);
         }
@@ -661,7 +676,13 @@ fn wait_forwarding(
         // SAFETY: valid pollfd array.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
         if n < 0 {
-            continue;
+            if crate::errno() == libc::EINTR {
+                continue;
+            }
+            bail!(
+                "wait for the container process: poll: {}",
+                errno_text(crate::errno())
+            );
         }
         if fds[1].revents & libc::POLLIN != 0 {
             // SAFETY: reading one signalfd_siginfo.

@@ -307,3 +307,34 @@ fn seccomp_filters_are_shared_between_configs() {
     );
     assert_eq!(b.run("shared").0, 0);
 }
+
+#[test]
+fn run_uses_the_callers_terminal() {
+    // `script` (util-linux) gives ferrun a real terminal of 40x120 as its stdin and stdout.
+    let mut b = Bundle::new(&["sh", "-c", "tty; stty size; test -t 0 && echo stdin-tty"]);
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let cmd = format!(
+        "stty rows 40 cols 120; {} --root {} run --bundle {} tty",
+        common::ferrun_bin(),
+        b.state_root().display(),
+        b.path().display()
+    );
+    let o = common::output_via_files({
+        let mut c = std::process::Command::new("script");
+        c.args(["-q", "-e", "-c", &cmd, "/dev/null"]);
+        c
+    });
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("/dev/pts/0"),
+        "the container has its own pty: {out:?}"
+    );
+    assert!(out.contains("40 120"), "with the caller's size: {out:?}");
+    assert!(out.contains("stdin-tty"), "{out:?}");
+    assert!(b.leftover_state().is_empty());
+}

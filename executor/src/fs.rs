@@ -45,7 +45,8 @@ fn open_how(dir: c_int, path: &[u8], flags: c_int, resolve: u64) -> Result<Fd, i
         resolve,
     };
     let root = dir;
-    loop {
+    // The kernel asks to retry when a rename raced the lookup; a bounded number of times.
+    for _ in 0..64 {
         // SAFETY: path is NUL-terminated, how is a valid open_how.
         let r = unsafe {
             libc::syscall(
@@ -64,6 +65,7 @@ fn open_how(dir: c_int, path: &[u8], flags: c_int, resolve: u64) -> Result<Fd, i
             return Err(e);
         }
     }
+    Err(libc::EAGAIN)
 }
 
 /// `/proc/self/fd/N\0` in a stack buffer.
@@ -212,15 +214,12 @@ pub(crate) fn with_parent<T>(
 /// Creates an empty regular file at `path` inside `root` if nothing is there.
 pub(crate) fn ensure_file(root: c_int, path: &[u8]) -> Result<(), i32> {
     with_parent(root, path, |dir, name| {
-        // SAFETY: name is NUL-terminated; O_NOFOLLOW keeps a dangling symlink from being followed.
-        let fd = unsafe {
-            libc::openat(
-                dir,
-                name,
-                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-                0o644,
-            )
-        };
+        // O_EXCL: an existing entry (a FIFO or a device the image put there) is never opened;
+        // O_NOFOLLOW: a dangling symlink is not followed out of the rootfs.
+        let flags =
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+        // SAFETY: name is NUL-terminated.
+        let fd = unsafe { libc::openat(dir, name, flags, 0o644) };
         if fd >= 0 {
             // SAFETY: we own fd.
             unsafe { libc::close(fd) };
