@@ -519,12 +519,44 @@ fn emit(
     Ok((insns, sections))
 }
 
-/// A binary search over the ABI's syscall numbers (A holds nr), then each syscall's rules.
-/// A syscall whose only rule is unconditional jumps straight to a `ret` shared by its leaf.
+/// A run of syscall numbers with one outcome: an unconditional action, or (a single number)
+/// the rules of one syscall.
+#[derive(Clone, Copy)]
+struct Segment {
+    lo: u32,
+    hi: u32,
+    /// `Some(action)` for an unconditional action; `None` for a syscall with conditions.
+    action: Option<u32>,
+}
+
+/// Consecutive numbers with the same unconditional action become one segment: most profiles
+/// allow long runs of syscalls, and a smaller filter is quicker for the kernel to load and run.
+fn segments(rules: &BTreeMap<u32, Vec<Rule>>) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::new();
+    for (&nr, r) in rules {
+        let action = match r.as_slice() {
+            [only] if only.checks.is_empty() => Some(only.action),
+            _ => None,
+        };
+        match out.last_mut() {
+            Some(last) if action.is_some() && last.action == action && last.hi + 1 == nr => {
+                last.hi = nr
+            }
+            _ => out.push(Segment {
+                lo: nr,
+                hi: nr,
+                action,
+            }),
+        }
+    }
+    out
+}
+
+/// A binary search over the ABI's segments (A holds nr), then the rules of conditional syscalls.
 fn dispatch(a: &mut Asm, abi: Abi, rules: &BTreeMap<u32, Vec<Rule>>, default: u32) {
-    let nrs: Vec<u32> = rules.keys().copied().collect();
+    let segs = segments(rules);
     let mut blocks = Vec::new();
-    search(a, &nrs, rules, default, &mut blocks);
+    search(a, &segs, default, &mut blocks);
     for (nr, block) in blocks {
         a.here(block);
         for rule in &rules[&nr] {
@@ -539,39 +571,36 @@ fn dispatch(a: &mut Asm, abi: Abi, rules: &BTreeMap<u32, Vec<Rule>>, default: u3
     }
 }
 
-/// The leaf for a few numbers, or a `jge` splitting them. Conditional syscalls get a block of
-/// their own, emitted after the tree (collected in `blocks`).
-fn search(
-    a: &mut Asm,
-    nrs: &[u32],
-    rules: &BTreeMap<u32, Vec<Rule>>,
-    default: u32,
-    blocks: &mut Vec<(u32, usize)>,
-) {
-    if nrs.len() <= 6 {
+/// A leaf of a few segments, or a `jge` splitting them. In a leaf, each segment costs two
+/// instructions: past its end, try the next; at or after its start, its outcome; else the
+/// default (a gap). Conditional syscalls get a block of their own, emitted after the tree.
+fn search(a: &mut Asm, segs: &[Segment], default: u32, blocks: &mut Vec<(u32, usize)>) {
+    if segs.len() <= 4 {
         let mut rets: Vec<(u32, usize)> = Vec::new();
-        for nr in nrs {
-            let target = match rules[nr].as_slice() {
-                [only] if only.checks.is_empty() => {
-                    match rets.iter().find(|(act, _)| *act == only.action) {
-                        Some((_, l)) => *l,
-                        None => {
-                            let l = a.label();
-                            rets.push((only.action, l));
-                            l
-                        }
+        let miss = a.label();
+        for seg in segs {
+            let target = match seg.action {
+                Some(act) => match rets.iter().find(|(x, _)| *x == act) {
+                    Some((_, l)) => *l,
+                    None => {
+                        let l = a.label();
+                        rets.push((act, l));
+                        l
                     }
-                }
-                _ => {
+                },
+                None => {
                     let l = a.label();
-                    blocks.push((*nr, l));
+                    blocks.push((seg.lo, l));
                     l
                 }
             };
-            let next = a.label();
-            a.jmp(Cond::Eq, *nr, target, next);
+            let (next, inside) = (a.label(), a.label());
+            a.jmp(Cond::Gt, seg.hi, next, inside);
+            a.here(inside);
+            a.jmp(Cond::Ge, seg.lo, target, miss);
             a.here(next);
         }
+        a.here(miss);
         a.ret(default);
         for (act, l) in rets {
             a.here(l);
@@ -579,13 +608,13 @@ fn search(
         }
         return;
     }
-    let mid = nrs.len() / 2;
+    let mid = segs.len() / 2;
     let (hi, lo) = (a.label(), a.label());
-    a.jmp(Cond::Ge, nrs[mid], hi, lo);
+    a.jmp(Cond::Ge, segs[mid].lo, hi, lo);
     a.here(lo);
-    search(a, &nrs[..mid], rules, default, blocks);
+    search(a, &segs[..mid], default, blocks);
     a.here(hi);
-    search(a, &nrs[mid..], rules, default, blocks);
+    search(a, &segs[mid..], default, blocks);
 }
 
 /// Falls through when the check holds, jumps to `fail` otherwise.
