@@ -129,8 +129,13 @@ fn features_spec_and_version() {
         .filter_map(Value::as_str)
         .collect();
     assert_eq!(ns.len(), 8);
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     assert_eq!(
-        f["linux"]["seccomp"]["enabled"], false,
+        f["linux"]["seccomp"]["actions"].as_array().map(Vec::len),
+        Some(9)
+    );
+    assert_eq!(
+        f["linux"]["cgroup"]["v1"], false,
         "not claimed before it exists"
     );
 
