@@ -65,7 +65,7 @@ fn set_attr(
 }
 
 /// Resolves `dest` inside the root, creating it as `target` asks when missing.
-fn target_fd(ctx: &Ctx<'_>, dest: &CBuf, target: Target, source: &Option<CBuf>) -> Result<Fd, i32> {
+fn target_fd(ctx: &Ctx<'_>, dest: &CBuf, target: Target, source: Option<&CBuf>) -> Result<Fd, i32> {
     match open_in_root(ctx.rootfd, dest.bytes_with_nul(), libc::O_PATH) {
         Ok(fd) => return Ok(fd),
         Err(libc::ENOENT) => {}
@@ -140,7 +140,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 data,
                 target,
             } => {
-                let fd = target_fd(ctx, dest, *target, source)?;
+                let fd = target_fd(ctx, dest, *target, source.as_ref())?;
                 let p = FdPath::new(fd.0);
                 ok(libc::mount(
                     opt_ptr(source),
@@ -149,6 +149,59 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     *flags as c_ulong,
                     opt_ptr(data).cast(),
                 ))
+            }
+            Step::BindMount {
+                source,
+                dest,
+                recursive,
+                set,
+                clear,
+                rset,
+                rclear,
+            } => {
+                let target = target_fd(ctx, dest, Target::LikeSource, Some(source))?;
+                const OPEN_TREE_CLONE: u32 = 1;
+                let rec = if *recursive {
+                    libc::AT_RECURSIVE as u32
+                } else {
+                    0
+                };
+                let tree = check(libc::syscall(
+                    libc::SYS_open_tree,
+                    libc::AT_FDCWD,
+                    source.as_ptr(),
+                    OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
+                ))?;
+                let tree = Fd(tree as c_int);
+                if rset | rclear != 0 {
+                    mount_setattr(
+                        tree.0,
+                        c"".as_ptr(),
+                        libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32,
+                        *rset,
+                        *rclear,
+                    )?;
+                }
+                if set | clear != 0 {
+                    mount_setattr(
+                        tree.0,
+                        c"".as_ptr(),
+                        libc::AT_EMPTY_PATH as u32,
+                        *set,
+                        *clear,
+                    )?;
+                }
+                const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+                const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+                check(libc::syscall(
+                    libc::SYS_move_mount,
+                    tree.0,
+                    c"".as_ptr(),
+                    target.0,
+                    c"".as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+                ))
+                .map(|_| ())
             }
             Step::Remount { dest, flags } => {
                 let fd = existing(ctx, dest)?;

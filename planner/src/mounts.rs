@@ -282,23 +282,20 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
             if dest == "/dev" {
                 dev_is_bind = true;
             }
-            steps.push(Step::Mount {
-                source: Some(cbuf(&format!("{field}.source"), &source)?),
-                dest: dest_buf.clone(),
-                fstype: None,
-                flags: libc::MS_BIND | (flags & libc::MS_REC),
-                data,
-                target: Target::LikeSource,
-            });
+            // Bind mounts take no data; the kernel ignores it.
+            let _ = data;
             let (set, clear) = flags_to_attrs(flags & BIND_ATTR_FLAGS);
-            if set != 0 || clear != 0 {
-                steps.push(Step::SetAttr {
-                    dest: dest_buf.clone(),
-                    recursive: false,
-                    set,
-                    clear,
-                });
-            }
+            // One step: the attributes are set on the detached copy before it is attached.
+            steps.push(Step::BindMount {
+                source: cbuf(&format!("{field}.source"), &source)?,
+                dest: dest_buf.clone(),
+                recursive: flags & libc::MS_REC != 0,
+                set,
+                clear,
+                rset: attr_set,
+                rclear: attr_clear,
+            });
+            (attr_set, attr_clear) = (0, 0);
         } else {
             let Some(typ) = typ else {
                 return err(

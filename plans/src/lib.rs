@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Magic prefix of an encoded plan file.
 pub const MAGIC: &[u8; 8] = b"FERRUNPL";
@@ -217,6 +217,18 @@ pub enum Step {
         flags: u64,
         data: Option<CBuf>,
         target: Target,
+    },
+    /// A bind mount made atomically: `open_tree(source, OPEN_TREE_CLONE)`, `mount_setattr` of
+    /// the recursive (`rset`/`rclear`) and top-level (`set`/`clear`) attributes on the detached
+    /// copy, then `move_mount` onto `<dest>` (created like the source when missing).
+    BindMount {
+        source: CBuf,
+        dest: CBuf,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+        rset: u64,
+        rclear: u64,
     },
     /// `mount(NULL, <dest>, NULL, MS_REMOUNT | flags, data)`.
     Remount { dest: CBuf, flags: u64 },
@@ -454,6 +466,10 @@ impl Step {
             | Step::Propagation { dest, .. }
             | Step::SetAttr { dest, .. }
             | Step::MkNod { dest, .. } => f(dest),
+            Step::BindMount { source, dest, .. } => {
+                f(source);
+                f(dest)
+            }
             Step::BindDevice { source, dest } => {
                 f(source);
                 f(dest)

@@ -86,6 +86,40 @@ impl Display for Step {
                 }
                 Ok(())
             }
+            Step::BindMount {
+                source,
+                dest,
+                recursive,
+                set,
+                clear,
+                rset,
+                rclear,
+            } => {
+                write!(
+                    f,
+                    "bind {}{} on {}",
+                    if *recursive { "recursively " } else { "" },
+                    source.text(),
+                    dest.text()
+                )?;
+                if set | clear != 0 {
+                    write!(
+                        f,
+                        " set {} clear {}",
+                        mount_attr_names(*set),
+                        mount_attr_names(*clear)
+                    )?;
+                }
+                if rset | rclear != 0 {
+                    write!(
+                        f,
+                        " recursive set {} clear {}",
+                        mount_attr_names(*rset),
+                        mount_attr_names(*rclear)
+                    )?;
+                }
+                Ok(())
+            }
             Step::Remount { dest, flags } => {
                 write!(
                     f,
