@@ -701,3 +701,52 @@ fn the_binary_is_sealed_when_the_pid_namespace_is_shared() {
         assert!(b.ferrun(&["delete", "-f", "sealed"]).status.success());
     }
 }
+
+#[test]
+fn a_dangling_symlink_target_is_created_inside_the_rootfs() {
+    // A private rootfs whose /etc/resolv.conf points at a file that does not exist (as images
+    // made from systemd hosts have), and a /etc/escape pointing out of the rootfs.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let root = dir.path().join("rootfs");
+    for d in ["bin", "etc", "proc", "dev", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox");
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).expect("sh");
+    std::os::unix::fs::symlink("busybox", root.join("bin/cat")).expect("cat");
+    std::os::unix::fs::symlink(
+        "../run/resolve/stub-resolv.conf",
+        root.join("etc/resolv.conf"),
+    )
+    .expect("link");
+    std::os::unix::fs::symlink(
+        "/../../../../tmp/ferrun-escape-target",
+        root.join("etc/escape"),
+    )
+    .expect("link");
+    let host = dir.path().join("resolv.conf");
+    std::fs::write(&host, "nameserver 192.0.2.1\n").expect("write");
+    let mut b = Bundle::new(&["sh", "-c", "cat /etc/resolv.conf; cat /etc/escape"]);
+    b.edit(|c| {
+        c["root"]["path"] = json!(root);
+        c["root"]["readonly"] = json!(false);
+        let mounts = c["mounts"].as_array_mut().expect("mounts");
+        mounts.push(json!({"destination": "/etc/resolv.conf", "type": "bind", "source": host, "options": ["bind", "ro"]}));
+        mounts.push(json!({"destination": "/etc/escape", "type": "bind", "source": host, "options": ["bind", "ro"]}));
+    });
+    let (code, out, err) = b.run("dangling");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "nameserver 192.0.2.1\nnameserver 192.0.2.1\n");
+    assert!(
+        root.join("run/resolve/stub-resolv.conf").exists(),
+        "created inside the rootfs"
+    );
+    assert!(
+        !std::path::Path::new("/tmp/ferrun-escape-target").exists(),
+        "nothing created outside it"
+    );
+    assert!(
+        root.join("tmp/ferrun-escape-target").exists(),
+        "the absolute target is rooted at the rootfs"
+    );
+}

@@ -5,7 +5,7 @@
 use crate::errno;
 use libc::{c_char, c_int};
 
-const PATH_MAX: usize = 4096;
+pub(crate) const PATH_MAX: usize = 4096;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
@@ -242,4 +242,51 @@ pub(crate) fn is_dir(path: &[u8]) -> Result<bool, i32> {
         return Err(errno());
     }
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// When `path` (NUL-terminated, inside `root`) ends in a symlink, writes the path its target
+/// names into `out` (NUL-terminated; an absolute target is rooted at `root`, a relative one at the
+/// link's directory) and returns its length. `None` when the last component is no symlink.
+pub(crate) fn link_target(
+    root: c_int,
+    path: &[u8],
+    out: &mut [u8; PATH_MAX],
+) -> Result<Option<usize>, i32> {
+    let mut p = PathBuf::new(path)?;
+    let len = p.len;
+    let Some(slash) = p.buf[..len].iter().rposition(|&b| b == b'/') else {
+        return Ok(None);
+    };
+    let mut link = [0u8; PATH_MAX];
+    let n = in_parent(root, &mut p.buf[..=len], |dir, name| {
+        // SAFETY: name is NUL-terminated; link is a valid out-buffer.
+        let n = unsafe { libc::readlinkat(dir, name, link.as_mut_ptr().cast(), PATH_MAX - 1) };
+        if n < 0 { Err(errno()) } else { Ok(n as usize) }
+    });
+    let n = match n {
+        Ok(n) => n,
+        Err(libc::EINVAL) | Err(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let target = &link[..n];
+    let total = if target.first() == Some(&b'/') {
+        if n >= PATH_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        out[..n].copy_from_slice(target);
+        n
+    } else {
+        // The link's directory, then the target.
+        let dir_len = slash.max(1);
+        let total = dir_len + 1 + n;
+        if total >= PATH_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        out[..dir_len].copy_from_slice(&p.buf[..dir_len]);
+        out[dir_len] = b'/';
+        out[dir_len + 1..total].copy_from_slice(target);
+        total
+    };
+    out[total] = 0;
+    Ok(Some(total))
 }

@@ -1,7 +1,8 @@
 //! One function call per plan step: raw syscalls on the plan's buffers, `Err(errno)` on failure.
 
 use crate::fs::{
-    Fd, FdPath, ensure_file, is_dir, mkdir_all, open_in_root, open_no_magic, with_parent,
+    Fd, FdPath, PATH_MAX, ensure_file, is_dir, link_target, mkdir_all, open_in_root, open_no_magic,
+    with_parent,
 };
 use crate::{Ctx, MSG_PTY, MSG_READY, Prepared, Record, check, errno, send_record};
 use ferrun_plans::{CBuf, Step, Target};
@@ -75,10 +76,34 @@ fn target_fd(ctx: &Ctx<'_>, dest: &CBuf, target: Target, source: Option<&CBuf>) 
         (Target::LikeSource, Some(src)) => is_dir(src.bytes_with_nul())?,
         _ => true,
     };
-    if dir {
-        mkdir_all(ctx.rootfd, dest.bytes_with_nul())?;
-    } else {
-        ensure_file(ctx.rootfd, dest.bytes_with_nul())?;
+    let create = |path: &[u8]| {
+        if dir {
+            mkdir_all(ctx.rootfd, path)
+        } else {
+            ensure_file(ctx.rootfd, path)
+        }
+    };
+    create(dest.bytes_with_nul())?;
+    match open_in_root(ctx.rootfd, dest.bytes_with_nul(), libc::O_PATH) {
+        Err(libc::ENOENT) => {}
+        other => return other,
+    }
+    // The target is a dangling symlink (e.g. /etc/resolv.conf -> ../run/...): create what it
+    // names, inside the root, following a few links as runc does.
+    let (mut cur, mut next) = ([0u8; PATH_MAX], [0u8; PATH_MAX]);
+    let d = dest.bytes_with_nul();
+    cur[..d.len()].copy_from_slice(d);
+    let mut cur_len = d.len() - 1;
+    for _ in 0..8 {
+        let Some(n) = link_target(ctx.rootfd, &cur[..=cur_len], &mut next)? else {
+            break;
+        };
+        create(&next[..=n])?;
+        if open_in_root(ctx.rootfd, &next[..=n], libc::O_PATH).is_ok() {
+            break;
+        }
+        cur = next;
+        cur_len = n;
     }
     open_in_root(ctx.rootfd, dest.bytes_with_nul(), libc::O_PATH)
 }
