@@ -102,6 +102,59 @@ fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// A sysctl changes the namespace it is written in: refused when a joined namespace is the
+/// caller's own (the host's, for an engine), as runc refuses it.
+fn check_sysctls(plan: &Plan) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for h in &plan.before_clone {
+        let HostStep::JoinBeforeClone { ns, path } = h else {
+            continue;
+        };
+        let prefix: &[&str] = match ns {
+            ferrun_plans::Namespace::Network => &["/proc/sys/net/"],
+            ferrun_plans::Namespace::Ipc => &[
+                "/proc/sys/kernel/msg",
+                "/proc/sys/kernel/sem",
+                "/proc/sys/kernel/shm",
+                "/proc/sys/fs/mqueue/",
+            ],
+            ferrun_plans::Namespace::Uts => {
+                &["/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname"]
+            }
+            _ => continue,
+        };
+        let Some(key) = plan.steps.iter().find_map(|s| match s {
+            Step::Sysctl { path, .. } if prefix.iter().any(|p| path.text().starts_with(p)) => {
+                Some(path.text().into_owned())
+            }
+            _ => None,
+        }) else {
+            continue;
+        };
+        let own = format!(
+            "/proc/self/ns/{}",
+            match ns {
+                ferrun_plans::Namespace::Network => "net",
+                ferrun_plans::Namespace::Ipc => "ipc",
+                _ => "uts",
+            }
+        );
+        let same =
+            |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+        if let (Ok(joined), Ok(mine)) = (std::fs::metadata(&*path.text()), std::fs::metadata(&own))
+            && same(&joined, &mine)
+        {
+            bail!(
+                "linux.sysctl: {} would change the host: the {} namespace {} is the caller's own",
+                key.trim_start_matches("/proc/sys/").replace('/', "."),
+                ns.oci_name(),
+                path.text()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The rootfs must be a directory, and a relative `root.path` must stay inside the bundle.
 fn check_rootfs(plan: &Plan, bundle: &Path) -> Result<()> {
     let rootfs = Path::new(&plan.rootfs);
@@ -277,6 +330,7 @@ fn launch<'a>(
         bail!("process.terminal is true: create needs --console-socket to hand the pty to");
     }
     check_rootfs(&plan, &bundle)?;
+    check_sysctls(&plan)?;
 
     let dir = store.claim(&opts.id)?;
     let mut guard = Guard {

@@ -132,6 +132,16 @@ fn bad_input_is_refused_cleanly() {
             "chdir /proc/self/cwd: Too many levels of symbolic links",
         ),
         (
+            "a sysctl in the host's own network namespace",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| {
+                    c["linux"]["namespaces"][1]["path"] = json!("/proc/self/ns/net");
+                    c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+                });
+            }),
+            "linux.sysctl: net.ipv4.ip_forward would change the host",
+        ),
+        (
             "a namespace path that does not exist",
             Box::new(|b: &mut Bundle| {
                 b.edit(|c| c["linux"]["namespaces"][1]["path"] = json!("/run/netns/nope"));
