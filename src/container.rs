@@ -461,7 +461,15 @@ fn launch<'a>(
                 let (Some(page), Some(listener)) = (&handoff, &plan.seccomp_listener) else {
                     bail!("container process announced a seccomp listener the plan has none of");
                 };
-                hand_over_listener(page, listener, child.pidfd, child.pid, &opts.id, &bundle)?;
+                hand_over_listener(
+                    parent_sock.as_raw_fd(),
+                    page,
+                    listener,
+                    child.pidfd,
+                    child.pid,
+                    &opts.id,
+                    &bundle,
+                )?;
             }
             Some((r, _)) => return Err(Error(render_failure(&plan, r))),
             None => {
@@ -500,23 +508,38 @@ fn launch<'a>(
 /// syscall) and sends it to `listenerPath` with the container process state, as the runtime
 /// spec describes; then lets the container process go on.
 fn hand_over_listener(
+    sync: RawFd,
     page: &ferrun_executor::HandoffPage,
     listener: &ferrun_plans::Listener,
     pidfd: RawFd,
     pid: i32,
     id: &str,
     bundle: &Path,
-) -> Result<()> {
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-    let Some(fd) = page.wait_published(std::time::Duration::from_secs(10)) else {
-        bail!("linux.seccomp: the container process did not publish its listener fd");
+) -> Result<bool> {
+    use nix::sys::socket::{
+        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, connect, sendmsg,
+        socket,
+    };
+    let fd = match page.wait_published(sync, std::time::Duration::from_secs(10)) {
+        ferrun_executor::Published::Fd(fd) => fd,
+        // The install failed: the child's record says why.
+        ferrun_executor::Published::ChildSpoke => return Ok(false),
+        ferrun_executor::Published::TimedOut => {
+            bail!("linux.seccomp: the container process did not publish its listener fd")
+        }
     };
     // SAFETY: pidfd_getfd returns a new fd in this process, or -1.
     let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) };
     if got < 0 {
+        let e = crate::errno();
+        let hint = if e == libc::EPERM {
+            " (ptrace restrictions? see kernel.yama.ptrace_scope)"
+        } else {
+            ""
+        };
         bail!(
-            "linux.seccomp: take the listener fd: {}",
-            errno_text(crate::errno())
+            "linux.seccomp: take the listener fd: {}{hint}",
+            errno_text(e)
         );
     }
     // SAFETY: fresh fd.
@@ -535,7 +558,18 @@ fn hand_over_listener(
         }
     })
     .to_string();
-    let stream = std::os::unix::net::UnixStream::connect(&listener.path)
+    // Non-blocking: an agent that does not accept must not hold create (and the spinning
+    // container process) up.
+    let stream = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .ctx(|| "socket".into())?;
+    let addr = UnixAddr::new(listener.path.as_str())
+        .ctx(|| format!("linux.seccomp.listenerPath {}", listener.path))?;
+    connect(stream.as_raw_fd(), &addr)
         .ctx(|| format!("linux.seccomp.listenerPath: connect to {}", listener.path))?;
     let fds = [got.as_raw_fd()];
     let iov = [std::io::IoSlice::new(state.as_bytes())];
@@ -543,7 +577,7 @@ fn hand_over_listener(
         stream.as_raw_fd(),
         &iov,
         &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
+        MsgFlags::MSG_DONTWAIT,
         None,
     )
     .ctx(|| {
@@ -553,7 +587,7 @@ fn hand_over_listener(
         )
     })?;
     page.release();
-    Ok(())
+    Ok(true)
 }
 
 /// Device rules are a security boundary: once a container exists without them, say so out loud

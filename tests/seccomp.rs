@@ -506,3 +506,34 @@ fn legacy_single_name_is_understood() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Permission denied"), "{out}");
 }
+
+#[test]
+fn a_filter_that_refuses_the_ready_report_fails_create_instead_of_hanging() {
+    // Without no_new_privs the filter goes on before the container reports ready; a profile
+    // that refuses sendto makes that report fail. `timeout` turns a hang into a failure.
+    let profile = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["sendto", "sendmsg"], "action": "SCMP_ACT_ERRNO"}]});
+    let b = with_profile("true", false, profile);
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let root = b.state_root().to_str().expect("utf-8").to_string();
+    let o = common::output_via_files({
+        let mut c = std::process::Command::new("timeout");
+        c.args([
+            "20",
+            common::ferrun_bin(),
+            "--root",
+            &root,
+            "create",
+            "--bundle",
+            &bundle,
+            "noready",
+        ]);
+        c
+    });
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(b.leftover_state().is_empty());
+}

@@ -183,3 +183,18 @@ fn notify_needs_a_listener_path() {
     assert!(err.contains("connect to"), "{err}");
     assert!(b.leftover_state().is_empty());
 }
+
+#[test]
+fn tsync_with_a_listener_still_starts() {
+    let mut b = Bundle::new(&["sh", "-c", "mkdir /dev/shm/x 2>&1; echo done"]);
+    let socket = b.path().join("agent.sock");
+    let mut profile = notify_profile(&socket);
+    profile["flags"] = json!(["SECCOMP_FILTER_FLAG_TSYNC"]);
+    b.edit(|c| c["linux"]["seccomp"] = profile);
+    let listener = UnixListener::bind(&socket).expect("bind");
+    let agent = std::thread::spawn(move || agent(listener));
+    let (code, out, err) = b.run("tsync");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Operation not supported"), "{out}");
+    assert!(agent.join().expect("agent").calls.contains_key("write"));
+}

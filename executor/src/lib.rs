@@ -79,6 +79,15 @@ pub const HANDOFF_EMPTY: u32 = 0;
 pub const HANDOFF_PUBLISHED: u32 = 1;
 pub const HANDOFF_TAKEN: u32 = 2;
 
+/// What waiting for the listener fd ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Published {
+    Fd(c_int),
+    /// The child wrote to (or closed) the sync socket instead: read its record.
+    ChildSpoke,
+    TimedOut,
+}
+
 /// The parent's mapping of a [`Handoff`] page (`MAP_SHARED`, so the clone sees the same page).
 pub struct HandoffPage {
     ptr: *mut Handoff,
@@ -112,17 +121,28 @@ impl HandoffPage {
         unsafe { &*self.ptr }
     }
 
-    /// Waits (sleeping, up to `timeout`) until the child has published its listener fd.
-    pub fn wait_published(&self, timeout: std::time::Duration) -> Option<c_int> {
+    /// Waits up to `timeout` for the child to publish its listener fd, watching `sync` too: a
+    /// child whose install failed reports it there (and ends) instead of publishing.
+    pub fn wait_published(&self, sync: c_int, timeout: std::time::Duration) -> Published {
         use std::sync::atomic::Ordering;
         let start = std::time::Instant::now();
-        while start.elapsed() < timeout {
+        loop {
             if self.get().state.load(Ordering::Acquire) == HANDOFF_PUBLISHED {
-                return Some(self.get().fd.load(Ordering::Acquire));
+                return Published::Fd(self.get().fd.load(Ordering::Acquire));
             }
-            std::thread::sleep(std::time::Duration::from_micros(20));
+            let mut p = libc::pollfd {
+                fd: sync,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; 1 ms at a time.
+            if unsafe { libc::poll(&mut p, 1, 1) } > 0 {
+                return Published::ChildSpoke;
+            }
+            if start.elapsed() > timeout {
+                return Published::TimedOut;
+            }
         }
-        None
     }
 
     /// Lets the child go on.
@@ -232,10 +252,15 @@ pub fn spawn(
 }
 
 /// Sends a record to the parent; a parent that is gone is not an error worth acting on.
-fn send_record(fd: c_int, r: Record) {
+fn send_record(fd: c_int, r: Record) -> Result<(), i32> {
     let b = r.to_bytes();
     // SAFETY: b is a valid 8-byte buffer.
-    unsafe { libc::send(fd, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
+    let n = unsafe { libc::send(fd, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
+    if n == b.len() as isize {
+        Ok(())
+    } else {
+        Err(errno())
+    }
 }
 
 /// Per-replay state of the child.
@@ -276,7 +301,7 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
     };
     for (i, step) in prepared.plan.steps.iter().enumerate() {
         if let Err(errno) = steps::run(step, &mut ctx, prepared) {
-            send_record(
+            let _ = send_record(
                 fds.sync,
                 Record {
                     step: i as u32,
@@ -288,7 +313,7 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
         }
     }
     // A plan always ends in Exec; reaching here means it did not.
-    send_record(
+    let _ = send_record(
         fds.sync,
         Record {
             step: prepared.plan.steps.len() as u32,

@@ -520,7 +520,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                             step: crate::MSG_SECCOMP,
                             errno: 0,
                         },
-                    );
+                    )?;
                 }
                 let fd = check(libc::syscall(
                     libc::SYS_seccomp,
@@ -547,14 +547,15 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             Step::Ready => {
                 // From here the container outlives `create`.
                 libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0);
+                // A report that cannot be sent (e.g. a filter already on refuses it) fails the
+                // step: the parent then sees the child end instead of waiting forever.
                 send_record(
                     ctx.fds.sync,
                     Record {
                         step: MSG_READY,
                         errno: 0,
                     },
-                );
-                Ok(())
+                )
             }
             Step::WaitStart => loop {
                 let mut b = [0u8; 1];

@@ -98,6 +98,7 @@ pub fn cache_key(input: &Input<'_>) -> String {
         &input.host.gid.to_le_bytes(),
         env!("CARGO_PKG_VERSION").as_bytes(),
         &FORMAT_VERSION.to_le_bytes(),
+        &seccomp::COMPILER_REVISION.to_le_bytes(),
     ])
 }
 

@@ -315,6 +315,27 @@ pub fn run(prog: &[Insn], data: &Data) -> Result<u32, String> {
     Err("ran off the end of the program".into())
 }
 
+/// The checks the kernel makes on a classic program, for the instructions our compiler emits:
+/// 1..=4096 instructions, known opcodes, aligned loads inside `seccomp_data`, every jump inside
+/// the program, and a `ret` at the end.
+pub fn validate(prog: &[Insn]) -> bool {
+    if prog.is_empty() || prog.len() > 4096 || prog.last().map(|i| i.code) != Some(RET_K) {
+        return false;
+    }
+    prog.iter().enumerate().all(|(pc, i)| {
+        let inside = |off: usize| pc + 1 + off < prog.len();
+        match i.code {
+            LD_W_ABS => i.k % 4 == 0 && i.k < 64,
+            ALU_AND_K | RET_K => true,
+            JMP_JA => inside(i.k as usize),
+            JMP_JEQ_K | JMP_JGT_K | JMP_JGE_K => {
+                inside(usize::from(i.jt)) && inside(usize::from(i.jf))
+            }
+            _ => false,
+        }
+    })
+}
+
 /// One line per instruction.
 pub struct Disasm<'a>(pub &'a [Insn]);
 
@@ -347,5 +368,70 @@ impl fmt::Display for Disasm<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_refuses_what_the_kernel_refuses() {
+        let ret = Insn {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: RET_ALLOW,
+        };
+        let ld = |k| Insn {
+            code: LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        assert!(validate(&[ld(0), ret]));
+        assert!(!validate(&[]), "empty");
+        assert!(!validate(&[ld(0)]), "no ret at the end");
+        assert!(!validate(&[ld(2), ret]), "unaligned load");
+        assert!(!validate(&[ld(64), ret]), "load past seccomp_data");
+        assert!(
+            !validate(&[
+                Insn {
+                    code: JMP_JA,
+                    jt: 0,
+                    jf: 0,
+                    k: 5
+                },
+                ret
+            ]),
+            "jump out"
+        );
+        assert!(
+            !validate(&[
+                Insn {
+                    code: JMP_JEQ_K,
+                    jt: 0,
+                    jf: 1,
+                    k: 0
+                },
+                ret
+            ]),
+            "jf out"
+        );
+        assert!(
+            !validate(&[
+                Insn {
+                    code: 0x99,
+                    jt: 0,
+                    jf: 0,
+                    k: 0
+                },
+                ret
+            ]),
+            "unknown opcode"
+        );
+        assert!(!validate(&vec![ret; 4097]), "too long");
+        // A decoded all-zero payload (ld #0 … with no ret) is refused.
+        assert!(!validate(&from_bytes(&[0u8; 64]).expect("whole")));
     }
 }

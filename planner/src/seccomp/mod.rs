@@ -108,6 +108,10 @@ pub const FLAG_SPEC_ALLOW: u32 = 4;
 pub const FLAG_NEW_LISTENER: u32 = 8;
 pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
 
+/// Bumped whenever the emitter's output for a profile changes: cached filters and plans made by
+/// another revision are not used.
+pub const COMPILER_REVISION: u32 = 2;
+
 /// Where compiled filters are kept between plans (the runtime's files).
 pub trait FilterCache {
     fn get(&self, key: &str) -> Option<Vec<u8>>;
@@ -188,7 +192,8 @@ impl Compiled {
             at += 5 + len;
         }
         let insns = bpf::from_bytes(b.get(at..)?)?;
-        if insns.is_empty() || insns.len() > 4096 {
+        // Never trusted: a program the kernel would refuse (or ours never emits) is rebuilt.
+        if !bpf::validate(&insns) {
             return None;
         }
         Some(Compiled {
@@ -351,7 +356,9 @@ pub fn compile(s: &LinuxSeccomp, host_arch: &str) -> Result<Compiled, PlanError>
     let mut flags = 0;
     for f in s.flags().iter().flatten() {
         flags |= match f {
-            F::SeccompFilterFlagTsync => FLAG_TSYNC,
+            // The container process is single-threaded; the kernel refuses TSYNC with a
+            // listener, and runc ignores TSYNC too.
+            F::SeccompFilterFlagTsync => 0,
             F::SeccompFilterFlagLog => FLAG_LOG,
             F::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
             F::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
@@ -490,8 +497,11 @@ fn emit(
         a.here(entry);
         a.ld(OFF_NR);
         if abi == Abi::X86_64 {
-            let (x32, native) = (a.label(), a.label());
-            a.jmp(Cond::Ge, X32_SYSCALL_BIT, x32, native);
+            let (x32, native, high) = (a.label(), a.label(), a.label());
+            a.jmp(Cond::Ge, X32_SYSCALL_BIT, high, native);
+            // nr -1 is how a tracer skips a call: judged by the native rules, as libseccomp does.
+            a.here(high);
+            a.jmp(Cond::Eq, u32::MAX, native, x32);
             if abis.contains(&Abi::X32) {
                 // x32 has a tree of its own: x86_64's rules under x32's numbers, with 32-bit
                 // argument checks (libseccomp's x32 table, the kernel's syscall_64.tbl).
