@@ -173,6 +173,20 @@ fn check_rootfs(plan: &Plan, bundle: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Opens a namespace file named by `linux.namespaces[].path`.
+fn open_namespace(
+    kind: ferrun_plans::Namespace,
+    path: &ferrun_plans::CBuf,
+) -> Result<std::fs::File> {
+    std::fs::File::open(&*path.text()).ctx(|| {
+        format!(
+            "linux.namespaces: {} namespace {}",
+            kind.oci_name(),
+            path.text()
+        )
+    })
+}
+
 /// Receives one record (and an fd riding with it). `None` when the child closed its end.
 fn recv_record(sock: &OwnedFd) -> Result<Option<(Record, Option<OwnedFd>)>> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
@@ -368,13 +382,7 @@ fn launch<'a>(
                 ns: kind,
                 path,
             } => {
-                let f = std::fs::File::open(&*path.text()).ctx(|| {
-                    format!(
-                        "linux.namespaces: {} namespace {}",
-                        kind.oci_name(),
-                        path.text()
-                    )
-                })?;
+                let f = open_namespace(*kind, path)?;
                 let f = above(OwnedFd::from(f), min_fd)?;
                 if let Some(s) = ns.get_mut(usize::from(*slot)) {
                     *s = f.as_raw_fd();
@@ -382,13 +390,7 @@ fn launch<'a>(
                 ns_files.push(f);
             }
             HostStep::JoinBeforeClone { ns: kind, path } => {
-                let f = std::fs::File::open(&*path.text()).ctx(|| {
-                    format!(
-                        "linux.namespaces: {} namespace {}",
-                        kind.oci_name(),
-                        path.text()
-                    )
-                })?;
+                let f = open_namespace(*kind, path)?;
                 nix::sched::setns(
                     &f,
                     nix::sched::CloneFlags::from_bits_truncate(kind.clone_flag() as i32),

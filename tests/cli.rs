@@ -4,7 +4,7 @@ mod common;
 
 use common::Bundle;
 use serde_json::{Value, json};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 fn text(o: &std::process::Output) -> (String, String) {
     (
@@ -199,29 +199,6 @@ fn signals_are_parsed_like_runc() {
     }
 }
 
-/// Accepts one connection on `listener` and returns the fd it carries.
-fn receive_fd(listener: std::os::unix::net::UnixListener) -> OwnedFd {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let (conn, _) = listener.accept().expect("accept");
-    let mut buf = [0u8; 64];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .expect("recvmsg");
-    for c in msg.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the fd just arrived and is ours.
-            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("no fd received");
-}
-
 #[test]
 fn terminal_with_console_socket() {
     let mut b = Bundle::new(&[
@@ -240,7 +217,7 @@ fn terminal_with_console_socket() {
 
     let sock = b.path().join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
-    let receiver = std::thread::spawn(move || receive_fd(listener));
+    let receiver = std::thread::spawn(move || common::accept_fd(&listener).1);
     let o = b.ferrun(&[
         "create",
         "--bundle",

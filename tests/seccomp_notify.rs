@@ -7,7 +7,7 @@ mod common;
 use common::Bundle;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 
 /// What the agent saw.
@@ -24,28 +24,8 @@ fn syscall_name(nr: i32) -> String {
 /// The agent: takes the listener fd, answers `mkdir`/`mkdirat` with EOPNOTSUPP and lets every
 /// other notified call through, until the container is gone.
 fn agent(listener: UnixListener) -> Seen {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let (conn, _) = listener.accept().expect("accept");
-    let mut buf = vec![0u8; 8192];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .expect("recvmsg");
-    let mut fd = None;
-    for c in msg.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the fd just arrived.
-            fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
-        }
-    }
-    let n = msg.bytes;
-    let state: Value = serde_json::from_slice(&buf[..n]).expect("state JSON");
-    let fd = fd.expect("listener fd");
+    let (message, fd) = common::accept_fd(&listener);
+    let state: Value = serde_json::from_slice(&message).expect("state JSON");
     let mut calls = BTreeMap::new();
     loop {
         let mut p = libc::pollfd {

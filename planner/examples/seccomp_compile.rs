@@ -1,73 +1,10 @@
 //! Cold compile of podman's seccomp profile: ferrun's compiler against libseccomp (as runc uses
-//! it: the three x86 ABIs, rules in config order, BPF exported). A benchmark, not a test:
+//! it: the profile's ABIs, rules in config order, BPF exported). A benchmark, not a test:
 //!   cargo run --release -p ferrun-planner --example seccomp_compile
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-};
-use oci_spec::runtime::{LinuxSeccompAction as A, LinuxSeccompOperator as Op};
+#[path = "../tests/reference/mod.rs"]
+mod reference;
+
 use std::time::{Duration, Instant};
-
-fn action(a: A, errno: Option<u32>) -> ScmpAction {
-    match a {
-        A::ScmpActKill | A::ScmpActKillThread => ScmpAction::KillThread,
-        A::ScmpActKillProcess => ScmpAction::KillProcess,
-        A::ScmpActTrap => ScmpAction::Trap,
-        A::ScmpActErrno => ScmpAction::Errno(errno.unwrap_or(1) as i32),
-        A::ScmpActTrace => ScmpAction::Trace(errno.unwrap_or(1) as u16),
-        A::ScmpActLog => ScmpAction::Log,
-        A::ScmpActAllow => ScmpAction::Allow,
-        A::ScmpActNotify => ScmpAction::Notify,
-    }
-}
-
-fn libseccomp(s: &oci_spec::runtime::LinuxSeccomp) -> usize {
-    let default = action(s.default_action(), s.default_errno_ret());
-    let mut ctx = ScmpFilterContext::new(default).expect("ctx");
-    for arch in [ScmpArch::X86, ScmpArch::X32] {
-        ctx.add_arch(arch).expect("arch");
-    }
-    for sc in s.syscalls().iter().flatten() {
-        let act = action(sc.action(), sc.errno_ret());
-        if act == default {
-            continue;
-        }
-        let conds: Vec<ScmpArgCompare> = sc
-            .args()
-            .iter()
-            .flatten()
-            .map(|a| {
-                let op = match a.op() {
-                    Op::ScmpCmpNe => ScmpCompareOp::NotEqual,
-                    Op::ScmpCmpLt => ScmpCompareOp::Less,
-                    Op::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
-                    Op::ScmpCmpEq => ScmpCompareOp::Equal,
-                    Op::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
-                    Op::ScmpCmpGt => ScmpCompareOp::Greater,
-                    Op::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(a.value()),
-                };
-                let datum = if a.op() == Op::ScmpCmpMaskedEq {
-                    a.value_two().unwrap_or(0)
-                } else {
-                    a.value()
-                };
-                ScmpArgCompare::new(a.index() as u32, op, datum)
-            })
-            .collect();
-        for name in sc.names() {
-            let Ok(nr) = ScmpSyscall::from_name(name) else {
-                continue;
-            };
-            let _ = if conds.is_empty() {
-                ctx.add_rule(act, nr)
-            } else {
-                ctx.add_rule_conditional(act, nr, &conds)
-            };
-        }
-    }
-    let f = tempfile::tempfile().expect("tempfile");
-    ctx.export_bpf(&f).expect("export");
-    f.metadata().map(|m| m.len() as usize / 8).unwrap_or(0)
-}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -89,7 +26,7 @@ fn main() {
         ours.push(t.elapsed());
         n_ours = bytes.len() / 8;
         let t = Instant::now();
-        n_theirs = libseccomp(&profile);
+        n_theirs = reference::libseccomp_bpf(&profile).len();
         theirs.push(t.elapsed());
     }
     let (a, b) = (median(ours), median(theirs));
