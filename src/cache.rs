@@ -80,19 +80,16 @@ impl FilterFiles {
 
 impl ferrun_planner::seccomp::FilterCache for FilterFiles {
     fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let b = std::fs::read(self.dir.join(format!("{key}.bpf"))).ok()?;
-        // The planner decodes it; a bad entry is compiled again and replaced (counted then).
-        self.reused.set(self.reused.get() + 1);
-        Some(b)
+        std::fs::read(self.dir.join(format!("{key}.bpf"))).ok()
     }
 
     fn put(&self, key: &str, bytes: &[u8]) {
-        if self.reused.get() > 0 && std::fs::metadata(self.dir.join(format!("{key}.bpf"))).is_ok() {
-            // `get` returned an entry the planner could not decode.
-            self.reused.set(self.reused.get() - 1);
-        }
-        self.compiled.set(self.compiled.get() + 1);
         let _ = store(&self.dir, &self.dir.join(format!("{key}.bpf")), bytes);
+    }
+
+    fn reused(&self, reused: bool) {
+        let count = if reused { &self.reused } else { &self.compiled };
+        count.set(count.get() + 1);
     }
 }
 

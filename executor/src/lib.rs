@@ -267,7 +267,8 @@ fn send_record(fd: c_int, r: Record) -> Result<(), i32> {
 pub(crate) struct Ctx<'a> {
     pub fds: &'a ChildFds,
     pub rootfd: c_int,
-    pub exec_choice: usize,
+    /// The program `ResolveExec` chose (a plan buffer); null until then.
+    pub exec_path: *const libc::c_char,
 }
 
 /// Runs every container step; never returns.
@@ -297,7 +298,7 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
     let mut ctx = Ctx {
         fds,
         rootfd: -1,
-        exec_choice: 0,
+        exec_path: std::ptr::null(),
     };
     for (i, step) in prepared.plan.steps.iter().enumerate() {
         if let Err(errno) = steps::run(step, &mut ctx, prepared) {

@@ -156,7 +156,6 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 ))?;
                 open_rootfs(ctx, path)
             }
-            Step::OpenRootfs { path } => open_rootfs(ctx, path),
             Step::Mount {
                 source,
                 dest,
@@ -431,7 +430,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             }
             Step::ResolveExec { candidates, .. } => {
                 let mut found_unexecutable = false;
-                for (i, c) in candidates.iter().enumerate() {
+                for c in candidates {
                     let mut st: libc::stat = std::mem::zeroed();
                     let fd = if c.bytes().first() == Some(&b'/') {
                         open_in_root(ctx.rootfd, c.bytes_with_nul(), libc::O_PATH)
@@ -442,7 +441,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     if libc::fstat(fd.0, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG
                     {
                         if st.st_mode & 0o111 != 0 {
-                            ctx.exec_choice = i;
+                            ctx.exec_path = c.as_ptr();
                             return Ok(());
                         }
                         found_unexecutable = true;
@@ -581,14 +580,14 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 .map(|_| ())
             }
             Step::Exec { .. } => {
-                let program = match prepared.plan.steps.iter().find_map(|s| match s {
-                    Step::ResolveExec { candidates, .. } => candidates.get(ctx.exec_choice),
-                    _ => None,
-                }) {
-                    Some(p) => p.as_ptr(),
-                    None => return Err(libc::ENOENT),
-                };
-                libc::execve(program, prepared.argv.as_ptr(), prepared.envp.as_ptr());
+                if ctx.exec_path.is_null() {
+                    return Err(libc::ENOENT);
+                }
+                libc::execve(
+                    ctx.exec_path,
+                    prepared.argv.as_ptr(),
+                    prepared.envp.as_ptr(),
+                );
                 Err(errno())
             }
         }

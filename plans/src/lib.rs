@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Magic prefix of an encoded plan file.
 pub const MAGIC: &[u8; 8] = b"FERRUNPL";
@@ -207,8 +207,6 @@ pub enum Step {
     /// Bind the rootfs on itself (so it is a mount point for `pivot_root`) and open it as the root
     /// that every later target resolves in.
     BindRootfs { path: CBuf },
-    /// Open the rootfs as the root later targets resolve in, without binding it.
-    OpenRootfs { path: CBuf },
     /// `mount(source, <dest inside rootfs>, fstype, flags, data)`.
     Mount {
         source: Option<CBuf>,
@@ -448,7 +446,6 @@ impl Step {
     fn for_each_buf(&self, f: &mut dyn FnMut(&CBuf)) {
         match self {
             Step::BindRootfs { path }
-            | Step::OpenRootfs { path }
             | Step::MaskPath { path }
             | Step::ReadonlyPath { path }
             | Step::Chdir { path } => f(path),

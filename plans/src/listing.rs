@@ -61,7 +61,6 @@ impl Display for Step {
             Step::BindRootfs { path } => {
                 write!(f, "bind rootfs {} on itself, open it", path.text())
             }
-            Step::OpenRootfs { path } => write!(f, "open rootfs {}", path.text()),
             Step::Mount {
                 source,
                 dest,

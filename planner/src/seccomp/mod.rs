@@ -116,6 +116,8 @@ pub const COMPILER_REVISION: u32 = 2;
 pub trait FilterCache {
     fn get(&self, key: &str) -> Option<Vec<u8>>;
     fn put(&self, key: &str, bytes: &[u8]);
+    /// Told whether the filter came from the cache (`true`) or was compiled.
+    fn reused(&self, _reused: bool) {}
 }
 
 /// The cache key of a profile: its canonical JSON, the host arch and this compiler's version.
@@ -140,10 +142,12 @@ pub fn compile_cached(
     };
     let key = cache_key(s, host_arch);
     if let Some(c) = cache.get(&key).and_then(|b| Compiled::decode(&b)) {
+        cache.reused(true);
         return Ok(c);
     }
     let c = compile(s, host_arch)?;
     cache.put(&key, &c.encode());
+    cache.reused(false);
     Ok(c)
 }
 
