@@ -11,17 +11,25 @@ pub fn ferrun_bin() -> &'static str {
     env!("CARGO_BIN_EXE_ferrun")
 }
 
-/// A busybox rootfs shared by every test of a binary (read-only in the configs).
+/// A busybox rootfs shared by every test (read-only in the configs). It lives under /tmp, mode
+/// 0755 all the way: a user namespace's root (an unprivileged host uid) must reach it, which a
+/// checkout in a 0700 directory would not allow. Built once, staged and renamed into place.
 pub fn rootfs() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS.get_or_init(|| {
-        let base = tempfile::Builder::new()
-            .prefix("ferrun-rootfs-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join("ferrun-test-rootfs");
+        let root = base.join("rootfs");
+        if root.join("bin/busybox").is_file() && root.join("home/user").is_dir() {
+            return root;
+        }
+        let stage = tempfile::Builder::new()
+            .prefix("ferrun-test-rootfs-")
+            .tempdir_in(std::env::temp_dir())
             .expect("tempdir")
             .keep();
-        let root = base.join("rootfs");
-        let bin = root.join("bin");
+        let staged = stage.join("rootfs");
+        let bin = staged.join("bin");
         std::fs::create_dir_all(&bin).expect("mkdir bin");
         std::fs::copy("/bin/busybox", bin.join("busybox"))
             .expect("copy /bin/busybox (apt-get install busybox-static)");
@@ -44,9 +52,15 @@ pub fn rootfs() -> &'static Path {
             "data",
             "home/user",
         ] {
-            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+            std::fs::create_dir_all(staged.join(d)).expect("mkdir");
         }
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+        std::fs::write(staged.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")
+            .expect("passwd");
+        std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // Another test binary may have won the race: then its copy is used and ours dropped.
+        if std::fs::rename(&stage, &base).is_err() {
+            let _ = std::fs::remove_dir_all(&stage);
+        }
         root
     })
 }
