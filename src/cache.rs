@@ -22,6 +22,7 @@ pub fn host_facts() -> HostFacts {
         last_cap,
         uid,
         gid,
+        cgroups: crate::cgroups::probe_layout(),
     }
 }
 

@@ -27,7 +27,8 @@ pub struct Cli {
     /// Debug output.
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Accepted for runc compatibility; cgroups are not managed yet.
+    /// linux.cgroupsPath is systemd's slice:prefix:name (mapped to the cgroupfs path systemd
+    /// uses; no D-Bus).
     #[arg(long = "systemd-cgroup", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub systemd_cgroup: Option<String>,
     /// Print the version.
@@ -61,8 +62,14 @@ pub struct CreateArgs {
     pub preserve_fds: u32,
 }
 
+impl Cli {
+    fn systemd(&self) -> bool {
+        self.systemd_cgroup.as_deref().is_some_and(|v| v != "false")
+    }
+}
+
 impl CreateArgs {
-    fn opts(&self) -> CreateOpts {
+    fn opts(&self, systemd_cgroup: bool) -> CreateOpts {
         CreateOpts {
             id: self.id.clone(),
             bundle: self.bundle.clone(),
@@ -70,6 +77,7 @@ impl CreateArgs {
             console_socket: self.console_socket.clone(),
             no_pivot: self.no_pivot,
             preserve_fds: self.preserve_fds,
+            systemd_cgroup,
         }
     }
 }
@@ -129,6 +137,31 @@ pub enum Command {
     },
     /// Print what this runtime supports (OCI features JSON).
     Features,
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List a container's processes; arguments after the id go to ps(1).
+    Ps {
+        /// table or json.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print resource usage and OOM events of a container.
+    Events {
+        id: String,
+        /// One stats event, then exit.
+        #[arg(long)]
+        stats: bool,
+        /// How often to print stats (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
+    /// Change the resource limits of a container.
+    Update(UpdateArgs),
     /// Compile, inspect and query seccomp profiles.
     Seccomp {
         #[command(subcommand)]
@@ -148,6 +181,72 @@ pub enum Command {
         #[arg(long = "no-pivot")]
         no_pivot: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    pub id: String,
+    /// A linux.resources JSON file, or - for stdin; the other flags are then ignored.
+    #[arg(short, long)]
+    pub resources: Option<String>,
+    /// Memory limit (bytes, or with a k/m/g suffix; -1 for none).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long = "kernel-memory", allow_hyphen_values = true, hide = true)]
+    pub kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true, hide = true)]
+    pub kernel_memory_tcp: Option<String>,
+    #[arg(long = "cpu-share")]
+    pub cpu_share: Option<u64>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-burst")]
+    pub cpu_burst: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    #[arg(long = "cpu-idle")]
+    pub cpu_idle: Option<i64>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+}
+
+impl UpdateArgs {
+    fn flags(&self) -> crate::manage::UpdateFlags {
+        crate::manage::UpdateFlags {
+            resources: self.resources.clone(),
+            memory: self.memory.clone(),
+            memory_reservation: self.memory_reservation.clone(),
+            memory_swap: self.memory_swap.clone(),
+            kernel_memory: self.kernel_memory.clone(),
+            kernel_memory_tcp: self.kernel_memory_tcp.clone(),
+            cpu_share: self.cpu_share,
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
+            cpu_burst: self.cpu_burst,
+            cpu_rt_period: self.cpu_rt_period,
+            cpu_rt_runtime: self.cpu_rt_runtime,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            cpu_idle: self.cpu_idle,
+            pids_limit: self.pids_limit,
+            blkio_weight: self.blkio_weight,
+        }
+    }
 }
 
 /// `ferrun seccomp …`. PROFILE is a `linux.seccomp` object or a whole config.json.
@@ -230,7 +329,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         return Ok(1);
     };
     match command {
-        Command::Create(a) => container::create(&store, &a.opts()).map(|_| 0),
+        Command::Create(a) => container::create(&store, &a.opts(cli.systemd())).map(|_| 0),
         Command::Start { id } => container::start(&store, id).map(|_| 0),
         Command::State { id } => {
             print(&(container::state_json(&store, id)? + "\n"));
@@ -239,7 +338,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Kill { id, signal, all } => container::kill(&store, id, signal, *all).map(|_| 0),
         Command::Delete { id, force } => container::delete(&store, id, *force).map(|_| 0),
         Command::Run { create, detach, .. } => {
-            container::run(&store, &create.opts(), *detach, None)
+            container::run(&store, &create.opts(cli.systemd()), *detach, None)
         }
         Command::List { format, quiet } => {
             print(&crate::commands::list(&store, format, *quiet)?);
@@ -251,13 +350,32 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Seccomp { command } => crate::commands::seccomp(command),
+        Command::Pause { id } => crate::manage::pause(&store, id).map(|_| 0),
+        Command::Resume { id } => crate::manage::resume(&store, id).map(|_| 0),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => {
+            print(&crate::manage::ps(&store, id, format, ps_args)?);
+            Ok(0)
+        }
+        Command::Events {
+            id,
+            stats,
+            interval,
+        } => {
+            let every = parse_duration(interval)?;
+            crate::manage::events(&store, id, *stats, every).map(|_| 0)
+        }
+        Command::Update(a) => crate::manage::update(&store, &a.id, &a.flags()).map(|_| 0),
         Command::Plan {
             bundle,
             format,
             out,
             no_pivot,
         } => {
-            let text = crate::commands::plan(&store, bundle, format, *no_pivot)?;
+            let text = crate::commands::plan(&store, bundle, format, *no_pivot, cli.systemd())?;
             match out {
                 Some(path) => {
                     std::fs::write(path, text).ctx(|| format!("write {}", path.display()))?
@@ -267,4 +385,27 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `5s`, `500ms`, `1m`, `2h`, or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| crate::error::Error(format!("invalid --interval {s:?}")))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(crate::error::Error(format!("invalid --interval {s:?}"))),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(crate::error::Error(format!("invalid --interval {s:?}")));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }

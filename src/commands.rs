@@ -192,9 +192,19 @@ pub fn features() -> String {
 }
 
 /// `ferrun plan`: compile (or fetch from the cache) and print the plan.
-pub fn plan(store: &Store, bundle: &Path, format: &str, no_pivot: bool) -> Result<String> {
+pub fn plan(
+    store: &Store,
+    bundle: &Path,
+    format: &str,
+    no_pivot: bool,
+    systemd_cgroup: bool,
+) -> Result<String> {
     let bundle = std::fs::canonicalize(bundle).ctx(|| format!("bundle {}", bundle.display()))?;
-    let loaded = cache::load_or_plan(&store.root, &bundle, Options { no_pivot })?;
+    let loaded = cache::load_or_plan(&store.root, &bundle, Options {
+            no_pivot,
+            systemd_cgroup,
+        },
+    )?;
     match format {
         "text" => {
             let mut out = format!(

@@ -4,6 +4,7 @@
 
 use crate::bail;
 use crate::cache;
+use crate::cgroups::Cgroup;
 use crate::error::{Context, Error, Result, errno_text};
 use crate::log;
 use crate::state::{State, Status, Store, proc_stat};
@@ -23,6 +24,7 @@ pub struct CreateOpts {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    pub systemd_cgroup: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,7 @@ struct Guard<'a> {
     store: &'a Store,
     id: String,
     child: Option<(libc::pid_t, RawFd)>,
+    cgroup: Option<Cgroup>,
     armed: bool,
 }
 
@@ -52,6 +55,11 @@ impl Drop for Guard<'_> {
                 libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0);
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
+        }
+        if let Some(c) = &self.cgroup
+            && let Err(e) = c.remove(true)
+        {
+            log::warn(&format!("clean up after {}: {e}", self.id));
         }
         let _ = self.store.remove(&self.id);
     }
@@ -328,6 +336,7 @@ fn launch<'a>(
         &bundle,
         Options {
             no_pivot: opts.no_pivot,
+            systemd_cgroup: opts.systemd_cgroup,
         },
     )?;
     log::debug(&format!("plan {} ({})", loaded.key, loaded.origin));
@@ -351,8 +360,30 @@ fn launch<'a>(
         store,
         id: opts.id.clone(),
         child: None,
+        cgroup: None,
         armed: true,
     };
+    let cgroup = plan
+        .cgroups
+        .as_ref()
+        .map(|c| Cgroup::resolve(c, &opts.id))
+        .transpose()?;
+    let mut state = State {
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.to_string_lossy().into_owned(),
+        rootfs: plan.rootfs.clone(),
+        created: log::rfc3339_now(),
+        owner: String::new(),
+        plan: loaded.key,
+        cgroup: cgroup.clone(),
+    };
+    if cgroup.is_some() {
+        // Saved before any cgroup exists: a create killed from here on is cleaned up by delete.
+        store.save(&state)?;
+        guard.cgroup = cgroup.clone();
+    }
     let min_fd = 3 + opts.preserve_fds;
     let (parent_sock, child_sock) = seqpacket_pair()?;
     let parent_sock = above(parent_sock, min_fd)?;
@@ -397,6 +428,24 @@ fn launch<'a>(
                 )
                 .ctx(|| format!("join {} namespace {}", kind.oci_name(), path.text()))?;
             }
+            HostStep::CgroupCreate => {
+                let (Some(cg), Some(c)) = (&cgroup, &plan.cgroups) else {
+                    bail!("plan: a cgroup step without cgroups");
+                };
+                cg.create(&c.v2_controllers, c.shared)?;
+            }
+            HostStep::CgroupWrite(w) => {
+                let Some(cg) = &cgroup else {
+                    bail!("plan: a cgroup step without cgroups");
+                };
+                cg.write(usize::from(w.hierarchy), &w.file, &w.value, &w.field)?;
+            }
+            HostStep::CgroupDevices { hierarchy, program } => {
+                let Some(cg) = &cgroup else {
+                    bail!("plan: a cgroup step without cgroups");
+                };
+                cg.attach_devices(usize::from(*hierarchy), program)?;
+            }
             other => bail!("plan: {other} cannot run before clone"),
         }
     }
@@ -417,13 +466,37 @@ fn launch<'a>(
         ns,
         preserve: opts.preserve_fds,
     };
-    let prepared = Prepared::new(&plan);
+    // The cgroup2 directory the clone is born in (CLONE_INTO_CGROUP).
+    let clone_into = match (&cgroup, plan.cgroups.as_ref().and_then(|c| c.clone_into)) {
+        (Some(cg), Some(h)) => {
+            let dir = &cg.dirs[usize::from(h).min(cg.dirs.len().saturating_sub(1))];
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(dir)
+                .ctx(|| format!("open cgroup {}", dir.display()))?;
+            Some(above(OwnedFd::from(f), min_fd)?)
+        }
+        _ => None,
+    };
+    let cgroup_dirs = cgroup
+        .as_ref()
+        .map(|c| {
+            c.dirs
+                .iter()
+                .filter_map(|d| ferrun_plans::CBuf::new(&d.to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let prepared = Prepared::new(&plan)
+        .with_cgroups(cgroup_dirs, clone_into.as_ref().map_or(-1, |f| f.as_raw_fd()));
     let child = ferrun_executor::spawn(&prepared, &fds, hook)
         .ctx(|| "clone3 the container process".into())?;
     guard.child = Some((child.pid, child.pidfd));
     drop(child_sock);
     drop(fifo);
     drop(ns_files);
+    drop(clone_into);
 
     for h in &plan.after_clone {
         match h {
@@ -440,7 +513,13 @@ fn launch<'a>(
                 std::fs::write(&path, value.bytes())
                     .ctx(|| format!("process.oomScoreAdj: write {path}"))?;
             }
-            HostStep::ReleaseIdMaps => send_byte(&parent_sock)?,
+            HostStep::CgroupJoin { hierarchy } => {
+                let Some(cg) = &cgroup else {
+                    bail!("plan: a cgroup step without cgroups");
+                };
+                cg.join(usize::from(*hierarchy), child.pid)?;
+            }
+            HostStep::Release => send_byte(&parent_sock)?,
             other => bail!("plan: {other} cannot run after clone"),
         }
     }
@@ -484,17 +563,8 @@ fn launch<'a>(
         }
     }
 
-    let pid_start = proc_stat(child.pid).map_or(0, |(s, _)| s);
-    let state = State {
-        id: opts.id.clone(),
-        pid: child.pid,
-        pid_start,
-        bundle: bundle.to_string_lossy().into_owned(),
-        rootfs: plan.rootfs.clone(),
-        created: log::rfc3339_now(),
-        owner: String::new(),
-        plan: loaded.key,
-    };
+    state.pid = child.pid;
+    state.pid_start = proc_stat(child.pid).map_or(0, |(s, _)| s);
     store.save(&state)?;
     let _ = dir;
     Ok(Launched {
@@ -592,24 +662,9 @@ fn hand_over_listener(
     Ok(true)
 }
 
-/// Device rules are a security boundary: once a container exists without them, say so out loud
-/// (until cgroups are managed). Only then, so that a failing create prints its one error line.
-fn warn_unenforced(plan: &Plan) {
-    if plan
-        .not_planned
-        .iter()
-        .any(|n| n.field == "linux.resources")
-    {
-        log::warn(
-            "linux.resources is not enforced yet (no cgroup support): device rules and resource limits are not applied",
-        );
-    }
-}
-
 /// `ferrun create`: set the container up and leave it waiting for `start`.
 pub fn create(store: &Store, opts: &CreateOpts) -> Result<()> {
     let mut l = launch(store, opts, Mode::Create, None)?;
-    warn_unenforced(&l.plan);
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, l.child.pid)?;
     }
@@ -674,7 +729,6 @@ fn run_blocked(
     forwarded: &libc::sigset_t,
 ) -> Result<i32> {
     let mut l = launch(store, opts, Mode::Run, hook)?;
-    warn_unenforced(&l.plan);
     if detach && l.plan.terminal && opts.console_socket.is_none() {
         bail!("process.terminal is true: run --detach needs --console-socket");
     }
@@ -889,15 +943,28 @@ pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<()> {
         bail!("cannot kill container {id}: container not running")
     };
     if all {
-        for pid in container_pids(&s).into_iter().skip(1) {
-            // SAFETY: plain kill; processes in the container's pid namespace.
-            unsafe { libc::kill(pid, sig) };
+        match &s.cgroup {
+            // Every process in the container's cgroup (cgroup.kill for SIGKILL on cgroup2).
+            Some(c) => c.signal_all(sig)?,
+            None => {
+                for pid in container_pids(&s).into_iter().skip(1) {
+                    // SAFETY: plain kill; processes in the container's pid namespace.
+                    unsafe { libc::kill(pid, sig) };
+                }
+            }
         }
     }
     // SAFETY: signalling through a pidfd we hold.
     let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, 0, 0) };
     if r < 0 {
         bail!("kill container {id}: {}", errno_text(crate::errno()));
+    }
+    if sig == libc::SIGKILL
+        && let Some(c) = &s.cgroup
+        && c.is_frozen()
+    {
+        // A frozen process cannot die: thaw it, as runc does.
+        c.set_frozen(false)?;
     }
     Ok(())
 }
@@ -915,6 +982,9 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     };
     let status = store.status(&s);
     if status != Status::Stopped {
+        if let Some(c) = s.cgroup.as_ref().filter(|_| force) {
+            c.signal_all(libc::SIGKILL)?;
+        }
         if !force {
             bail!(
                 "cannot delete container {id} that is not stopped: it is {} (use --force)",
@@ -946,6 +1016,12 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
                 }
             }
         }
+    }
+    if let Some(c) = &s.cgroup {
+        // Processes left behind by an init that died (no pid namespace) go with it, as runc
+        // does; the state stays until the cgroup is gone, so a failed delete can be retried.
+        c.remove(true)
+            .map_err(|e| Error(format!("delete container {id}: {}", e.0)))?;
     }
     store.remove(id)
 }

@@ -3,12 +3,14 @@
 //! and the executor replays them (see DESIGN.md).
 
 pub mod cache;
+pub mod cgroups;
 pub mod cli;
 pub mod commands;
 pub mod console;
 pub mod container;
 pub mod error;
 pub mod log;
+pub mod manage;
 pub mod sealed;
 pub mod state;
 

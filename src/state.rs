@@ -21,6 +21,10 @@ pub struct State {
     pub owner: String,
     /// Plan cache key the container was made from.
     pub plan: String,
+    /// The container's cgroups; saved before they are made, so that a create killed half-way
+    /// can still be cleaned up by `delete`.
+    #[serde(default)]
+    pub cgroup: Option<crate::cgroups::Cgroup>,
 }
 
 /// OCI container status.
@@ -29,6 +33,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -38,6 +43,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -161,6 +167,9 @@ impl Store {
     pub fn status(&self, s: &State) -> Status {
         if s.pid <= 0 || !process_alive(s.pid, s.pid_start) {
             return Status::Stopped;
+        }
+        if s.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {
+            return Status::Paused;
         }
         if self.fifo(&s.id).exists() {
             Status::Created

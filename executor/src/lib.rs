@@ -165,6 +165,10 @@ pub struct Prepared<'p> {
     plan: &'p Plan,
     argv: Vec<*const c_char>,
     envp: Vec<*const c_char>,
+    /// The container's cgroup directory on the host, per hierarchy of `plan.cgroups`.
+    cgroup_dirs: Vec<ferrun_plans::CBuf>,
+    /// The cgroup2 directory for `CLONE_INTO_CGROUP`; -1 for none.
+    clone_into: c_int,
 }
 
 impl<'p> Prepared<'p> {
@@ -180,7 +184,25 @@ impl<'p> Prepared<'p> {
         }
         argv.push(std::ptr::null());
         envp.push(std::ptr::null());
-        Prepared { plan, argv, envp }
+        Prepared {
+            plan,
+            argv,
+            envp,
+            cgroup_dirs: Vec::new(),
+            clone_into: -1,
+        }
+    }
+
+    /// Sets the host directories of the container's cgroups (resolved at create time), and the
+    /// cgroup2 directory fd the clone is born in (-1 for none).
+    pub fn with_cgroups(mut self, dirs: Vec<ferrun_plans::CBuf>, clone_into: c_int) -> Self {
+        self.cgroup_dirs = dirs;
+        self.clone_into = clone_into;
+        self
+    }
+
+    pub(crate) fn cgroup_dir(&self, hierarchy: u8) -> Option<&ferrun_plans::CBuf> {
+        self.cgroup_dirs.get(usize::from(hierarchy))
     }
 
     pub fn plan(&self) -> &Plan {
@@ -221,8 +243,19 @@ pub fn spawn(
     before_steps: Option<&dyn Fn()>,
 ) -> io::Result<Child> {
     let mut pidfd: c_int = -1;
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let into = if prepared.clone_into >= 0 {
+        CLONE_INTO_CGROUP
+    } else {
+        0
+    };
     let args = CloneArgs {
-        flags: prepared.plan.clone_flags | libc::CLONE_PIDFD as u64,
+        flags: prepared.plan.clone_flags | libc::CLONE_PIDFD as u64 | into,
+        cgroup: if into != 0 {
+            prepared.clone_into as u64
+        } else {
+            0
+        },
         pidfd: &mut pidfd as *mut c_int as u64,
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()

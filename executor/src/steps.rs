@@ -123,7 +123,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 let fd = ctx.fds.ns.get(usize::from(*slot)).copied().unwrap_or(-1);
                 ok(libc::setns(fd, ns.clone_flag() as c_int))
             }
-            Step::WaitIdMaps => {
+            Step::WaitParent => {
                 let mut b = [0u8; 1];
                 let n = libc::recv(ctx.fds.sync, b.as_mut_ptr().cast(), 1, 0);
                 if n == 1 {
@@ -184,48 +184,24 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 rclear,
             } => {
                 let target = target_fd(ctx, dest, Target::LikeSource, Some(source))?;
-                const OPEN_TREE_CLONE: u32 = 1;
-                let rec = if *recursive {
-                    libc::AT_RECURSIVE as u32
-                } else {
-                    0
-                };
-                let tree = check(libc::syscall(
-                    libc::SYS_open_tree,
-                    libc::AT_FDCWD,
+                bind_tree(
                     source.as_ptr(),
-                    OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
-                ))?;
-                let tree = Fd(tree as c_int);
-                if rset | rclear != 0 {
-                    mount_setattr(
-                        tree.0,
-                        c"".as_ptr(),
-                        libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32,
-                        *rset,
-                        *rclear,
-                    )?;
-                }
-                if set | clear != 0 {
-                    mount_setattr(
-                        tree.0,
-                        c"".as_ptr(),
-                        libc::AT_EMPTY_PATH as u32,
-                        *set,
-                        *clear,
-                    )?;
-                }
-                const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-                const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-                check(libc::syscall(
-                    libc::SYS_move_mount,
-                    tree.0,
-                    c"".as_ptr(),
                     target.0,
-                    c"".as_ptr(),
-                    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-                ))
-                .map(|_| ())
+                    *recursive,
+                    (*set, *clear),
+                    (*rset, *rclear),
+                )
+            }
+            Step::CgroupBind {
+                hierarchy,
+                dest,
+                set,
+            } => {
+                let Some(source) = prepared.cgroup_dir(*hierarchy) else {
+                    return Err(libc::ENOENT);
+                };
+                let target = target_fd(ctx, dest, Target::Dir, None)?;
+                bind_tree(source.as_ptr(), target.0, false, (*set, 0), (0, 0))
             }
             Step::Remount { dest, flags } => {
                 let fd = existing(ctx, dest)?;
@@ -749,4 +725,63 @@ fn send_fd(sock: c_int, fd: c_int) -> Result<(), i32> {
         }
     }
     Ok(())
+}
+
+/// A bind mount made atomically: `open_tree` clones `source`, `mount_setattr` sets the recursive
+/// and then the top-level attributes on the detached copy, `move_mount` attaches it on `target`.
+///
+/// # Safety
+/// `source` must point to a NUL-terminated path and `target` be an open fd.
+unsafe fn bind_tree(
+    source: *const libc::c_char,
+    target: c_int,
+    recursive: bool,
+    (set, clear): (u64, u64),
+    (rset, rclear): (u64, u64),
+) -> Result<(), i32> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    let rec = if recursive {
+        libc::AT_RECURSIVE as u32
+    } else {
+        0
+    };
+    // SAFETY: the caller's pointers; the syscalls take plain values.
+    unsafe {
+        let tree = check(libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            source,
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
+        ))?;
+        let tree = Fd(tree as c_int);
+        if rset | rclear != 0 {
+            mount_setattr(
+                tree.0,
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32,
+                rset,
+                rclear,
+            )?;
+        }
+        if set | clear != 0 {
+            mount_setattr(
+                tree.0,
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH as u32,
+                set,
+                clear,
+            )?;
+        }
+        const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+        const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+        check(libc::syscall(
+            libc::SYS_move_mount,
+            tree.0,
+            c"".as_ptr(),
+            target,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        ))
+        .map(|_| ())
+    }
 }

@@ -5,6 +5,7 @@
 //! ([`cache_key`]). Same inputs, same plan. Every validation error names the JSON path of the
 //! field at fault.
 
+pub mod cgroups;
 mod mounts;
 mod process;
 pub mod seccomp;
@@ -19,6 +20,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+/// Lets a container join an existing cgroup that already holds processes.
+pub const SHARED_CGROUP_ANNOTATION: &str = "ferrun.cgroup.shared";
+
 /// What the planner needs to know about the machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostFacts {
@@ -30,6 +34,8 @@ pub struct HostFacts {
     /// them to root, as crun does.
     pub uid: u32,
     pub gid: u32,
+    /// The cgroup hierarchies mounted on the host.
+    pub cgroups: ferrun_plans::CgroupLayout,
 }
 
 /// Runtime options that change the plan.
@@ -37,6 +43,8 @@ pub struct HostFacts {
 pub struct Options {
     /// `--no-pivot`: chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// `--systemd-cgroup`: `linux.cgroupsPath` is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
 }
 
 /// Everything a plan is made from.
@@ -93,7 +101,12 @@ pub fn cache_key(input: &Input<'_>) -> String {
         input.config,
         input.bundle.as_os_str().as_encoded_bytes(),
         input.host.arch.as_bytes(),
-        &[input.host.last_cap, u8::from(input.options.no_pivot)],
+        &[
+            input.host.last_cap,
+            u8::from(input.options.no_pivot),
+            u8::from(input.options.systemd_cgroup),
+        ],
+        format!("{:?}", input.host.cgroups).as_bytes(),
         &input.host.uid.to_le_bytes(),
         &input.host.gid.to_le_bytes(),
         env!("CARGO_PKG_VERSION").as_bytes(),
@@ -186,6 +199,7 @@ struct Planner<'a> {
     seccomp_listener: Option<ferrun_plans::Listener>,
     /// New namespaces made by `unshare` after joining a user namespace, not by `clone`.
     deferred_flags: u64,
+    cgroups: Option<ferrun_plans::Cgroups>,
 }
 
 impl<'a> Planner<'a> {
@@ -208,6 +222,7 @@ impl<'a> Planner<'a> {
             warnings: vec![],
             seccomp_listener: None,
             deferred_flags: 0,
+            cgroups: None,
         })
     }
 
@@ -235,6 +250,7 @@ impl<'a> Planner<'a> {
         self.namespaces()?;
         self.steps.push(Step::NotDumpable);
         self.join_and_map()?;
+        self.cgroups()?;
 
         let mounts = mounts::plan_mounts(&self)?;
         let propagation = mounts::root_propagation(self.spec)?;
@@ -298,6 +314,7 @@ impl<'a> Planner<'a> {
             steps: self.steps,
             rootfs,
             terminal,
+            cgroups: self.cgroups,
             seccomp_listener: self.seccomp_listener,
             not_planned: self.not_planned,
             warnings: self.warnings,
@@ -376,6 +393,85 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
+    /// The container's cgroups: created and limited before clone, joined by clone (cgroup2) or
+    /// right after it (v1). A new cgroup namespace is made once the process is in place, so that
+    /// its root is the container's cgroup.
+    fn cgroups(&mut self) -> Result<(), PlanError> {
+        let layout = &self.input.host.cgroups;
+        let linux = self.spec.linux().as_ref();
+        if layout.mode() == ferrun_plans::cgroups::CgroupMode::None {
+            if linux.is_some_and(|l| l.resources().is_some()) {
+                return err(
+                    "linux.resources",
+                    "the host mounts no cgroup hierarchy to apply it with",
+                );
+            }
+            return Ok(());
+        }
+        let path = cgroups::cgroup_path(
+            linux
+                .and_then(|l| l.cgroups_path().as_ref())
+                .and_then(|p| p.to_str()),
+            self.input.options.systemd_cgroup,
+        )?;
+        let applied = match linux.and_then(|l| l.resources().as_ref()) {
+            Some(r) => cgroups::resources(r, layout, "linux.resources", true)?,
+            None => cgroups::Applied::default(),
+        };
+        let hierarchies = layout.hierarchies();
+        let clone_into = layout.unified.as_ref().map(|_| layout.v1.len() as u8);
+        self.before_clone.push(HostStep::CgroupCreate);
+        self.before_clone
+            .extend(applied.writes.into_iter().map(HostStep::CgroupWrite));
+        if let Some((hierarchy, program)) = applied.device_program {
+            self.before_clone
+                .push(HostStep::CgroupDevices { hierarchy, program });
+        }
+        self.warnings.extend(applied.warnings);
+        let joins: Vec<HostStep> = (0..hierarchies.len() as u8)
+            .filter(|h| Some(*h) != clone_into)
+            .map(|hierarchy| HostStep::CgroupJoin { hierarchy })
+            .collect();
+        let released = self.after_clone.iter().any(|h| *h == HostStep::Release);
+        let at = self
+            .after_clone
+            .iter()
+            .position(|h| *h == HostStep::Release)
+            .unwrap_or(self.after_clone.len());
+        let any_joins = !joins.is_empty();
+        self.after_clone.splice(at..at, joins);
+        if self.new_ns(Namespace::Cgroup) {
+            let flag = Namespace::Cgroup.clone_flag();
+            // An unshare made earlier (after joining a user namespace) must not take it.
+            for s in &mut self.steps {
+                if let Step::Unshare { flags } = s {
+                    *flags &= !flag;
+                }
+            }
+            self.steps
+                .retain(|s| !matches!(s, Step::Unshare { flags: 0 }));
+            self.deferred_flags |= flag;
+            if any_joins && !released {
+                self.after_clone.push(HostStep::Release);
+                self.steps.push(Step::WaitParent);
+            }
+            self.steps.push(Step::Unshare { flags: flag });
+        }
+        self.cgroups = Some(ferrun_plans::Cgroups {
+            path,
+            hierarchies,
+            clone_into,
+            v2_controllers: applied.v2_controllers,
+            shared: self
+                .spec
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(SHARED_CGROUP_ANNOTATION))
+                .is_some_and(|v| v == "true"),
+        });
+        Ok(())
+    }
+
     fn join_and_map(&mut self) -> Result<(), PlanError> {
         let mut slot = 0u8;
         let ns_index = |kind: Namespace| {
@@ -445,8 +541,8 @@ impl<'a> Planner<'a> {
                 kind: IdMapKind::Gid,
                 map: gid,
             });
-            self.after_clone.push(HostStep::ReleaseIdMaps);
-            self.steps.push(Step::WaitIdMaps);
+            self.after_clone.push(HostStep::Release);
+            self.steps.push(Step::WaitParent);
             self.steps.push(Step::BecomeNsRoot);
         }
         Ok(())
@@ -676,22 +772,15 @@ impl<'a> Planner<'a> {
     /// Sections owned by other parts of ferrun that are not planned yet: listed, never dropped.
     fn unplanned_sections(&mut self) {
         let spec = self.spec;
-        for i in mounts::cgroup_mounts(spec) {
-            self.not_planned(
-                &format!("mounts[{i}]"),
-                "cgroup filesystems are mounted with cgroup support (issue #5): skipped",
-            );
-        }
-        if let Some(linux) = spec.linux() {
-            if linux.resources().is_some() {
+        if self.cgroups.is_none() {
+            for i in mounts::cgroup_mounts(spec) {
                 self.not_planned(
-                    "linux.resources",
-                    "cgroup limits are not planned yet (issue #4): none are applied",
+                    &format!("mounts[{i}]"),
+                    "the host has no cgroup hierarchy to show: skipped",
                 );
             }
-            if linux.cgroups_path().is_some() {
-                self.not_planned("linux.cgroupsPath", "cgroups are not managed yet (issue #4): the container stays in the caller's cgroup");
-            }
+        }
+        if let Some(linux) = spec.linux() {
             if linux.intel_rdt().is_some() {
                 self.not_planned("linux.intelRdt", "Intel RDT is not supported");
             }

@@ -304,11 +304,12 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                 );
             };
             if typ == "cgroup" || typ == "cgroup2" {
-                // Handled with cgroups (issue #4/#5); listed by the caller.
-                parsed.push(Parsed {
-                    dest,
-                    steps: vec![],
-                });
+                let steps = match &p.cgroups {
+                    Some(c) => cgroup_mount(c, &dest, flags, &field)?,
+                    // Listed by the caller as not planned.
+                    None => vec![],
+                };
+                parsed.push(Parsed { dest, steps });
                 continue;
             }
             if dest == "/dev" && typ == "tmpfs" {
@@ -392,7 +393,63 @@ fn defaults(parsed: &mut Vec<Parsed>, at: usize) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// Indices of the `cgroup` mounts, which are not planned yet.
+/// A `cgroup` mount shows the container's own cgroups: on a cgroup2-only host its cgroup2
+/// directory bound on `dest`; otherwise a tmpfs holding one bind per hierarchy (named like the
+/// host's mount points, with links for co-mounted controllers such as `cpu -> cpu,cpuacct`).
+fn cgroup_mount(
+    c: &ferrun_plans::Cgroups,
+    dest: &str,
+    flags: u64,
+    field: &str,
+) -> Result<Vec<Step>, PlanError> {
+    let (set, _) = flags_to_attrs(flags & BIND_ATTR_FLAGS);
+    let set = set & !MOUNT_ATTR__ATIME;
+    let buf = |p: &str| cbuf(&format!("{field}.destination"), p);
+    if let [h] = c.hierarchies.as_slice()
+        && h.v2
+    {
+        return Ok(vec![Step::CgroupBind {
+            hierarchy: 0,
+            dest: buf(dest)?,
+            set,
+        }]);
+    }
+    let mut steps = vec![Step::Mount {
+        source: Some(buf("tmpfs")?),
+        dest: buf(dest)?,
+        fstype: Some(buf("tmpfs")?),
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: Some(buf("mode=755")?),
+        target: Target::Dir,
+    }];
+    for (i, h) in c.hierarchies.iter().enumerate() {
+        let name = h.mount.rsplit('/').next().unwrap_or(&h.name);
+        steps.push(Step::CgroupBind {
+            hierarchy: i as u8,
+            dest: buf(&format!("{dest}/{name}"))?,
+            set,
+        });
+        if name.contains(',') {
+            for part in name.split(',') {
+                steps.push(Step::Symlink {
+                    target: buf(name)?,
+                    link: buf(&format!("{dest}/{part}"))?,
+                });
+            }
+        }
+    }
+    if flags & libc::MS_RDONLY != 0 {
+        steps.push(Step::SetAttr {
+            dest: buf(dest)?,
+            recursive: false,
+            set: MOUNT_ATTR_RDONLY,
+            clear: 0,
+        });
+    }
+    Ok(steps)
+}
+
+/// Indices of the `cgroup` mounts.
 pub(crate) fn cgroup_mounts(spec: &Spec) -> Vec<usize> {
     let list = spec.mounts().clone().unwrap_or_default();
     list.iter()

@@ -66,7 +66,7 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
         let at = p
             .after_clone
             .iter()
-            .position(|h| *h == HostStep::ReleaseIdMaps)
+            .position(|h| *h == HostStep::Release)
             .unwrap_or(p.after_clone.len());
         let value = cbuf("", &score.to_string())?;
         p.after_clone.insert(at, HostStep::OomScoreAdj { value });

@@ -6,8 +6,11 @@
 //! to the kernel. The numbered listing (`Display`) is what `ferrun plan` prints and what the
 //! snapshot tests pin. This crate does no I/O.
 
+pub mod cgroups;
 mod flags;
 mod listing;
+
+pub use cgroups::{CgroupLayout, CgroupPath, CgroupWrite, Cgroups, Hierarchy};
 
 pub use flags::{
     CAPABILITIES, MOUNT_FLAGS, RLIMITS, cap_names, clone_flag_names, mount_attr_names,
@@ -22,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Magic prefix of an encoded plan file.
 pub const MAGIC: &[u8; 8] = b"FERRUNPL";
@@ -185,8 +188,22 @@ pub enum HostStep {
     /// Write `/proc/<pid>/oom_score_adj` (from outside: a non-dumpable child in a user namespace
     /// may not write its own).
     OomScoreAdj { value: CBuf },
-    /// Release the container process once its id maps are written.
-    ReleaseIdMaps,
+    /// Release the container process once its id maps are written and it is in its cgroups.
+    Release,
+    /// Create the container's cgroup in every hierarchy (with its missing parents), and enable
+    /// the planned controllers in the cgroup2 ancestors.
+    CgroupCreate,
+    /// Write a cgroup file.
+    CgroupWrite(CgroupWrite),
+    /// Load a `BPF_PROG_TYPE_CGROUP_DEVICE` program and attach it to the cgroup2 directory.
+    CgroupDevices {
+        hierarchy: u8,
+        /// `struct bpf_insn` array as the kernel reads it.
+        #[serde(with = "serde_bytes")]
+        program: Vec<u8>,
+    },
+    /// Move the container process into the cgroup of a hierarchy (`cgroup.procs`).
+    CgroupJoin { hierarchy: u8 },
 }
 
 /// One syscall (or a tight group of them) in the container process.
@@ -196,8 +213,8 @@ pub enum Step {
     NotDumpable,
     /// `setns(slot fd, ns)`.
     SetNs { slot: u8, ns: Namespace },
-    /// Block until the parent has written the id maps.
-    WaitIdMaps,
+    /// Block until the parent has written the id maps and placed us in our cgroups.
+    WaitParent,
     /// `unshare(flags)`: new namespaces owned by a user namespace joined just before.
     Unshare { flags: u64 },
     /// `setresgid(0)`, `setresuid(0)` inside a new user namespace.
@@ -228,6 +245,9 @@ pub enum Step {
         rset: u64,
         rclear: u64,
     },
+    /// Bind the container's own cgroup directory of a hierarchy onto `<dest>` with the mount
+    /// attributes `set`; the host path is resolved at create time.
+    CgroupBind { hierarchy: u8, dest: CBuf, set: u64 },
     /// `mount(NULL, <dest>, NULL, MS_REMOUNT | flags, data)`.
     Remount { dest: CBuf, flags: u64 },
     /// `mount(NULL, <dest>, NULL, propagation, NULL)`.
@@ -357,6 +377,8 @@ pub struct Plan {
     pub rootfs: String,
     /// `process.terminal`.
     pub terminal: bool,
+    /// The container's cgroups; `None` when the host has none.
+    pub cgroups: Option<Cgroups>,
     /// Where the seccomp listener fd goes (`SCMP_ACT_NOTIFY`).
     pub seccomp_listener: Option<Listener>,
     /// Sections recognised but not planned yet.
@@ -428,7 +450,11 @@ impl Plan {
                 }
                 HostStep::WriteIdMap { map, .. } => f(map),
                 HostStep::OomScoreAdj { value } => f(value),
-                HostStep::ReleaseIdMaps => {}
+                HostStep::Release
+                | HostStep::CgroupCreate
+                | HostStep::CgroupWrite(_)
+                | HostStep::CgroupDevices { .. }
+                | HostStep::CgroupJoin { .. } => {}
             }
         }
         for s in &self.steps {
@@ -462,7 +488,8 @@ impl Step {
             Step::Remount { dest, .. }
             | Step::Propagation { dest, .. }
             | Step::SetAttr { dest, .. }
-            | Step::MkNod { dest, .. } => f(dest),
+            | Step::MkNod { dest, .. }
+            | Step::CgroupBind { dest, .. } => f(dest),
             Step::BindMount { source, dest, .. } => {
                 f(source);
                 f(dest)
@@ -537,6 +564,7 @@ mod tests {
             ],
             rootfs: "/r".into(),
             terminal: false,
+            cgroups: None,
             seccomp_listener: None,
             not_planned: vec![],
             warnings: vec![],

@@ -40,7 +40,24 @@ impl Display for HostStep {
             HostStep::OomScoreAdj { value } => {
                 write!(f, "write /proc/<pid>/oom_score_adj {}", value.text())
             }
-            HostStep::ReleaseIdMaps => write!(f, "release the container process (id maps written)"),
+            HostStep::Release => write!(
+                f,
+                "release the container process (id maps written, cgroups joined)"
+            ),
+            HostStep::CgroupCreate => write!(f, "cgroup: create the container's cgroup"),
+            HostStep::CgroupWrite(w) => write!(
+                f,
+                "cgroup: write {:?} to {}#{} ({})",
+                w.value, w.file, w.hierarchy, w.field
+            ),
+            HostStep::CgroupDevices { hierarchy, program } => write!(
+                f,
+                "cgroup: attach a device program of {} instructions to #{hierarchy}",
+                program.len() / 8
+            ),
+            HostStep::CgroupJoin { hierarchy } => {
+                write!(f, "cgroup: move the container process into #{hierarchy}")
+            }
         }
     }
 }
@@ -50,7 +67,13 @@ impl Display for Step {
         match self {
             Step::NotDumpable => write!(f, "prctl PR_SET_DUMPABLE 0"),
             Step::SetNs { slot, ns } => write!(f, "setns slot {slot} ({})", ns.oci_name()),
-            Step::WaitIdMaps => write!(f, "wait for the id maps"),
+            Step::WaitParent => write!(f, "wait for the parent (id maps, cgroups)"),
+            Step::CgroupBind { hierarchy, dest, set } => write!(
+                f,
+                "bind own cgroup of #{hierarchy} on {} attrs {}",
+                dest.text(),
+                mount_attr_names(*set)
+            ),
             Step::Unshare { flags } => write!(f, "unshare {}", clone_flag_names(*flags)),
             Step::BecomeNsRoot => {
                 write!(f, "setresgid 0, setresuid 0 (root of the user namespace)")
@@ -282,6 +305,21 @@ impl Display for Plan {
             self.rootfs,
             if self.terminal { " terminal" } else { "" }
         )?;
+        if let Some(c) = &self.cgroups {
+            writeln!(f, "cgroup path {}", c.path)?;
+            for (i, h) in c.hierarchies.iter().enumerate() {
+                writeln!(f, "      #{i} {} at {}", h.name, h.mount)?;
+            }
+            if c.shared {
+                writeln!(f, "      may share an existing cgroup")?;
+            }
+            if let Some(i) = c.clone_into {
+                writeln!(f, "      cloned into #{i}")?;
+            }
+            if !c.v2_controllers.is_empty() {
+                writeln!(f, "      cgroup2 controllers {}", c.v2_controllers.join(" "))?;
+            }
+        }
         if let Some(l) = &self.seccomp_listener {
             writeln!(
                 f,

@@ -1,0 +1,509 @@
+//! The container's cgroups on the live system: probing the host's layout, resolving the planned
+//! path to one directory per hierarchy, creating, writing, joining, freezing, signalling,
+//! listing and removing them. Which files a resource is written to is the planner's business
+//! (`ferrun_planner::cgroups`); this module only carries the writes out.
+//!
+//! One interface, [`Cgroup`], over three managers picked by probing: [`Manager::V1`] (v1
+//! controllers only), [`Manager::V2`] (one cgroup2 hierarchy) and [`Manager::Hybrid`] (v1
+//! controllers plus a cgroup2 mount for whatever is bound there: on such hosts the freezer and
+//! device rules come from v1 when mounted there, the cgroup2 directory is joined too and is the
+//! one `clone3` places the process in).
+
+mod bpf;
+pub mod stats;
+
+use crate::bail;
+use crate::error::{Error, Result, errno_text};
+use ferrun_plans::cgroups::CgroupMode;
+use ferrun_plans::{CgroupLayout, CgroupPath, Hierarchy};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `FERRUN_CGROUP_LAYOUT=v1|v2|hybrid|none` restricts the probed layout: `v2` uses only the
+/// cgroup2 mount (also on a hybrid host), `v1` ignores it, `none` disables cgroups.
+pub const LAYOUT_ENV: &str = "FERRUN_CGROUP_LAYOUT";
+
+/// Reads the cgroup mounts from `/proc/self/mountinfo`.
+pub fn probe_layout() -> CgroupLayout {
+    let mut layout = CgroupLayout::default();
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return layout;
+    };
+    for line in info.lines() {
+        // `id parent maj:min root mountpoint opts [optional...] - fstype source superopts`
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        let (Some(mount), Some(fstype)) = (left.get(4), right.first()) else {
+            continue;
+        };
+        let mount = unescape(mount);
+        match *fstype {
+            "cgroup2" if layout.unified.is_none() => {
+                let controllers = std::fs::read_to_string(format!("{mount}/cgroup.controllers"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect();
+                layout.unified = Some(ferrun_plans::cgroups::Unified { mount, controllers });
+            }
+            "cgroup" => {
+                let opts = right.get(2).copied().unwrap_or("");
+                let controllers: Vec<String> = opts
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(
+                            *o,
+                            "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime" | "xattr"
+                        ) && !o.starts_with("release_agent=")
+                            && !o.starts_with("clone_children")
+                            && *o != "noprefix"
+                            && *o != "cpuset_v2_mode"
+                    })
+                    .map(String::from)
+                    .collect();
+                // The same hierarchy bound twice (a bind of a subtree) is joined once.
+                if !controllers.is_empty() && !layout.v1.iter().any(|h| h.controllers == controllers)
+                {
+                    layout.v1.push(ferrun_plans::cgroups::V1Hierarchy { controllers, mount });
+                }
+            }
+            _ => {}
+        }
+    }
+    match std::env::var(LAYOUT_ENV).as_deref() {
+        Ok("v2") => layout.v1.clear(),
+        Ok("v1") => layout.unified = None,
+        Ok("none") => layout = CgroupLayout::default(),
+        _ => {}
+    }
+    layout
+}
+
+/// Octal escapes of mountinfo (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// This process's cgroup in `h`, from `/proc/self/cgroup`.
+fn own_cgroup(h: &Hierarchy) -> String {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let want: Vec<&str> = h.name.split(',').collect();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let matches = if h.v2 {
+            id == "0" && ctrls.is_empty()
+        } else {
+            let mut have: Vec<&str> = ctrls.split(',').collect();
+            let mut w = want.clone();
+            have.sort_unstable();
+            w.sort_unstable();
+            have == w
+        };
+        if matches {
+            return path.to_string();
+        }
+    }
+    "/".into()
+}
+
+/// Which manager a layout calls for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Manager {
+    V1,
+    V2,
+    Hybrid,
+}
+
+/// A container's cgroups as the state store keeps them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Cgroup {
+    pub manager: Manager,
+    pub hierarchies: Vec<Hierarchy>,
+    /// The container's directory in each hierarchy.
+    pub dirs: Vec<PathBuf>,
+    /// Whether ferrun made that directory (only those are removed).
+    pub created: Vec<bool>,
+}
+
+fn io_err(e: std::io::Error) -> String {
+    errno_text(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+impl Cgroup {
+    /// Resolves the planned path in every hierarchy. Nothing is created yet.
+    pub fn resolve(c: &ferrun_plans::Cgroups, id: &str) -> Result<Cgroup> {
+        let has_v1 = c.hierarchies.iter().any(|h| !h.v2);
+        let has_v2 = c.hierarchies.iter().any(|h| h.v2);
+        let manager = match (has_v1, has_v2) {
+            (true, true) => Manager::Hybrid,
+            (false, true) => Manager::V2,
+            _ => Manager::V1,
+        };
+        let mut dirs = Vec::new();
+        let mut created = Vec::new();
+        for h in &c.hierarchies {
+            let rel = match &c.path {
+                CgroupPath::Absolute(p) => p.clone(),
+                CgroupPath::Relative(p) => format!("{}/{p}", own_cgroup(h)),
+                CgroupPath::Default => format!("{}/{id}", own_cgroup(h)),
+            };
+            let rel = rel.trim_start_matches('/');
+            if rel.split('/').any(|c| c == "..") {
+                bail!("linux.cgroupsPath: {rel} climbs out of {}", h.mount);
+            }
+            let dir = Path::new(&h.mount).join(rel);
+            created.push(!dir.exists());
+            dirs.push(dir);
+        }
+        Ok(Cgroup {
+            manager,
+            hierarchies: c.hierarchies.clone(),
+            dirs,
+            created,
+        })
+    }
+
+    fn v2_index(&self) -> Option<usize> {
+        self.hierarchies.iter().position(|h| h.v2)
+    }
+
+    fn v1_index(&self, controller: &str) -> Option<usize> {
+        self.hierarchies
+            .iter()
+            .position(|h| !h.v2 && h.name.split(',').any(|c| c == controller))
+    }
+
+    /// The cgroup2 directory, if the container has one.
+    pub fn v2_dir(&self) -> Option<&Path> {
+        self.v2_index().map(|i| self.dirs[i].as_path())
+    }
+
+    /// Creates the directories (and missing parents). An existing cgroup that holds
+    /// processes is refused unless `shared`. On cgroup2, `controllers` are enabled in every
+    /// ancestor's `cgroup.subtree_control`; on v1, new cpuset levels inherit their parent's
+    /// cpus and mems (an empty cpuset takes no process).
+    pub fn create(&self, controllers: &[String], shared: bool) -> Result<()> {
+        for (i, (h, dir)) in self.hierarchies.iter().zip(&self.dirs).enumerate() {
+            if !self.created[i] {
+                if !shared && !read_pids(dir).is_empty() {
+                    bail!(
+                        "linux.cgroupsPath: {} already holds processes (another container's?)",
+                        dir.display()
+                    );
+                }
+                continue;
+            }
+            let mount = Path::new(&h.mount);
+            let rel = dir.strip_prefix(mount).unwrap_or(Path::new(""));
+            let mut cur = mount.to_path_buf();
+            let comps: Vec<_> = rel.components().collect();
+            for (n, comp) in comps.iter().enumerate() {
+                let parent = cur.clone();
+                cur.push(comp);
+                if h.v2 && !controllers.is_empty() {
+                    enable_controllers(&parent, controllers)?;
+                }
+                match std::fs::create_dir(&cur) {
+                    Ok(()) => {
+                        if h.name.split(',').any(|c| c == "cpuset") {
+                            inherit_cpuset(&parent, &cur)?;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(Error(format!(
+                            "linux.cgroupsPath: create {}: {}",
+                            cur.display(),
+                            io_err(e)
+                        )));
+                    }
+                }
+                let _ = n;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `value` to `file` in hierarchy `h`; `field` names the setting in errors.
+    pub fn write(&self, h: usize, file: &str, value: &str, field: &str) -> Result<()> {
+        let Some(dir) = self.dirs.get(h) else {
+            bail!("{field}: the plan names cgroup hierarchy #{h}, which the container lacks");
+        };
+        let path = dir.join(file);
+        match std::fs::write(&path, value) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Kernels without CFQ spell the v1 weights with BFQ's names.
+                if let Some(alt) = match file {
+                    "blkio.weight" => Some("blkio.bfq.weight"),
+                    "blkio.weight_device" => Some("blkio.bfq.weight_device"),
+                    _ => None,
+                } && dir.join(alt).exists()
+                {
+                    return self.write(h, alt, value, field);
+                }
+                bail!(
+                    "{field}: the kernel has no {} (cgroup {} lacks the file)",
+                    file,
+                    dir.display()
+                )
+            }
+            Err(e) => bail!(
+                "{field}: write {value:?} to {}: {}",
+                path.display(),
+                io_err(e)
+            ),
+        }
+    }
+
+    /// Attaches the device program to the cgroup2 directory, replacing any earlier one.
+    pub fn attach_devices(&self, h: usize, program: &[u8]) -> Result<()> {
+        let Some(dir) = self.dirs.get(h) else {
+            bail!("linux.resources.devices: no cgroup2 directory");
+        };
+        bpf::attach_device_program(dir, program)
+            .map_err(|e| Error(format!("linux.resources.devices: {e}")))
+    }
+
+    /// Moves `pid` into hierarchy `h`.
+    pub fn join(&self, h: usize, pid: i32) -> Result<()> {
+        let Some(dir) = self.dirs.get(h) else {
+            bail!("cgroup hierarchy #{h} is not the container's");
+        };
+        let path = dir.join("cgroup.procs");
+        std::fs::write(&path, pid.to_string())
+            .map_err(|e| Error(format!("join cgroup {}: {}", dir.display(), io_err(e))))
+    }
+
+    /// Every process in the container's cgroup (and below it), from the freezer or devices
+    /// hierarchy on v1, the cgroup2 directory otherwise.
+    pub fn pids(&self) -> Vec<i32> {
+        let i = match self.manager {
+            Manager::V2 => self.v2_index(),
+            _ => self
+                .v1_index("freezer")
+                .or_else(|| self.v1_index("devices"))
+                .or_else(|| self.v1_index("pids"))
+                .or(Some(0)),
+        };
+        let mut out = Vec::new();
+        if let Some(d) = i.and_then(|i| self.dirs.get(i)) {
+            collect_pids(d, &mut out);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The freezer in use: v1's if mounted, else cgroup2's.
+    fn freezer(&self) -> Option<(bool, &Path)> {
+        if self.manager != Manager::V2
+            && let Some(i) = self.v1_index("freezer")
+        {
+            return Some((false, &self.dirs[i]));
+        }
+        self.v2_dir().map(|d| (true, d))
+    }
+
+    /// True when the container is frozen.
+    pub fn is_frozen(&self) -> bool {
+        match self.freezer() {
+            Some((false, d)) => std::fs::read_to_string(d.join("freezer.state"))
+                .is_ok_and(|s| s.trim() == "FROZEN"),
+            Some((true, d)) => std::fs::read_to_string(d.join("cgroup.freeze"))
+                .is_ok_and(|s| s.trim() == "1"),
+            None => false,
+        }
+    }
+
+    /// Freezes (or thaws) every process, waiting until the kernel reports it done.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let Some((v2, dir)) = self.freezer() else {
+            bail!("the container has no freezer cgroup");
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        if v2 {
+            let f = dir.join("cgroup.freeze");
+            std::fs::write(&f, if frozen { "1" } else { "0" })
+                .map_err(|e| Error(format!("write {}: {}", f.display(), io_err(e))))?;
+            loop {
+                let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
+                let now = events
+                    .lines()
+                    .find_map(|l| l.strip_prefix("frozen "))
+                    .is_some_and(|v| v.trim() == "1");
+                if now == frozen {
+                    return Ok(());
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!("cgroup {} did not freeze in 10 s", dir.display());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        let f = dir.join("freezer.state");
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        loop {
+            std::fs::write(&f, want)
+                .map_err(|e| Error(format!("write {}: {}", f.display(), io_err(e))))?;
+            let now = std::fs::read_to_string(&f).unwrap_or_default();
+            if now.trim() == want {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = std::fs::write(&f, "THAWED");
+                bail!("cgroup {} did not freeze in 10 s", dir.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Sends `sig` to every process of the container: `cgroup.kill` for SIGKILL where the
+    /// kernel has it, else each pid (frozen meanwhile, so that nothing forks past the list).
+    pub fn signal_all(&self, sig: i32) -> Result<()> {
+        if sig == libc::SIGKILL
+            && let Some(d) = self.v2_dir()
+            && std::fs::write(d.join("cgroup.kill"), "1").is_ok()
+        {
+            return Ok(());
+        }
+        let freeze = sig == libc::SIGKILL && self.freezer().is_some() && !self.is_frozen();
+        if freeze {
+            let _ = self.set_frozen(true);
+        }
+        for pid in self.pids() {
+            // SAFETY: plain kill of a process in the container's cgroup.
+            unsafe { libc::kill(pid, sig) };
+        }
+        if freeze || (sig == libc::SIGKILL && self.is_frozen()) {
+            // A frozen task cannot die: thaw so the signal is delivered.
+            let _ = self.set_frozen(false);
+        }
+        Ok(())
+    }
+
+    /// Removes the directories ferrun made, killing leftovers first when `kill` is set.
+    /// rmdir is retried while the kernel still counts exiting tasks (EBUSY).
+    pub fn remove(&self, kill: bool) -> Result<()> {
+        if kill && !self.pids().is_empty() {
+            let _ = self.signal_all(libc::SIGKILL);
+        }
+        let mut failed = Vec::new();
+        for (dir, created) in self.dirs.iter().zip(&self.created) {
+            if !created {
+                continue;
+            }
+            if let Err(e) = remove_tree(dir) {
+                failed.push(format!("{}: {e}", dir.display()));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            bail!("remove cgroup {}", failed.join("; "))
+        }
+    }
+}
+
+fn read_pids(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) {
+    out.extend(read_pids(dir));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_pids(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// rmdir of `dir` after its sub-cgroups (a container may make its own), retrying EBUSY.
+fn remove_tree(dir: &Path) -> std::result::Result<(), String> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    let mut wait = std::time::Duration::from_millis(1);
+    for _ in 0..12 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Err("still busy (processes left in it)".into())
+}
+
+fn enable_controllers(dir: &Path, controllers: &[String]) -> Result<()> {
+    let f = dir.join("cgroup.subtree_control");
+    let current = std::fs::read_to_string(&f).unwrap_or_default();
+    let missing: Vec<String> = controllers
+        .iter()
+        .filter(|c| !current.split_whitespace().any(|x| x == c.as_str()))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    std::fs::write(&f, missing.join(" ")).map_err(|e| {
+        Error(format!(
+            "linux.resources: enable {} in {}: {}",
+            missing.join(" "),
+            f.display(),
+            io_err(e)
+        ))
+    })
+}
+
+fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<()> {
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let mine = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        if mine.trim().is_empty() {
+            let theirs = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+            std::fs::write(dir.join(f), theirs.trim()).map_err(|e| {
+                Error(format!("cgroup {}: copy {f}: {}", dir.display(), io_err(e)))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The layout's mode, for `features`.
+pub fn mode(layout: &CgroupLayout) -> CgroupMode {
+    layout.mode()
+}
