@@ -161,7 +161,7 @@ pub enum Command {
         interval: String,
     },
     /// Change the resource limits of a container.
-    Update(UpdateArgs),
+    Update(Box<UpdateArgs>),
     /// Compile, inspect and query seccomp profiles.
     Seccomp {
         #[command(subcommand)]

@@ -168,7 +168,7 @@ pub fn features() -> String {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
-            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false},
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
@@ -200,7 +200,10 @@ pub fn plan(
     systemd_cgroup: bool,
 ) -> Result<String> {
     let bundle = std::fs::canonicalize(bundle).ctx(|| format!("bundle {}", bundle.display()))?;
-    let loaded = cache::load_or_plan(&store.root, &bundle, Options {
+    let loaded = cache::load_or_plan(
+        &store.root,
+        &bundle,
+        Options {
             no_pivot,
             systemd_cgroup,
         },

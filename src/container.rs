@@ -488,8 +488,10 @@ fn launch<'a>(
                 .collect()
         })
         .unwrap_or_default();
-    let prepared = Prepared::new(&plan)
-        .with_cgroups(cgroup_dirs, clone_into.as_ref().map_or(-1, |f| f.as_raw_fd()));
+    let prepared = Prepared::new(&plan).with_cgroups(
+        cgroup_dirs,
+        clone_into.as_ref().map_or(-1, |f| f.as_raw_fd()),
+    );
     let child = ferrun_executor::spawn(&prepared, &fds, hook)
         .ctx(|| "clone3 the container process".into())?;
     guard.child = Some((child.pid, child.pidfd));

@@ -222,7 +222,11 @@ impl UpdateFlags {
         let mut mem = Map::new();
         for (flag, key, v) in [
             ("--memory", "limit", &self.memory),
-            ("--memory-reservation", "reservation", &self.memory_reservation),
+            (
+                "--memory-reservation",
+                "reservation",
+                &self.memory_reservation,
+            ),
             ("--memory-swap", "swap", &self.memory_swap),
             ("--kernel-memory", "kernel", &self.kernel_memory),
             ("--kernel-memory-tcp", "kernelTCP", &self.kernel_memory_tcp),
@@ -348,9 +352,7 @@ fn check_memory(
     } else {
         "memory.current"
     };
-    let i = layout
-        .v1_index("memory")
-        .unwrap_or(layout.v1.len());
+    let i = layout.v1_index("memory").unwrap_or(layout.v1.len());
     let usage: i64 = c
         .dirs
         .get(i)
@@ -366,7 +368,9 @@ fn check_memory(
 /// v1 wants memory+swap ≥ memory at every moment: raise the swap limit first when the new
 /// memory limit would pass the current one (runc's order).
 fn order_memory_writes(c: &Cgroup, writes: &mut [ferrun_plans::CgroupWrite]) {
-    let li = writes.iter().position(|w| w.file == "memory.limit_in_bytes");
+    let li = writes
+        .iter()
+        .position(|w| w.file == "memory.limit_in_bytes");
     let si = writes
         .iter()
         .position(|w| w.file == "memory.memsw.limit_in_bytes");

@@ -96,7 +96,7 @@ fn plan_json_and_out_file() {
         l.iter()
             .any(|s| s.as_str().is_some_and(|s| s.contains("pivot_root")))
     }));
-    // runc's spec has a cgroup mount and resources: listed, not dropped.
+    // runc's spec has a cgroup mount and device rules: both planned now.
     let fields: Vec<&str> = v["notPlanned"]
         .as_array()
         .expect("array")
@@ -104,9 +104,15 @@ fn plan_json_and_out_file() {
         .filter_map(|n| n["field"].as_str())
         .collect();
     assert!(
-        fields.contains(&"mounts[6]") && fields.contains(&"linux.resources"),
+        !fields.contains(&"mounts[6]") && !fields.contains(&"linux.resources"),
         "{fields:?}"
     );
+    assert!(v["listing"].as_array().is_some_and(|l| {
+        l.iter().any(|s| {
+            s.as_str()
+                .is_some_and(|s| s.contains("cgroup: write \"a\" to devices.deny"))
+        })
+    }));
 }
 
 #[test]
@@ -134,10 +140,8 @@ fn features_spec_and_version() {
         f["linux"]["seccomp"]["actions"].as_array().map(Vec::len),
         Some(9)
     );
-    assert_eq!(
-        f["linux"]["cgroup"]["v1"], false,
-        "not claimed before it exists"
-    );
+    assert_eq!(f["linux"]["cgroup"]["v1"], true);
+    assert_eq!(f["linux"]["cgroup"]["v2"], true);
 
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let d = dir.path().to_str().expect("utf-8");

@@ -764,13 +764,7 @@ unsafe fn bind_tree(
             )?;
         }
         if set | clear != 0 {
-            mount_setattr(
-                tree.0,
-                c"".as_ptr(),
-                libc::AT_EMPTY_PATH as u32,
-                set,
-                clear,
-            )?;
+            mount_setattr(tree.0, c"".as_ptr(), libc::AT_EMPTY_PATH as u32, set, clear)?;
         }
         const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
         const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;

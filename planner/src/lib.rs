@@ -432,7 +432,7 @@ impl<'a> Planner<'a> {
             .filter(|h| Some(*h) != clone_into)
             .map(|hierarchy| HostStep::CgroupJoin { hierarchy })
             .collect();
-        let released = self.after_clone.iter().any(|h| *h == HostStep::Release);
+        let released = self.after_clone.contains(&HostStep::Release);
         let at = self
             .after_clone
             .iter()

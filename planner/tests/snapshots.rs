@@ -3,16 +3,74 @@
 //! machine; the input hash (which includes the ferrun version) is redacted.
 
 use ferrun_planner::{HostFacts, Input, Options, plan};
+use ferrun_plans::CgroupLayout;
+use ferrun_plans::cgroups::{Unified, V1Hierarchy};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
 fn host() -> HostFacts {
+    host_on(v1_layout())
+}
+
+fn host_on(cgroups: CgroupLayout) -> HostFacts {
     HostFacts {
         arch: "x86_64".into(),
         last_cap: 40,
         uid: 0,
         gid: 0,
+        cgroups,
     }
+}
+
+/// A cgroup v1 host with every controller, cpu and cpuacct co-mounted.
+fn v1_layout() -> CgroupLayout {
+    let h = |c: &[&str], m: &str| V1Hierarchy {
+        controllers: c.iter().map(|s| s.to_string()).collect(),
+        mount: format!("/sys/fs/cgroup/{m}"),
+    };
+    CgroupLayout {
+        v1: vec![
+            h(&["cpu", "cpuacct"], "cpu,cpuacct"),
+            h(&["cpuset"], "cpuset"),
+            h(&["memory"], "memory"),
+            h(&["devices"], "devices"),
+            h(&["freezer"], "freezer"),
+            h(&["blkio"], "blkio"),
+            h(&["pids"], "pids"),
+            h(&["hugetlb"], "hugetlb"),
+            h(&["net_cls", "net_prio"], "net_cls,net_prio"),
+            h(&["rdma"], "rdma"),
+            h(&["name=systemd"], "systemd"),
+        ],
+        unified: None,
+    }
+}
+
+/// A cgroup2-only host with the usual controllers delegated.
+fn v2_layout() -> CgroupLayout {
+    CgroupLayout {
+        v1: vec![],
+        unified: Some(Unified {
+            mount: "/sys/fs/cgroup".into(),
+            controllers: [
+                "cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }),
+    }
+}
+
+/// This machine's kind: v1 controllers plus a cgroup2 mount holding hugetlb.
+fn hybrid_layout() -> CgroupLayout {
+    let mut l = v1_layout();
+    l.v1.retain(|h| !h.controllers.iter().any(|c| c == "hugetlb" || c == "rdma"));
+    l.unified = Some(Unified {
+        mount: "/sys/fs/cgroup/unified".into(),
+        controllers: vec!["hugetlb".into()],
+    });
+    l
 }
 
 fn data(rel: &str) -> PathBuf {
@@ -25,7 +83,14 @@ fn plan_bytes(
     config: &[u8],
     options: Options,
 ) -> Result<ferrun_plans::Plan, ferrun_planner::PlanError> {
-    let host = host();
+    plan_on(config, options, host())
+}
+
+fn plan_on(
+    config: &[u8],
+    options: Options,
+    host: HostFacts,
+) -> Result<ferrun_plans::Plan, ferrun_planner::PlanError> {
     plan(&Input {
         config,
         bundle: Path::new("/bundle"),
@@ -82,7 +147,14 @@ fn fixture_listings() {
 #[test]
 fn no_pivot_listing_uses_chroot() {
     let bytes = std::fs::read(data("config/runc-spec.json")).expect("read");
-    let p = plan_bytes(&bytes, Options { no_pivot: true }).expect("plan");
+    let p = plan_bytes(
+        &bytes,
+        Options {
+            no_pivot: true,
+            ..Options::default()
+        },
+    )
+    .expect("plan");
     let listing = p.to_string();
     assert!(listing.contains("chroot into the rootfs"), "{listing}");
     assert!(!listing.contains("pivot_root"), "{listing}");
@@ -119,8 +191,140 @@ fn podman_fixture_joins_its_netns_plans_seccomp_and_lists_unplanned_sections() {
     assert!(listing.contains("seccomp filter "), "{listing}");
     assert!(!fields.contains(&"linux.seccomp"), "seccomp is planned now");
     for f in ["linux.resources", "linux.cgroupsPath", "mounts[10]"] {
-        assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        assert!(!fields.contains(&f), "{f} is planned now: {fields:?}");
     }
+}
+
+/// A config that sets every resource.
+fn every_resource() -> Vec<u8> {
+    variant(&[
+        ("/linux/cgroupsPath", json!("/ferrun-test/every")),
+        (
+            "/linux/resources",
+            json!({
+                "devices": [
+                    {"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"},
+                    {"allow": false, "type": "b", "major": 8, "access": "w"}
+                ],
+                "memory": {"limit": 268435456, "reservation": 134217728, "swap": 536870912,
+                           "kernel": 67108864, "kernelTCP": 16777216, "swappiness": 10,
+                           "disableOOMKiller": true, "useHierarchy": true},
+                "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 10000,
+                        "realtimeRuntime": 950000, "realtimePeriod": 1000000,
+                        "cpus": "0-1", "mems": "0", "idle": 0},
+                "pids": {"limit": 64},
+                "blockIO": {"weight": 500, "leafWeight": 300,
+                            "weightDevice": [{"major": 8, "minor": 0, "weight": 200}],
+                            "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                            "throttleWriteBpsDevice": [{"major": 8, "minor": 0, "rate": 524288}],
+                            "throttleReadIOPSDevice": [{"major": 8, "minor": 0, "rate": 100}],
+                            "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 50}]},
+                "hugepageLimits": [{"pageSize": "2MB", "limit": 1073741824}],
+                "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]},
+                "rdma": {"mlx5_0": {"hcaHandles": 3, "hcaObjects": 10000}}
+            }),
+        ),
+    ])
+}
+
+/// The cgroup part of a listing: the path, the hierarchies and every cgroup step.
+fn cgroup_lines(p: &ferrun_plans::Plan) -> String {
+    let mut out = String::new();
+    let mut in_header = false;
+    for l in p.to_string().lines() {
+        if l.starts_with("cgroup path") {
+            in_header = true;
+        } else if !l.starts_with("      ") {
+            in_header = false;
+        }
+        if in_header || l.contains("cgroup") || l.contains("clone3") {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    for w in &p.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
+#[test]
+fn cgroup_writes_on_v1_v2_and_hybrid() {
+    let mut cases: Vec<(String, Vec<u8>)> = vec![("every-resource".into(), every_resource())];
+    for name in [
+        "podman-run",
+        "podman-run-tty-limits",
+        "podman-run-privileged",
+    ] {
+        cases.push((
+            name.into(),
+            std::fs::read(data(&format!("config/{name}.json"))).expect("read"),
+        ));
+    }
+    for (layout_name, layout) in [
+        ("v1", v1_layout()),
+        ("v2", v2_layout()),
+        ("hybrid", hybrid_layout()),
+    ] {
+        for (name, bytes) in &cases {
+            let mut bytes = bytes.clone();
+            if layout_name != "v1" && name == "every-resource" {
+                // net_cls/net_prio and rdma have no cgroup2 files on these hosts.
+                let mut v: Value = serde_json::from_slice(&bytes).expect("json");
+                let r = v.pointer_mut("/linux/resources").expect("resources");
+                r.as_object_mut().expect("object").remove("rdma");
+                if layout_name == "hybrid" {
+                    r.as_object_mut().expect("object").remove("network");
+                }
+                bytes = serde_json::to_vec(&v).expect("encode");
+            }
+            let p = plan_on(&bytes, Options::default(), host_on(layout.clone()))
+                .unwrap_or_else(|e| panic!("{name} on {layout_name}: {e}"));
+            settings().bind(|| {
+                insta::assert_snapshot!(format!("cgroups-{layout_name}-{name}"), cgroup_lines(&p))
+            });
+        }
+    }
+}
+
+#[test]
+fn cgroup_namespace_is_made_once_the_process_is_placed() {
+    let bytes = variant(&[("/linux/namespaces/5", json!({"type": "cgroup"}))]);
+    let p = plan_on(&bytes, Options::default(), host_on(hybrid_layout())).expect("plan");
+    let listing = p.to_string();
+    assert!(
+        !ferrun_plans::clone_flag_names(p.clone_flags).contains("NEWCGROUP"),
+        "{listing}"
+    );
+    let wait = listing.find("wait for the parent").expect(&listing);
+    let unshare = listing.find("unshare CLONE_NEWCGROUP").expect(&listing);
+    assert!(wait < unshare, "{listing}");
+    // On a cgroup2-only host the clone is born in place: no wait is needed.
+    let p = plan_on(&bytes, Options::default(), host_on(v2_layout())).expect("plan");
+    let listing = p.to_string();
+    assert!(!listing.contains("wait for the parent"), "{listing}");
+    assert!(listing.contains("unshare CLONE_NEWCGROUP"), "{listing}");
+    assert!(listing.contains("cloned into #0"), "{listing}");
+}
+
+#[test]
+fn systemd_cgroups_path_maps_to_the_slice_tree() {
+    let bytes = variant(&[("/linux/cgroupsPath", json!("machine-web.slice:ferrun:abc"))]);
+    let p = plan_on(
+        &bytes,
+        Options {
+            systemd_cgroup: true,
+            ..Options::default()
+        },
+        host_on(v2_layout()),
+    )
+    .expect("plan");
+    assert!(
+        p.to_string()
+            .contains("cgroup path /machine.slice/machine-web.slice/ferrun-abc.scope"),
+        "{p}"
+    );
 }
 
 /// Applies `(JSON pointer, new value)` edits to a copy of runc's default spec; `Value::Null`
@@ -324,6 +528,68 @@ fn broken_variants_name_the_field() {
             "relative-masked-path",
             variant(&[("/linux/maskedPaths/0", json!("proc/kcore"))]),
             "linux.maskedPaths[0]",
+        ),
+        (
+            "cgroup-path-climbs",
+            variant(&[("/linux/cgroupsPath", json!("/ferrun-test/../escape"))]),
+            "linux.cgroupsPath",
+        ),
+        (
+            "negative-memory-limit",
+            variant(&[("/linux/resources/memory", json!({"limit": -5}))]),
+            "linux.resources.memory.limit",
+        ),
+        (
+            "unknown-device-rule-type",
+            variant(&[(
+                "/linux/resources/devices/1",
+                json!({"allow": true, "type": "x", "access": "r"}),
+            )]),
+            "linux.resources.devices[1].type",
+        ),
+        (
+            "bad-device-access",
+            variant(&[(
+                "/linux/resources/devices/1",
+                json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rx"}),
+            )]),
+            "linux.resources.devices[1].access",
+        ),
+        (
+            "quota-without-period",
+            variant(&[("/linux/resources/cpu", json!({"quota": 20000}))]),
+            "linux.resources.cpu.quota",
+        ),
+        (
+            "negative-cpu-shares",
+            variant(&[("/linux/resources/cpu", json!({"shares": -2}))]),
+            "linux.resources.cpu.shares",
+        ),
+        (
+            "bad-cpuset",
+            variant(&[("/linux/resources/cpu", json!({"cpus": "0-a"}))]),
+            "linux.resources.cpu.cpus",
+        ),
+        (
+            "swappiness-above-100",
+            variant(&[("/linux/resources/memory", json!({"swappiness": 200}))]),
+            "linux.resources.memory.swappiness",
+        ),
+        (
+            "swap-below-memory",
+            variant(&[(
+                "/linux/resources/memory",
+                json!({"limit": 1048576, "swap": 4096}),
+            )]),
+            "linux.resources.memory.swap",
+        ),
+        (
+            "bad-hugepage-size",
+            variant(&[(
+                "/linux/resources/hugepageLimits",
+                json!([{"pageSize": "2 megs", "limit": 1}]),
+            )]),
+            "linux.resources.hugepageLimits[0].pageSize",
         ),
         (
             "device-type-all",

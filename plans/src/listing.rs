@@ -68,7 +68,11 @@ impl Display for Step {
             Step::NotDumpable => write!(f, "prctl PR_SET_DUMPABLE 0"),
             Step::SetNs { slot, ns } => write!(f, "setns slot {slot} ({})", ns.oci_name()),
             Step::WaitParent => write!(f, "wait for the parent (id maps, cgroups)"),
-            Step::CgroupBind { hierarchy, dest, set } => write!(
+            Step::CgroupBind {
+                hierarchy,
+                dest,
+                set,
+            } => write!(
                 f,
                 "bind own cgroup of #{hierarchy} on {} attrs {}",
                 dest.text(),
@@ -317,7 +321,11 @@ impl Display for Plan {
                 writeln!(f, "      cloned into #{i}")?;
             }
             if !c.v2_controllers.is_empty() {
-                writeln!(f, "      cgroup2 controllers {}", c.v2_controllers.join(" "))?;
+                writeln!(
+                    f,
+                    "      cgroup2 controllers {}",
+                    c.v2_controllers.join(" ")
+                )?;
             }
         }
         if let Some(l) = &self.seccomp_listener {

@@ -46,7 +46,8 @@ fn text(e: std::io::Error) -> String {
 /// Loads `program` and attaches it to `dir`; programs attached there before are detached
 /// afterwards, so the cgroup is never without a filter.
 pub fn attach_device_program(dir: &Path, program: &[u8]) -> Result<(), String> {
-    let cg = std::fs::File::open(dir).map_err(|e| format!("open {}: {}", dir.display(), text(e)))?;
+    let cg =
+        std::fs::File::open(dir).map_err(|e| format!("open {}: {}", dir.display(), text(e)))?;
     let old = attached(cg.as_raw_fd());
     let license = c"Apache";
     let mut log = vec![0u8; 4096];
@@ -74,7 +75,13 @@ pub fn attach_device_program(dir: &Path, program: &[u8]) -> Result<(), String> {
         .u32(8, BPF_CGROUP_DEVICE)
         .u32(12, BPF_F_ALLOW_MULTI)
         .call(BPF_PROG_ATTACH)
-        .map_err(|e| format!("attach the device program to {}: {}", dir.display(), text(e)))?;
+        .map_err(|e| {
+            format!(
+                "attach the device program to {}: {}",
+                dir.display(),
+                text(e)
+            )
+        })?;
     for id in old {
         let Ok(fd) = Attr::new().u32(0, id).call(BPF_PROG_GET_FD_BY_ID) else {
             continue;

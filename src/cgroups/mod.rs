@@ -65,9 +65,12 @@ pub fn probe_layout() -> CgroupLayout {
                     .map(String::from)
                     .collect();
                 // The same hierarchy bound twice (a bind of a subtree) is joined once.
-                if !controllers.is_empty() && !layout.v1.iter().any(|h| h.controllers == controllers)
+                if !controllers.is_empty()
+                    && !layout.v1.iter().any(|h| h.controllers == controllers)
                 {
-                    layout.v1.push(ferrun_plans::cgroups::V1Hierarchy { controllers, mount });
+                    layout
+                        .v1
+                        .push(ferrun_plans::cgroups::V1Hierarchy { controllers, mount });
                 }
             }
             _ => {}
@@ -329,10 +332,12 @@ impl Cgroup {
     /// True when the container is frozen.
     pub fn is_frozen(&self) -> bool {
         match self.freezer() {
-            Some((false, d)) => std::fs::read_to_string(d.join("freezer.state"))
-                .is_ok_and(|s| s.trim() == "FROZEN"),
-            Some((true, d)) => std::fs::read_to_string(d.join("cgroup.freeze"))
-                .is_ok_and(|s| s.trim() == "1"),
+            Some((false, d)) => {
+                std::fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+            }
+            Some((true, d)) => {
+                std::fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+            }
             None => false,
         }
     }
@@ -495,9 +500,8 @@ fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<()> {
         let mine = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
         if mine.trim().is_empty() {
             let theirs = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
-            std::fs::write(dir.join(f), theirs.trim()).map_err(|e| {
-                Error(format!("cgroup {}: copy {f}: {}", dir.display(), io_err(e)))
-            })?;
+            std::fs::write(dir.join(f), theirs.trim())
+                .map_err(|e| Error(format!("cgroup {}: copy {f}: {}", dir.display(), io_err(e))))?;
         }
     }
     Ok(())

@@ -156,9 +156,16 @@ impl Cgroup {
             }
             // SAFETY: fresh fd.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let path = std::ffi::CString::new(d.join("memory.events").into_os_string().into_encoded_bytes()).ok()?;
+            let path = std::ffi::CString::new(
+                d.join("memory.events")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .ok()?;
             // SAFETY: valid fd and path.
-            if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), libc::IN_MODIFY) } < 0 {
+            if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), libc::IN_MODIFY) }
+                < 0
+            {
                 return None;
             }
             let seen = get(&keyed(&d, "memory.events"), "oom_kill");

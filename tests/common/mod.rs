@@ -65,6 +65,20 @@ pub fn rootfs() -> &'static Path {
     })
 }
 
+/// Directories of `cgroup_path` (e.g. `/ferrun-test/x`) that exist in any hierarchy.
+pub fn cgroup_dirs(cgroup_path: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            let d = e.path().join(cgroup_path.trim_start_matches('/'));
+            if d.is_dir() {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
 /// A bundle plus a private state root, both removed when dropped.
 pub struct Bundle {
     pub dir: tempfile::TempDir,
@@ -86,6 +100,14 @@ impl Bundle {
         config["process"]["args"] = json!(args);
         config["root"]["path"] = json!(rootfs());
         config["hostname"] = json!("ferrun-test");
+        // Test cgroups live under a `ferrun-test` parent, one per bundle.
+        let name = dir
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("bundle")
+            .to_string();
+        config["linux"]["cgroupsPath"] = json!(format!("/ferrun-test/{name}"));
         let mut b = Bundle { dir, config };
         b.save();
         b
@@ -93,6 +115,14 @@ impl Bundle {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The bundle's `linux.cgroupsPath`.
+    pub fn cgroup_path(&self) -> String {
+        self.config["linux"]["cgroupsPath"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn state_root(&self) -> PathBuf {

@@ -291,10 +291,18 @@ mod tests {
         list.extend(default_rules());
         let p = device_program(&list);
         let c = DEVCG_DEV_CHAR;
-        assert_eq!(eval(&p, c, DEVCG_ACC_READ | DEVCG_ACC_WRITE, 1, 3), 1, "/dev/null");
+        assert_eq!(
+            eval(&p, c, DEVCG_ACC_READ | DEVCG_ACC_WRITE, 1, 3),
+            1,
+            "/dev/null"
+        );
         assert_eq!(eval(&p, c, DEVCG_ACC_READ, 136, 7), 1, "a pts");
         assert_eq!(eval(&p, c, DEVCG_ACC_READ, 1, 11), 0, "/dev/kmsg");
-        assert_eq!(eval(&p, DEVCG_DEV_BLOCK, DEVCG_ACC_READ, 8, 0), 0, "/dev/sda");
+        assert_eq!(
+            eval(&p, DEVCG_DEV_BLOCK, DEVCG_ACC_READ, 8, 0),
+            0,
+            "/dev/sda"
+        );
         assert_eq!(eval(&p, DEVCG_DEV_BLOCK, DEVCG_ACC_MKNOD, 8, 0), 1, "mknod");
     }
 

@@ -39,7 +39,10 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn unified(&self) -> Option<u8> {
-        self.layout.unified.as_ref().map(|_| self.layout.v1.len() as u8)
+        self.layout
+            .unified
+            .as_ref()
+            .map(|_| self.layout.v1.len() as u8)
     }
 
     /// The hierarchy for `controller`: its v1 hierarchy, else cgroup2 if it is bound there.
@@ -190,7 +193,10 @@ pub fn resources(
         if let Some(q) = cpu.quota()
             && q < -1
         {
-            return err(b.field("cpu.quota"), format!("{q} is negative (-1 means no limit)"));
+            return err(
+                b.field("cpu.quota"),
+                format!("{q} is negative (-1 means no limit)"),
+            );
         }
         if let Some(p) = cpu.period()
             && !(1000..=1_000_000).contains(&p)
@@ -321,7 +327,10 @@ pub fn resources(
         for (i, p) in n.priorities().iter().flatten().enumerate() {
             let field = format!("network.priorities[{i}]");
             if p.name().is_empty() || p.name().contains(char::is_whitespace) {
-                return err(b.field(&format!("{field}.name")), "must be an interface name");
+                return err(
+                    b.field(&format!("{field}.name")),
+                    "must be an interface name",
+                );
             }
             match b.place("net_prio", &field) {
                 Ok(Place::V1(h)) => b.write(
@@ -366,7 +375,16 @@ pub fn resources(
             let Some((controller, _)) = k.split_once('.') else {
                 return err(b.field(&field), "is not a cgroup2 file name");
             };
-            if k.contains('/') || k.starts_with('.') || matches!(k.as_str(), "cgroup.procs" | "cgroup.threads" | "cgroup.subtree_control" | "cgroup.kill" | "cgroup.freeze")
+            if k.contains('/')
+                || k.starts_with('.')
+                || matches!(
+                    k.as_str(),
+                    "cgroup.procs"
+                        | "cgroup.threads"
+                        | "cgroup.subtree_control"
+                        | "cgroup.kill"
+                        | "cgroup.freeze"
+                )
             {
                 return err(b.field(&field), "is not a file ferrun may set");
             }
@@ -431,26 +449,56 @@ fn memory(b: &mut Builder<'_>, m: &oci_spec::runtime::LinuxMemory) -> Result<(),
                 b.write(h, "memory.limit_in_bytes", l.to_string(), "memory.limit");
             }
             if let Some(s) = m.swap().filter(|s| *s != 0) {
-                b.write(h, "memory.memsw.limit_in_bytes", s.to_string(), "memory.swap");
+                b.write(
+                    h,
+                    "memory.memsw.limit_in_bytes",
+                    s.to_string(),
+                    "memory.swap",
+                );
             }
             if let Some(r) = m.reservation() {
-                b.write(h, "memory.soft_limit_in_bytes", r.to_string(), "memory.reservation");
+                b.write(
+                    h,
+                    "memory.soft_limit_in_bytes",
+                    r.to_string(),
+                    "memory.reservation",
+                );
             }
             if let Some(k) = m.kernel() {
-                b.write(h, "memory.kmem.limit_in_bytes", k.to_string(), "memory.kernel");
+                b.write(
+                    h,
+                    "memory.kmem.limit_in_bytes",
+                    k.to_string(),
+                    "memory.kernel",
+                );
             }
             if let Some(k) = m.kernel_tcp() {
-                b.write(h, "memory.kmem.tcp.limit_in_bytes", k.to_string(), "memory.kernelTCP");
+                b.write(
+                    h,
+                    "memory.kmem.tcp.limit_in_bytes",
+                    k.to_string(),
+                    "memory.kernelTCP",
+                );
             }
             if let Some(s) = m.swappiness() {
                 b.write(h, "memory.swappiness", s.to_string(), "memory.swappiness");
             }
             if m.disable_oom_killer() == Some(true) {
-                b.write(h, "memory.oom_control", "1".into(), "memory.disableOOMKiller");
+                b.write(
+                    h,
+                    "memory.oom_control",
+                    "1".into(),
+                    "memory.disableOOMKiller",
+                );
             }
             // Kernels since 5.x only accept 1 (hierarchy is always on); 0 is refused there.
             if let Some(u) = m.use_hierarchy() {
-                b.write(h, "memory.use_hierarchy", u8::from(u).to_string(), "memory.useHierarchy");
+                b.write(
+                    h,
+                    "memory.use_hierarchy",
+                    u8::from(u).to_string(),
+                    "memory.useHierarchy",
+                );
             }
         }
         Place::V2(h) => {
@@ -481,7 +529,10 @@ fn memory(b: &mut Builder<'_>, m: &oci_spec::runtime::LinuxMemory) -> Result<(),
                 b.ignored("memory.swappiness", "cgroup v2 has no swappiness");
             }
             if m.disable_oom_killer() == Some(true) {
-                b.ignored("memory.disableOOMKiller", "cgroup v2 cannot disable the OOM killer");
+                b.ignored(
+                    "memory.disableOOMKiller",
+                    "cgroup v2 cannot disable the OOM killer",
+                );
             }
         }
     }
@@ -489,7 +540,10 @@ fn memory(b: &mut Builder<'_>, m: &oci_spec::runtime::LinuxMemory) -> Result<(),
 }
 
 fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result<(), PlanError> {
-    for (w, f) in [(io.weight(), "blockIO.weight"), (io.leaf_weight(), "blockIO.leafWeight")] {
+    for (w, f) in [
+        (io.weight(), "blockIO.weight"),
+        (io.leaf_weight(), "blockIO.leafWeight"),
+    ] {
         if let Some(w) = w
             && !(10..=1000).contains(&w)
         {
@@ -497,16 +551,38 @@ fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result
         }
     }
     let throttles = [
-        (io.throttle_read_bps_device(), "throttleReadBpsDevice", "read_bps_device", "rbps"),
-        (io.throttle_write_bps_device(), "throttleWriteBpsDevice", "write_bps_device", "wbps"),
-        (io.throttle_read_iops_device(), "throttleReadIOPSDevice", "read_iops_device", "riops"),
-        (io.throttle_write_iops_device(), "throttleWriteIOPSDevice", "write_iops_device", "wiops"),
+        (
+            io.throttle_read_bps_device(),
+            "throttleReadBpsDevice",
+            "read_bps_device",
+            "rbps",
+        ),
+        (
+            io.throttle_write_bps_device(),
+            "throttleWriteBpsDevice",
+            "write_bps_device",
+            "wbps",
+        ),
+        (
+            io.throttle_read_iops_device(),
+            "throttleReadIOPSDevice",
+            "read_iops_device",
+            "riops",
+        ),
+        (
+            io.throttle_write_iops_device(),
+            "throttleWriteIOPSDevice",
+            "write_iops_device",
+            "wiops",
+        ),
     ];
     let weights = io.weight_device().clone().unwrap_or_default();
     let any = io.weight().is_some()
         || io.leaf_weight().is_some()
         || !weights.is_empty()
-        || throttles.iter().any(|t| t.0.as_ref().is_some_and(|v| !v.is_empty()));
+        || throttles
+            .iter()
+            .any(|t| t.0.as_ref().is_some_and(|v| !v.is_empty()));
     if !any {
         return Ok(());
     }
@@ -520,7 +596,10 @@ fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result
         if let Some(w) = d.weight()
             && !(10..=1000).contains(&w)
         {
-            return err(b.field(&format!("{field}.weight")), format!("{w} is outside 10..1000"));
+            return err(
+                b.field(&format!("{field}.weight")),
+                format!("{w} is outside 10..1000"),
+            );
         }
     }
     match place {
@@ -534,10 +613,20 @@ fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result
             for (i, d) in weights.iter().enumerate() {
                 let field = format!("blockIO.weightDevice[{i}]");
                 if let Some(w) = d.weight() {
-                    b.write(h, "blkio.weight_device", format!("{}:{} {w}", d.major(), d.minor()), &field);
+                    b.write(
+                        h,
+                        "blkio.weight_device",
+                        format!("{}:{} {w}", d.major(), d.minor()),
+                        &field,
+                    );
                 }
                 if let Some(w) = d.leaf_weight() {
-                    b.write(h, "blkio.leaf_weight_device", format!("{}:{} {w}", d.major(), d.minor()), &field);
+                    b.write(
+                        h,
+                        "blkio.leaf_weight_device",
+                        format!("{}:{} {w}", d.major(), d.minor()),
+                        &field,
+                    );
                 }
             }
             for (list, name, file, _) in &throttles {
@@ -555,7 +644,12 @@ fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result
         }
         Place::V2(h) => {
             if let Some(w) = io.weight() {
-                b.write(h, "io.weight", format!("default {}", blkio_to_io_weight(w)), "blockIO.weight");
+                b.write(
+                    h,
+                    "io.weight",
+                    format!("default {}", blkio_to_io_weight(w)),
+                    "blockIO.weight",
+                );
             }
             if io.leaf_weight().is_some() {
                 b.ignored("blockIO.leafWeight", "cgroup v2 has no leaf weight");
@@ -621,7 +715,10 @@ pub fn cgroup_path(path: Option<&str>, systemd: bool) -> Result<CgroupPath, Plan
     } else {
         raw.to_string()
     };
-    let parts: Vec<&str> = raw.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let parts: Vec<&str> = raw
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     if parts.contains(&"..") {
         return err(field, format!("{raw:?} must not contain .."));
     }
@@ -654,12 +751,15 @@ fn systemd_path(raw: &str) -> Result<String, PlanError> {
     if name.is_empty() {
         return err(field, format!("{raw:?}: the name part is empty"));
     }
-    let slice = if slice.is_empty() { "system.slice" } else { slice };
-    let expanded = expand_slice(slice)
-        .ok_or_else(|| PlanError {
-            field: field.into(),
-            problem: format!("{slice:?} is not a systemd slice name (like machine-foo.slice)"),
-        })?;
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let expanded = expand_slice(slice).ok_or_else(|| PlanError {
+        field: field.into(),
+        problem: format!("{slice:?} is not a systemd slice name (like machine-foo.slice)"),
+    })?;
     let unit = if name.ends_with(".slice") {
         if expand_slice(name).is_none() {
             return err(field, format!("{name:?} is not a systemd slice name"));
