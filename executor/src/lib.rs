@@ -327,6 +327,16 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
             0,
             0,
         );
+        // A parent that died before the line above sent no signal: its end of the sync socket
+        // is closed then (getppid cannot tell across a new pid namespace).
+        let mut p = libc::pollfd {
+            fd: fds.sync,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        if libc::poll(&mut p, 1, 0) > 0 && p.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0 {
+            libc::_exit(1);
+        }
     }
     let mut ctx = Ctx {
         fds,

@@ -50,23 +50,31 @@ pub fn attach_device_program(dir: &Path, program: &[u8]) -> Result<(), String> {
         std::fs::File::open(dir).map_err(|e| format!("open {}: {}", dir.display(), text(e)))?;
     let old = attached(cg.as_raw_fd());
     let license = c"Apache";
-    let mut log = vec![0u8; 4096];
     let mut load = Attr::new();
     load.u32(0, BPF_PROG_TYPE_CGROUP_DEVICE)
         .u32(4, (program.len() / 8) as u32)
         .u64(8, program.as_ptr() as u64)
-        .u64(16, license.as_ptr() as u64)
-        .u32(24, 1)
-        .u32(28, log.len() as u32)
-        .u64(32, log.as_mut_ptr() as u64);
-    let prog = load.call(BPF_PROG_LOAD).map_err(|e| {
-        let verifier = String::from_utf8_lossy(&log);
-        format!(
-            "load the device program: {}: {}",
-            text(e),
-            verifier.trim_end_matches('\0').trim()
-        )
-    })?;
+        .u64(16, license.as_ptr() as u64);
+    let prog = match load.call(BPF_PROG_LOAD) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Again with the verifier's log, only to explain the refusal.
+            let mut log = vec![0u8; 1 << 16];
+            load.u32(24, 1)
+                .u32(28, log.len() as u32)
+                .u64(32, log.as_mut_ptr() as u64);
+            let _ = load.call(BPF_PROG_LOAD);
+            let verifier = String::from_utf8_lossy(&log);
+            let last = verifier
+                .trim_end_matches('\0')
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string();
+            return Err(format!("load the device program: {}: {last}", text(e)));
+        }
+    };
     // SAFETY: a fresh fd from the kernel.
     let prog = unsafe { OwnedFd::from_raw_fd(prog as i32) };
     Attr::new()

@@ -299,19 +299,11 @@ impl Cgroup {
             .map_err(|e| Error(format!("join cgroup {}: {}", dir.display(), io_err(e))))
     }
 
-    /// Every process in the container's cgroup (and below it), from the freezer or devices
-    /// hierarchy on v1, the cgroup2 directory otherwise.
+    /// Every process in the container's cgroups (and below them), over every hierarchy: a
+    /// process may be in some and not yet in others while it is being placed.
     pub fn pids(&self) -> Vec<i32> {
-        let i = match self.manager {
-            Manager::V2 => self.v2_index(),
-            _ => self
-                .v1_index("freezer")
-                .or_else(|| self.v1_index("devices"))
-                .or_else(|| self.v1_index("pids"))
-                .or(Some(0)),
-        };
         let mut out = Vec::new();
-        if let Some(d) = i.and_then(|i| self.dirs.get(i)) {
+        for d in &self.dirs {
             collect_pids(d, &mut out);
         }
         out.sort_unstable();

@@ -214,9 +214,8 @@ impl OomWatch {
         // SAFETY: reading into our buffer from our fd (non-blocking).
         let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         match &self.v2_dir {
-            None if n == 8 => u64::from_ne_bytes([
-                buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7],
-            ]),
+            // One report per wake-up: the counter also counts every failed reclaim of one OOM.
+            None if n == 8 => u64::from(buf[..8].iter().any(|b| *b != 0)),
             None => 0,
             Some(d) => {
                 let now = get(&keyed(d, "memory.events"), "oom_kill");
