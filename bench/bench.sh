@@ -43,6 +43,7 @@ cleanup() {
         [ -n "${bin[$rt]}" ] && "${bin[$rt]}" --root "$tmp/root-$rt" delete -f "$id" >/dev/null 2>&1 || true
     done
     rm -rf "$tmp"
+    find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -type d -name ferrun-bench -exec rmdir {} + 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -64,6 +65,16 @@ jq --arg rootfs "$bundle/rootfs" --arg files "$podman/files" '
     | .mounts |= map(select(.type != "cgroup")
         | if .type == "bind" then .source = ($files + "/" + (.source | split("/") | last)) else . end)
 ' "$repo/tests/data/config/podman-run.json" >"$podman/config.json"
+
+# The same with podman's cgroup settings kept (its resources, a cgroupsPath under a
+# ferrun-bench parent, the cgroup mount): what cgroups cost ferrun.
+podcg=$tmp/podman-cgroups
+mkdir -p "$podcg"
+jq --slurpfile full "$repo/tests/data/config/podman-run.json" '
+    .linux.resources = $full[0].linux.resources
+    | .linux.cgroupsPath = "/ferrun-bench/podman"
+    | .mounts += [$full[0].mounts[] | select(.type == "cgroup")]
+' "$podman/config.json" >"$podcg/config.json"
 
 cmd() { echo "${bin[$1]} --root $tmp/root-$1 run --bundle ${2:-$bundle} $id"; }
 
@@ -96,6 +107,9 @@ for rt in "${runtimes[@]}"; do
         echo "skipping $rt on the podman config: $out" >&2
     fi
 done
+if [[ " ${runtimes[*]} " == *" ferrun "* ]]; then
+    args+=(-n "ferrun-podman-cgroups" "$(cmd ferrun "$podcg")")
+fi
 # hyperfine's own report goes to stderr so stdout holds only the results.
 hyperfine -N --warmup 10 --runs "${RUNS:-100}" --export-json "$tmp/hyperfine.json" "${args[@]}" >&2
 
@@ -111,6 +125,10 @@ f=$(mean ferrun)
 fp=$(mean ferrun-podman)
 if [ -n "$fp" ] && [ -n "$f" ]; then
     awk -v a="$fp" -v b="$f" 'BEGIN { printf "ferrun-podman/ferrun: %.2f\n", a / b }'
+fi
+fc=$(mean ferrun-podman-cgroups)
+if [ -n "$fp" ] && [ -n "$fc" ]; then
+    awk -v a="$fc" -v b="$fp" 'BEGIN { printf "ferrun-podman-cgroups/ferrun-podman: %.2f\n", a / b }'
 fi
 for rt in crun runc; do
     m=$(mean "$rt-podman")

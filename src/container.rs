@@ -488,9 +488,32 @@ fn launch<'a>(
                 .collect()
         })
         .unwrap_or_default();
+    // The `tasks` files the container process writes itself into (v1).
+    let mut tasks_files = Vec::new();
+    let mut tasks = Vec::new();
+    if let Some(cg) = &cgroup {
+        for (i, dir) in cg.dirs.iter().enumerate() {
+            let joins = plan.steps.iter().any(
+                |s| matches!(s, Step::JoinCgroup { hierarchy } if usize::from(*hierarchy) == i),
+            );
+            if !joins {
+                tasks.push(-1);
+                continue;
+            }
+            let path = dir.join("tasks");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .ctx(|| format!("open {}", path.display()))?;
+            let f = above(OwnedFd::from(f), min_fd)?;
+            tasks.push(f.as_raw_fd());
+            tasks_files.push(f);
+        }
+    }
     let prepared = Prepared::new(&plan).with_cgroups(
         cgroup_dirs,
         clone_into.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        tasks,
     );
     let child = ferrun_executor::spawn(&prepared, &fds, hook)
         .ctx(|| "clone3 the container process".into())?;
@@ -499,6 +522,7 @@ fn launch<'a>(
     drop(fifo);
     drop(ns_files);
     drop(clone_into);
+    drop(tasks_files);
 
     for h in &plan.after_clone {
         match h {
@@ -514,12 +538,6 @@ fn launch<'a>(
                 let path = format!("/proc/{}/oom_score_adj", child.pid);
                 std::fs::write(&path, value.bytes())
                     .ctx(|| format!("process.oomScoreAdj: write {path}"))?;
-            }
-            HostStep::CgroupJoin { hierarchy } => {
-                let Some(cg) = &cgroup else {
-                    bail!("plan: a cgroup step without cgroups");
-                };
-                cg.join(usize::from(*hierarchy), child.pid)?;
             }
             HostStep::Release => send_byte(&parent_sock)?,
             other => bail!("plan: {other} cannot run after clone"),

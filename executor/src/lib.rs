@@ -169,6 +169,8 @@ pub struct Prepared<'p> {
     cgroup_dirs: Vec<ferrun_plans::CBuf>,
     /// The cgroup2 directory for `CLONE_INTO_CGROUP`; -1 for none.
     clone_into: c_int,
+    /// Per hierarchy, the container's `tasks` file opened for writing; -1 for none.
+    cgroup_tasks: Vec<c_int>,
 }
 
 impl<'p> Prepared<'p> {
@@ -190,15 +192,31 @@ impl<'p> Prepared<'p> {
             envp,
             cgroup_dirs: Vec::new(),
             clone_into: -1,
+            cgroup_tasks: Vec::new(),
         }
     }
 
     /// Sets the host directories of the container's cgroups (resolved at create time), and the
     /// cgroup2 directory fd the clone is born in (-1 for none).
-    pub fn with_cgroups(mut self, dirs: Vec<ferrun_plans::CBuf>, clone_into: c_int) -> Self {
+    /// `tasks` holds, per hierarchy, the container's `tasks` file open for writing (-1 for
+    /// none), which `JoinCgroup` writes to.
+    pub fn with_cgroups(
+        mut self,
+        dirs: Vec<ferrun_plans::CBuf>,
+        clone_into: c_int,
+        tasks: Vec<c_int>,
+    ) -> Self {
         self.cgroup_dirs = dirs;
         self.clone_into = clone_into;
+        self.cgroup_tasks = tasks;
         self
+    }
+
+    pub(crate) fn cgroup_tasks(&self, hierarchy: u8) -> c_int {
+        self.cgroup_tasks
+            .get(usize::from(hierarchy))
+            .copied()
+            .unwrap_or(-1)
     }
 
     pub(crate) fn cgroup_dir(&self, hierarchy: u8) -> Option<&ferrun_plans::CBuf> {

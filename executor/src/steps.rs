@@ -192,6 +192,15 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     (*rset, *rclear),
                 )
             }
+            Step::JoinCgroup { hierarchy } => {
+                let fd = prepared.cgroup_tasks(*hierarchy);
+                if fd < 0 {
+                    return Err(libc::EBADF);
+                }
+                let n = check(libc::write(fd, c"0".as_ptr().cast(), 1) as c_long)?;
+                libc::close(fd);
+                if n == 1 { Ok(()) } else { Err(libc::EIO) }
+            }
             Step::CgroupBind {
                 hierarchy,
                 dest,

@@ -394,7 +394,7 @@ impl<'a> Planner<'a> {
     }
 
     /// The container's cgroups: created and limited before clone, joined by clone (cgroup2) or
-    /// right after it (v1). A new cgroup namespace is made once the process is in place, so that
+    /// by the container process's first steps (v1). A new cgroup namespace is made once the process is in place, so that
     /// its root is the container's cgroup.
     fn cgroups(&mut self) -> Result<(), PlanError> {
         let layout = &self.input.host.cgroups;
@@ -428,18 +428,13 @@ impl<'a> Planner<'a> {
                 .push(HostStep::CgroupDevices { hierarchy, program });
         }
         self.warnings.extend(applied.warnings);
-        let joins: Vec<HostStep> = (0..hierarchies.len() as u8)
+        // The container process joins its v1 cgroups itself, first thing after clone.
+        let joins: Vec<Step> = (0..hierarchies.len() as u8)
             .filter(|h| Some(*h) != clone_into)
-            .map(|hierarchy| HostStep::CgroupJoin { hierarchy })
+            .map(|hierarchy| Step::JoinCgroup { hierarchy })
             .collect();
-        let released = self.after_clone.contains(&HostStep::Release);
-        let at = self
-            .after_clone
-            .iter()
-            .position(|h| *h == HostStep::Release)
-            .unwrap_or(self.after_clone.len());
-        let any_joins = !joins.is_empty();
-        self.after_clone.splice(at..at, joins);
+        let at = self.steps.len().min(1);
+        self.steps.splice(at..at, joins);
         if self.new_ns(Namespace::Cgroup) {
             let flag = Namespace::Cgroup.clone_flag();
             // An unshare made earlier (after joining a user namespace) must not take it.
@@ -451,10 +446,6 @@ impl<'a> Planner<'a> {
             self.steps
                 .retain(|s| !matches!(s, Step::Unshare { flags: 0 }));
             self.deferred_flags |= flag;
-            if any_joins && !released {
-                self.after_clone.push(HostStep::Release);
-                self.steps.push(Step::WaitParent);
-            }
             self.steps.push(Step::Unshare { flags: flag });
         }
         self.cgroups = Some(ferrun_plans::Cgroups {

@@ -202,8 +202,6 @@ pub enum HostStep {
         #[serde(with = "serde_bytes")]
         program: Vec<u8>,
     },
-    /// Move the container process into the cgroup of a hierarchy (`cgroup.procs`).
-    CgroupJoin { hierarchy: u8 },
 }
 
 /// One syscall (or a tight group of them) in the container process.
@@ -248,6 +246,11 @@ pub enum Step {
     /// Bind the container's own cgroup directory of a hierarchy onto `<dest>` with the mount
     /// attributes `set`; the host path is resolved at create time.
     CgroupBind { hierarchy: u8, dest: CBuf, set: u64 },
+    /// Move ourselves into the container's cgroup of a v1 hierarchy: `0` written to its `tasks`
+    /// file (opened by the parent). A thread moving itself skips the kernel's global
+    /// threadgroup lock, which a parent writing our pid to `cgroup.procs` pays for with an RCU
+    /// grace period (milliseconds).
+    JoinCgroup { hierarchy: u8 },
     /// `mount(NULL, <dest>, NULL, MS_REMOUNT | flags, data)`.
     Remount { dest: CBuf, flags: u64 },
     /// `mount(NULL, <dest>, NULL, propagation, NULL)`.
@@ -453,8 +456,7 @@ impl Plan {
                 HostStep::Release
                 | HostStep::CgroupCreate
                 | HostStep::CgroupWrite(_)
-                | HostStep::CgroupDevices { .. }
-                | HostStep::CgroupJoin { .. } => {}
+                | HostStep::CgroupDevices { .. } => {}
             }
         }
         for s in &self.steps {

@@ -40,10 +40,7 @@ impl Display for HostStep {
             HostStep::OomScoreAdj { value } => {
                 write!(f, "write /proc/<pid>/oom_score_adj {}", value.text())
             }
-            HostStep::Release => write!(
-                f,
-                "release the container process (id maps written, cgroups joined)"
-            ),
+            HostStep::Release => write!(f, "release the container process (id maps written)"),
             HostStep::CgroupCreate => write!(f, "cgroup: create the container's cgroup"),
             HostStep::CgroupWrite(w) => write!(
                 f,
@@ -55,9 +52,6 @@ impl Display for HostStep {
                 "cgroup: attach a device program of {} instructions to #{hierarchy}",
                 program.len() / 8
             ),
-            HostStep::CgroupJoin { hierarchy } => {
-                write!(f, "cgroup: move the container process into #{hierarchy}")
-            }
         }
     }
 }
@@ -67,7 +61,13 @@ impl Display for Step {
         match self {
             Step::NotDumpable => write!(f, "prctl PR_SET_DUMPABLE 0"),
             Step::SetNs { slot, ns } => write!(f, "setns slot {slot} ({})", ns.oci_name()),
-            Step::WaitParent => write!(f, "wait for the parent (id maps, cgroups)"),
+            Step::WaitParent => write!(f, "wait for the parent (id maps)"),
+            Step::JoinCgroup { hierarchy } => {
+                write!(
+                    f,
+                    "join own cgroup of #{hierarchy} (write 0 to its tasks file)"
+                )
+            }
             Step::CgroupBind {
                 hierarchy,
                 dest,

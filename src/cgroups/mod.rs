@@ -289,16 +289,6 @@ impl Cgroup {
             .map_err(|e| Error(format!("linux.resources.devices: {e}")))
     }
 
-    /// Moves `pid` into hierarchy `h`.
-    pub fn join(&self, h: usize, pid: i32) -> Result<()> {
-        let Some(dir) = self.dirs.get(h) else {
-            bail!("cgroup hierarchy #{h} is not the container's");
-        };
-        let path = dir.join("cgroup.procs");
-        std::fs::write(&path, pid.to_string())
-            .map_err(|e| Error(format!("join cgroup {}: {}", dir.display(), io_err(e))))
-    }
-
     /// Every process in the container's cgroups (and below them), over every hierarchy: a
     /// process may be in some and not yet in others while it is being placed.
     pub fn pids(&self) -> Vec<i32> {
