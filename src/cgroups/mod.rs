@@ -105,9 +105,8 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// This process's cgroup in `h`, from `/proc/self/cgroup`.
-fn own_cgroup(h: &Hierarchy) -> String {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+/// This process's cgroup in `h`, from the text of `/proc/self/cgroup`.
+fn own_cgroup(text: &str, h: &Hierarchy) -> String {
     let want: Vec<&str> = h.name.split(',').collect();
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
@@ -165,11 +164,15 @@ impl Cgroup {
         };
         let mut dirs = Vec::new();
         let mut created = Vec::new();
+        let own = match c.path {
+            CgroupPath::Absolute(_) => String::new(),
+            _ => std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+        };
         for h in &c.hierarchies {
             let rel = match &c.path {
                 CgroupPath::Absolute(p) => p.clone(),
-                CgroupPath::Relative(p) => format!("{}/{p}", own_cgroup(h)),
-                CgroupPath::Default => format!("{}/{id}", own_cgroup(h)),
+                CgroupPath::Relative(p) => format!("{}/{p}", own_cgroup(&own, h)),
+                CgroupPath::Default => format!("{}/{id}", own_cgroup(&own, h)),
             };
             let rel = rel.trim_start_matches('/');
             if rel.split('/').any(|c| c == "..") {
@@ -393,14 +396,26 @@ impl Cgroup {
     /// Removes the directories ferrun made, killing leftovers first when `kill` is set.
     /// rmdir is retried while the kernel still counts exiting tasks (EBUSY).
     pub fn remove(&self, kill: bool) -> Result<()> {
-        if kill && !self.pids().is_empty() {
-            let _ = self.signal_all(libc::SIGKILL);
-        }
-        let mut failed = Vec::new();
+        // The common case, an empty cgroup, costs one rmdir per hierarchy.
+        let mut busy = Vec::new();
         for (dir, created) in self.dirs.iter().zip(&self.created) {
             if !created {
                 continue;
             }
+            match std::fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => busy.push(dir),
+            }
+        }
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if kill && !self.pids().is_empty() {
+            let _ = self.signal_all(libc::SIGKILL);
+        }
+        let mut failed = Vec::new();
+        for dir in busy {
             if let Err(e) = remove_tree(dir) {
                 failed.push(format!("{}: {e}", dir.display()));
             }
