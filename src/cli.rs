@@ -404,8 +404,6 @@ fn parse_duration(s: &str) -> Result<std::time::Duration> {
         "h" => n * 3600.0,
         _ => return Err(crate::error::Error(format!("invalid --interval {s:?}"))),
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(crate::error::Error(format!("invalid --interval {s:?}")));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| crate::error::Error(format!("invalid --interval {s:?}")))
 }

@@ -59,7 +59,12 @@ impl Drop for Guard<'_> {
         if let Some(c) = &self.cgroup
             && let Err(e) = c.remove(true)
         {
-            log::warn(&format!("clean up after {}: {e}", self.id));
+            // The state stays, so that `delete` can try again.
+            log::warn(&format!(
+                "clean up after {}: {e}; `delete --force {}` retries",
+                self.id, self.id
+            ));
+            return;
         }
         let _ = self.store.remove(&self.id);
     }
@@ -363,7 +368,7 @@ fn launch<'a>(
         cgroup: None,
         armed: true,
     };
-    let cgroup = plan
+    let mut cgroup = plan
         .cgroups
         .as_ref()
         .map(|c| Cgroup::resolve(c, &opts.id))
@@ -429,10 +434,15 @@ fn launch<'a>(
                 .ctx(|| format!("join {} namespace {}", kind.oci_name(), path.text()))?;
             }
             HostStep::CgroupCreate => {
-                let (Some(cg), Some(c)) = (&cgroup, &plan.cgroups) else {
+                let (Some(cg), Some(c)) = (&mut cgroup, &plan.cgroups) else {
                     bail!("plan: a cgroup step without cgroups");
                 };
-                cg.create(&c.v2_controllers, c.shared)?;
+                let made = cg.create(&c.v2_controllers, c.shared);
+                // What ferrun really made, known now: kept for clean-up and for delete.
+                guard.cgroup = Some(cg.clone());
+                made?;
+                state.cgroup = Some(cg.clone());
+                store.save(&state)?;
             }
             HostStep::CgroupWrite(w) => {
                 let Some(cg) = &cgroup else {
@@ -953,7 +963,7 @@ pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<()> {
     let sig = parse_signal(signal)?;
     let s = store.load(id)?;
     let status = store.status(&s);
-    if !matches!(status, Status::Created | Status::Running) {
+    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
         bail!(
             "cannot kill container {id}: container not running (it is {})",
             status.as_str()
@@ -965,8 +975,8 @@ pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<()> {
     if all {
         match &s.cgroup {
             // Every process in the container's cgroup (cgroup.kill for SIGKILL on cgroup2).
-            Some(c) => c.signal_all(sig)?,
-            None => {
+            Some(c) if c.owned() => c.signal_all(sig)?,
+            _ => {
                 for pid in container_pids(&s).into_iter().skip(1) {
                     // SAFETY: plain kill; processes in the container's pid namespace.
                     unsafe { libc::kill(pid, sig) };
@@ -1002,7 +1012,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     };
     let status = store.status(&s);
     if status != Status::Stopped {
-        if let Some(c) = s.cgroup.as_ref().filter(|_| force) {
+        if let Some(c) = s.cgroup.as_ref().filter(|c| force && c.owned()) {
             c.signal_all(libc::SIGKILL)?;
         }
         if !force {

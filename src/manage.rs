@@ -127,7 +127,7 @@ pub fn events(store: &Store, id: &str, once: bool, interval: std::time::Duration
         let now = std::time::Instant::now();
         if now >= next {
             emit(&stats(&c))?;
-            next = now + interval;
+            next = now.checked_add(interval).unwrap_or(now);
         }
         let mut fds = vec![libc::pollfd {
             fd: pidfd.as_raw_fd(),

@@ -165,7 +165,16 @@ impl Store {
 
     /// The container's status, from its process and its fifo.
     pub fn status(&self, s: &State) -> Status {
-        if s.pid <= 0 || !process_alive(s.pid, s.pid_start) {
+        if s.pid <= 0 {
+            // Saved before the cgroups were made, not yet with its process: a create under
+            // way, or one killed half-way (which `delete --force` cleans up).
+            return if s.cgroup.is_some() {
+                Status::Creating
+            } else {
+                Status::Stopped
+            };
+        }
+        if !process_alive(s.pid, s.pid_start) {
             return Status::Stopped;
         }
         if s.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {

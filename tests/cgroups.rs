@@ -136,29 +136,47 @@ fn device_rules_refuse_a_denied_device_on_v1_and_v2() {
     for layout in [None, Some("v2")] {
         let mut b = Bundle::new(&[]);
         b.edit(|c| {
-            // /dev/kmsg's numbers under another name: made by the runtime, refused by the rules.
+            // /dev/fuse's numbers under another name (opening it needs no capability): made by
+            // the runtime, refused by the rules.
             c["linux"]["devices"] =
-                json!([{"path": "/dev/denied", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666}]);
+                json!([{"path": "/dev/denied", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}]);
             c["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
             c["process"]["args"] = json!(["sh", "-c",
-                "head -c1 /dev/denied; echo denied=$?; head -c1 /dev/zero | wc -c; echo > /dev/null; echo null=$?"]);
+                "(exec 3</dev/denied) 2>&1; echo denied=$?; head -c1 /dev/zero | wc -c; echo > /dev/null; echo null=$?"]);
         });
         let bundle = b.path().to_str().expect("utf-8").to_string();
         let o = ferrun_on(&b, layout, &["run", "--bundle", &bundle, "dev"]);
         let out = ok(&o);
-        assert!(out.contains("denied=1"), "{layout:?}: {out}");
+        assert!(
+            out.contains("Operation not permitted") && out.contains("denied=1"),
+            "{layout:?}: {out}"
+        );
         assert!(
             out.contains("null=0") && out.contains("\n1\n"),
             "{layout:?}: {out}"
         );
-        if layout.is_none() {
-            // v1's reason, from head: the open is refused by the device cgroup.
-            assert!(
-                String::from_utf8_lossy(&o.stderr).contains("Operation not permitted")
-                    || out.contains("denied=1"),
-                "{out}"
-            );
-        }
+        // The control: allowed by a rule, the same node reads, so the rules are what refused
+        // it (not the runner's own device cgroup).
+        b.edit(|c| {
+            c["linux"]["resources"]["devices"]
+                .as_array_mut()
+                .expect("devices")
+                .push(json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "r"}))
+        });
+        let out = ok(&ferrun_on(&b, layout, &["run", "--bundle", &bundle, "dev"]));
+        assert!(out.contains("denied=0"), "{layout:?}: {out}");
+        // No resources at all: still deny-all but the defaults, as runc does.
+        b.edit(|c| {
+            c["linux"]
+                .as_object_mut()
+                .expect("linux")
+                .remove("resources");
+        });
+        let out = ok(&ferrun_on(&b, layout, &["run", "--bundle", &bundle, "dev"]));
+        assert!(
+            out.contains("Operation not permitted") && out.contains("null=0"),
+            "{layout:?}: {out}"
+        );
         assert_gone(&b);
     }
 }
@@ -171,7 +189,7 @@ fn cgroup2_clone_into_freeze_procs_kill_and_delete_on_the_unified_mount() {
     // Born in its cgroup: the plan has no join step for cgroup2.
     let plan = ok(&ferrun_on(&b, Some("v2"), &["plan", "--bundle", &bundle]));
     assert!(plan.contains("cloned into #0"), "{plan}");
-    assert!(!plan.contains("move the container process"), "{plan}");
+    assert!(!plan.contains("join own cgroup"), "{plan}");
     // No pid namespace: kill --all must reach the background children through the cgroup.
     b.edit(|c| {
         c["linux"]["namespaces"]
@@ -295,14 +313,33 @@ fn v1_pause_update_and_stats_of_a_running_container() {
     ok(&child.wait_with_output().expect("wait"));
     assert_eq!(v1("pids", &b, "pids.max"), "9");
     assert_eq!(v1("memory", &b, "memory.limit_in_bytes"), "268435456");
-    // A bad value names the field and changes nothing.
-    let bad = b.ferrun(&["update", "--cpu-quota", "5000", "c1"]);
+    // A quota alone keeps the period; a bad value names the field and changes nothing.
+    ok(&b.ferrun(&["update", "--cpu-quota", "50000", "c1"]));
+    assert_eq!(v1("cpu", &b, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(v1("cpu", &b, "cpu.cfs_period_us"), "100000");
+    let bad = b.ferrun(&["update", "--cpu-idle", "5", "c1"]);
     assert!(!bad.status.success());
     assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("update.cpu.quota"),
+        String::from_utf8_lossy(&bad.stderr).contains("update.cpu.idle"),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+    assert_eq!(v1("cpu", &b, "cpu.cfs_quota_us"), "50000");
+    // runc's "leave alone" zeros change nothing.
+    let mut z = b.cmd(&["update", "--resources", "-", "c1"]);
+    z.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = z.spawn().expect("spawn");
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("stdin"),
+        br#"{"cpu": {"shares": 0, "quota": 0, "period": 0, "cpus": "", "mems": ""}, "blockIO": {"weight": 0}}"#,
+    )
+    .expect("write");
+    drop(child.stdin.take());
+    ok(&child.wait_with_output().expect("wait"));
+    assert_eq!(v1("cpu", &b, "cpu.shares"), "256");
+    assert_eq!(v1("cpu", &b, "cpu.cfs_quota_us"), "50000");
 
     let stats: Value =
         serde_json::from_str(&ok(&b.ferrun(&["events", "--stats", "c1"]))).expect("json");
@@ -318,6 +355,15 @@ fn v1_pause_update_and_stats_of_a_running_container() {
         stats["data"]["cpu"]["usage"]["total"].as_u64() > Some(0),
         "{stats}"
     );
+
+    // A paused container can be killed: SIGKILL thaws it so the signal lands.
+    ok(&b.ferrun(&["pause", "c1"]));
+    assert_eq!(state(&b, "c1")["status"], "paused");
+    ok(&b.ferrun(&["kill", "c1", "KILL"]));
+    assert!(wait_until(|| state(&b, "c1")["status"] == "stopped"));
+    ok(&b.ferrun(&["delete", "c1"]));
+    assert_gone(&b);
+    start_detached(&mut b, None, "c1", "sleep 60");
 
     // kill -9 of the container's init, then a plain delete still removes the cgroups.
     let s = state(&b, "c1");
@@ -424,6 +470,19 @@ fn a_resource_the_kernel_refuses_fails_create_and_leaves_nothing() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!cgroup_dirs(&a.cgroup_path()).is_empty());
+    // Asked to share it, a second container joins; its forced delete kills only its own.
+    c.edit(|cfg| {
+        cfg["annotations"] = json!({"ferrun.cgroup.shared": "true"});
+        cfg["process"]["args"] = json!(["sleep", "30"]);
+    });
+    let o = c.ferrun(&["run", "-d", "--bundle", &cb, "guest"]);
+    ok(&o);
+    ok(&c.ferrun(&["delete", "--force", "guest"]));
+    assert_eq!(state(&a, "owner")["status"], "running");
+    assert!(
+        !cgroup_dirs(&a.cgroup_path()).is_empty(),
+        "not ours to remove"
+    );
     ok(&a.ferrun(&["delete", "--force", "owner"]));
     assert_gone(&a);
 }

@@ -123,6 +123,19 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 let fd = ctx.fds.ns.get(usize::from(*slot)).copied().unwrap_or(-1);
                 ok(libc::setns(fd, ns.clone_flag() as c_int))
             }
+            Step::SetNsContainer { flags } => {
+                // Slot 0 holds the container's pidfd.
+                let fd = ctx.fds.ns.first().copied().unwrap_or(-1);
+                ok(libc::setns(fd, *flags as c_int))
+            }
+            Step::OpenRoot => {
+                let fd = check(libc::open(
+                    c"/".as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                ) as c_long)?;
+                ctx.rootfd = fd as c_int;
+                Ok(())
+            }
             Step::WaitParent => {
                 let mut b = [0u8; 1];
                 let n = libc::recv(ctx.fds.sync, b.as_mut_ptr().cast(), 1, 0);

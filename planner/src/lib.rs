@@ -181,6 +181,27 @@ pub(crate) fn clean_abs(p: &str) -> String {
 }
 
 /// Builds the plan.
+/// Plans `exec` of `process` (a `process` object, as `exec --process` reads it) into the
+/// running container whose `config.json` is `input.config`; `input.host.cgroups` is the
+/// container's own cgroup layout.
+pub fn plan_exec(input: &Input<'_>, process: &[u8]) -> Result<Plan, PlanError> {
+    let spec = parse(input.config)?;
+    let de = &mut serde_json::Deserializer::from_slice(process);
+    let process: oci_spec::runtime::Process =
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            PlanError {
+                field: if path == "." {
+                    "process".into()
+                } else {
+                    format!("process.{path}")
+                },
+                problem: e.into_inner().to_string(),
+            }
+        })?;
+    Planner::new(input, &spec)?.build_exec(&process)
+}
+
 pub fn plan(input: &Input<'_>) -> Result<Plan, PlanError> {
     let spec = parse(input.config)?;
     Planner::new(input, &spec)?.build()
@@ -239,6 +260,68 @@ impl<'a> Planner<'a> {
 
     fn new_ns(&self, ns: Namespace) -> bool {
         matches!(self.namespaces.get(&ns), Some(None))
+    }
+
+    /// `exec`: a process entering the running container. Its namespaces are joined through
+    /// the container's pidfd (pid, time, net, ipc, uts and cgroup by the parent before clone,
+    /// user and mount by the process), its cgroups by clone (cgroup2) and by the process itself
+    /// (v1); then the process part as for `create`.
+    fn build_exec(mut self, process: &oci_spec::runtime::Process) -> Result<Plan, PlanError> {
+        self.namespaces()?;
+        let listed = |p: &Self, pred: &dyn Fn(Namespace) -> bool| {
+            p.namespaces
+                .keys()
+                .filter(|ns| pred(**ns))
+                .fold(0, |acc, ns| acc | ns.clone_flag())
+        };
+        let before = listed(&self, &|ns| ns.joined_before_clone());
+        let inside = listed(&self, &|ns| !ns.joined_before_clone());
+        if before != 0 {
+            self.before_clone
+                .push(HostStep::JoinContainer { flags: before });
+        }
+        self.steps.push(Step::NotDumpable);
+        let layout = &self.input.host.cgroups;
+        let hierarchies = layout.hierarchies();
+        let clone_into = layout.unified.as_ref().map(|_| layout.v1.len() as u8);
+        for h in 0..hierarchies.len() as u8 {
+            if Some(h) != clone_into {
+                self.steps.push(Step::JoinCgroup { hierarchy: h });
+            }
+        }
+        if !hierarchies.is_empty() {
+            self.cgroups = Some(ferrun_plans::Cgroups {
+                path: ferrun_plans::CgroupPath::Default,
+                hierarchies,
+                clone_into,
+                v2_controllers: vec![],
+                shared: true,
+            });
+        }
+        self.steps.push(Step::SetNsContainer { flags: inside });
+        self.steps.push(Step::OpenRoot);
+        let terminal = process.terminal().unwrap_or(false);
+        if terminal {
+            self.steps.push(Step::Terminal);
+        }
+        process::plan_process(&mut self, process)?;
+        Ok(Plan {
+            header: Header {
+                format: FORMAT_VERSION,
+                input_hash: cache_key(self.input),
+                arch: self.input.host.arch.clone(),
+            },
+            before_clone: self.before_clone,
+            clone_flags: 0,
+            after_clone: self.after_clone,
+            steps: self.steps,
+            rootfs: String::new(),
+            terminal,
+            cgroups: self.cgroups,
+            seccomp_listener: self.seccomp_listener,
+            not_planned: self.not_planned,
+            warnings: self.warnings,
+        })
     }
 
     fn build(mut self) -> Result<Plan, PlanError> {
@@ -414,10 +497,10 @@ impl<'a> Planner<'a> {
                 .and_then(|p| p.to_str()),
             self.input.options.systemd_cgroup,
         )?;
-        let applied = match linux.and_then(|l| l.resources().as_ref()) {
-            Some(r) => cgroups::resources(r, layout, "linux.resources", true)?,
-            None => cgroups::Applied::default(),
-        };
+        // Without `linux.resources` the device rules still apply: deny all but the defaults.
+        let none = oci_spec::runtime::LinuxResources::default();
+        let res = linux.and_then(|l| l.resources().as_ref()).unwrap_or(&none);
+        let applied = cgroups::resources(res, layout, "linux.resources", true)?;
         let hierarchies = layout.hierarchies();
         let clone_into = layout.unified.as_ref().map(|_| layout.v1.len() as u8);
         self.before_clone.push(HostStep::CgroupCreate);

@@ -195,6 +195,9 @@ pub enum HostStep {
     CgroupCreate,
     /// Write a cgroup file.
     CgroupWrite(CgroupWrite),
+    /// `exec`: join the running container's namespaces in `flags` through its pidfd, so that
+    /// the clone is born in them (pid, time) or inherits them.
+    JoinContainer { flags: u64 },
     /// Load a `BPF_PROG_TYPE_CGROUP_DEVICE` program and attach it to the cgroup2 directory.
     CgroupDevices {
         hierarchy: u8,
@@ -211,8 +214,13 @@ pub enum Step {
     NotDumpable,
     /// `setns(slot fd, ns)`.
     SetNs { slot: u8, ns: Namespace },
-    /// Block until the parent has written the id maps and placed us in our cgroups.
+    /// Block until the parent has written the id maps.
     WaitParent,
+    /// `exec`: `setns(container pidfd, flags)` for the user and mount namespaces.
+    SetNsContainer { flags: u64 },
+    /// `exec`: open `/` (the container's root, after joining its mount namespace) as the root
+    /// every later path resolves in.
+    OpenRoot,
     /// `unshare(flags)`: new namespaces owned by a user namespace joined just before.
     Unshare { flags: u64 },
     /// `setresgid(0)`, `setresuid(0)` inside a new user namespace.
@@ -454,6 +462,7 @@ impl Plan {
                 HostStep::WriteIdMap { map, .. } => f(map),
                 HostStep::OomScoreAdj { value } => f(value),
                 HostStep::Release
+                | HostStep::JoinContainer { .. }
                 | HostStep::CgroupCreate
                 | HostStep::CgroupWrite(_)
                 | HostStep::CgroupDevices { .. } => {}

@@ -41,6 +41,11 @@ impl Display for HostStep {
                 write!(f, "write /proc/<pid>/oom_score_adj {}", value.text())
             }
             HostStep::Release => write!(f, "release the container process (id maps written)"),
+            HostStep::JoinContainer { flags } => write!(
+                f,
+                "setns container pidfd {} before clone",
+                clone_flag_names(*flags)
+            ),
             HostStep::CgroupCreate => write!(f, "cgroup: create the container's cgroup"),
             HostStep::CgroupWrite(w) => write!(
                 f,
@@ -62,6 +67,10 @@ impl Display for Step {
             Step::NotDumpable => write!(f, "prctl PR_SET_DUMPABLE 0"),
             Step::SetNs { slot, ns } => write!(f, "setns slot {slot} ({})", ns.oci_name()),
             Step::WaitParent => write!(f, "wait for the parent (id maps)"),
+            Step::SetNsContainer { flags } => {
+                write!(f, "setns container pidfd {}", clone_flag_names(*flags))
+            }
+            Step::OpenRoot => write!(f, "open / as the root paths resolve in"),
             Step::JoinCgroup { hierarchy } => {
                 write!(
                     f,

@@ -169,10 +169,22 @@ impl Cgroup {
             _ => std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
         };
         for h in &c.hierarchies {
+            // On cgroup2 our own cgroup holds processes (ourselves), and a cgroup with processes
+            // cannot delegate controllers: go below its parent, as runc does.
+            let base = |h: &Hierarchy| {
+                let own = own_cgroup(&own, h);
+                if h.v2 {
+                    Path::new(&own)
+                        .parent()
+                        .map_or("/".into(), |p| p.to_string_lossy().into_owned())
+                } else {
+                    own
+                }
+            };
             let rel = match &c.path {
                 CgroupPath::Absolute(p) => p.clone(),
-                CgroupPath::Relative(p) => format!("{}/{p}", own_cgroup(&own, h)),
-                CgroupPath::Default => format!("{}/{id}", own_cgroup(&own, h)),
+                CgroupPath::Relative(p) => format!("{}/{p}", base(h)),
+                CgroupPath::Default => format!("{}/{id}", base(h)),
             };
             let rel = rel.trim_start_matches('/');
             if rel.split('/').any(|c| c == "..") {
@@ -209,29 +221,26 @@ impl Cgroup {
     /// processes is refused unless `shared`. On cgroup2, `controllers` are enabled in every
     /// ancestor's `cgroup.subtree_control`; on v1, new cpuset levels inherit their parent's
     /// cpus and mems (an empty cpuset takes no process).
-    pub fn create(&self, controllers: &[String], shared: bool) -> Result<()> {
-        for (i, (h, dir)) in self.hierarchies.iter().zip(&self.dirs).enumerate() {
-            if !self.created[i] {
-                if !shared && !read_pids(dir).is_empty() {
-                    bail!(
-                        "linux.cgroupsPath: {} already holds processes (another container's?)",
-                        dir.display()
-                    );
-                }
-                continue;
-            }
+    ///
+    /// Whether ferrun made a directory is decided by its own `mkdir` (so that two creates on one
+    /// path cannot both believe they own it); the caller saves the state again afterwards.
+    pub fn create(&mut self, controllers: &[String], shared: bool) -> Result<()> {
+        for i in 0..self.dirs.len() {
+            let (h, dir) = (&self.hierarchies[i], self.dirs[i].clone());
             let mount = Path::new(&h.mount);
             let rel = dir.strip_prefix(mount).unwrap_or(Path::new(""));
             let mut cur = mount.to_path_buf();
             let comps: Vec<_> = rel.components().collect();
+            let mut made_leaf = false;
             for (n, comp) in comps.iter().enumerate() {
                 let parent = cur.clone();
                 cur.push(comp);
-                if h.v2 && !controllers.is_empty() {
-                    enable_controllers(&parent, controllers)?;
+                if h.v2 {
+                    enable_controllers(&parent, controllers, self.manager == Manager::V2)?;
                 }
                 match std::fs::create_dir(&cur) {
                     Ok(()) => {
+                        made_leaf = n + 1 == comps.len();
                         if h.name.split(',').any(|c| c == "cpuset") {
                             inherit_cpuset(&parent, &cur)?;
                         }
@@ -245,10 +254,22 @@ impl Cgroup {
                         )));
                     }
                 }
-                let _ = n;
+            }
+            self.created[i] = made_leaf;
+            if !made_leaf && !shared && !read_pids(&dir).is_empty() {
+                bail!(
+                    "linux.cgroupsPath: {} already holds processes (another container's?)",
+                    dir.display()
+                );
             }
         }
         Ok(())
+    }
+
+    /// True when ferrun made at least one of the directories: only then may it signal
+    /// through them (a shared or pre-existing cgroup holds processes that are not ours).
+    pub fn owned(&self) -> bool {
+        self.created.iter().any(|c| *c)
     }
 
     /// Writes `value` to `file` in hierarchy `h`; `field` names the setting in errors.
@@ -257,8 +278,30 @@ impl Cgroup {
             bail!("{field}: the plan names cgroup hierarchy #{h}, which the container lacks");
         };
         let path = dir.join(file);
-        match std::fs::write(&path, value) {
+        // `QUOTA PERIOD` with the quota kept: a period changed alone must not lift a quota.
+        let kept;
+        let value = match value.strip_prefix("<keep> ") {
+            Some(period) => {
+                let cur = std::fs::read_to_string(&path).unwrap_or_default();
+                kept = format!(
+                    "{} {period}",
+                    cur.split_whitespace().next().unwrap_or("max")
+                );
+                kept.as_str()
+            }
+            None => value,
+        };
+        // Never O_CREAT: cgroupfs cannot create files, and would answer EACCES for a missing one.
+        let r = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()));
+        match r {
             Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && optional(file, value) => {
+                crate::log::debug(&format!("{field}: {} absent, skipped", path.display()));
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Kernels without CFQ spell the v1 weights with BFQ's names.
                 if let Some(alt) = match file {
@@ -296,7 +339,8 @@ impl Cgroup {
     /// process may be in some and not yet in others while it is being placed.
     pub fn pids(&self) -> Vec<i32> {
         let mut out = Vec::new();
-        for d in &self.dirs {
+        // Only directories ferrun made: a shared one holds others' processes too.
+        for (d, _) in self.dirs.iter().zip(&self.created).filter(|(_, c)| **c) {
             collect_pids(d, &mut out);
         }
         out.sort_unstable();
@@ -317,8 +361,11 @@ impl Cgroup {
     /// True when the container is frozen.
     pub fn is_frozen(&self) -> bool {
         match self.freezer() {
+            // FROZEN because an ancestor is frozen does not make this container paused.
             Some((false, d)) => {
                 std::fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+                    && std::fs::read_to_string(d.join("freezer.self_freezing"))
+                        .map_or(true, |s| s.trim() == "1")
             }
             Some((true, d)) => {
                 std::fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
@@ -347,6 +394,7 @@ impl Cgroup {
                     return Ok(());
                 }
                 if std::time::Instant::now() > deadline {
+                    let _ = std::fs::write(&f, "0");
                     bail!("cgroup {} did not freeze in 10 s", dir.display());
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
@@ -372,9 +420,13 @@ impl Cgroup {
     /// Sends `sig` to every process of the container: `cgroup.kill` for SIGKILL where the
     /// kernel has it, else each pid (frozen meanwhile, so that nothing forks past the list).
     pub fn signal_all(&self, sig: i32) -> Result<()> {
+        if !self.owned() {
+            bail!("the container's cgroup is shared: ferrun will not signal every process in it");
+        }
         if sig == libc::SIGKILL
-            && let Some(d) = self.v2_dir()
-            && std::fs::write(d.join("cgroup.kill"), "1").is_ok()
+            && let Some(i) = self.v2_index()
+            && self.created[i]
+            && std::fs::write(self.dirs[i].join("cgroup.kill"), "1").is_ok()
         {
             return Ok(());
         }
@@ -414,7 +466,7 @@ impl Cgroup {
         if kill && !self.pids().is_empty() {
             let _ = self.signal_all(libc::SIGKILL);
         }
-        let mut failed = Vec::new();
+        let mut failed: Vec<String> = Vec::new();
         for dir in busy {
             if let Err(e) = remove_tree(dir) {
                 failed.push(format!("{}: {e}", dir.display()));
@@ -471,25 +523,43 @@ fn remove_tree(dir: &Path) -> std::result::Result<(), String> {
     Err("still busy (processes left in it)".into())
 }
 
-fn enable_controllers(dir: &Path, controllers: &[String]) -> Result<()> {
+/// Delegates controllers below `dir`: those the resources need (an error if refused) and, on a
+/// cgroup2-only host, every other available one too (best effort, as runc does), so that a
+/// later `update` or `events` finds their files.
+fn enable_controllers(dir: &Path, needed: &[String], all: bool) -> Result<()> {
     let f = dir.join("cgroup.subtree_control");
     let current = std::fs::read_to_string(&f).unwrap_or_default();
-    let missing: Vec<String> = controllers
-        .iter()
-        .filter(|c| !current.split_whitespace().any(|x| x == c.as_str()))
-        .map(|c| format!("+{c}"))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
+    let on = |c: &str| current.split_whitespace().any(|x| x == c);
+    let missing: Vec<&String> = needed.iter().filter(|c| !on(c)).collect();
+    if !missing.is_empty() {
+        let line: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
+        std::fs::write(&f, line.join(" ")).map_err(|e| {
+            Error(format!(
+                "linux.resources: enable {} in {}: {}",
+                line.join(" "),
+                f.display(),
+                io_err(e)
+            ))
+        })?;
     }
-    std::fs::write(&f, missing.join(" ")).map_err(|e| {
-        Error(format!(
-            "linux.resources: enable {} in {}: {}",
-            missing.join(" "),
-            f.display(),
-            io_err(e)
-        ))
-    })
+    if all {
+        let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        for c in available.split_whitespace().filter(|c| !on(c)) {
+            let _ = std::fs::write(&f, format!("+{c}"));
+        }
+    }
+    Ok(())
+}
+
+/// Files a kernel may lack without the setting being lost: the reserved hugetlb limits (5.7),
+/// CFS burst (5.14), and an unlimited or zero swap limit where swap is not accounted.
+fn optional(file: &str, value: &str) -> bool {
+    file.ends_with(".rsvd.limit_in_bytes")
+        || file.ends_with(".rsvd.max")
+        || file == "cpu.cfs_burst_us"
+        || file == "cpu.max.burst"
+        || (matches!(file, "memory.swap.max" | "memory.memsw.limit_in_bytes")
+            && matches!(value, "max" | "-1" | "0"))
 }
 
 fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<()> {

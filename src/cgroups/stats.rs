@@ -172,6 +172,7 @@ impl Cgroup {
             return Some(OomWatch {
                 fd,
                 v2_dir: Some(d),
+                v1_dir: None,
                 seen,
                 _control: None,
             });
@@ -189,6 +190,7 @@ impl Cgroup {
         Some(OomWatch {
             fd: efd,
             v2_dir: None,
+            v1_dir: Some(d),
             seen: 0,
             _control: Some(control),
         })
@@ -199,6 +201,7 @@ impl Cgroup {
 pub struct OomWatch {
     fd: OwnedFd,
     v2_dir: Option<PathBuf>,
+    v1_dir: Option<PathBuf>,
     seen: u64,
     _control: Option<std::fs::File>,
 }
@@ -215,7 +218,14 @@ impl OomWatch {
         let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         match &self.v2_dir {
             // One report per wake-up: the counter also counts every failed reclaim of one OOM.
-            None if n == 8 => u64::from(buf[..8].iter().any(|b| *b != 0)),
+            // The kernel also wakes the eventfd when the cgroup goes away: not an OOM.
+            None if n == 8 => u64::from(
+                buf[..8].iter().any(|b| *b != 0)
+                    && self
+                        .v1_dir
+                        .as_ref()
+                        .is_some_and(|d| d.join("cgroup.event_control").exists()),
+            ),
             None => 0,
             Some(d) => {
                 let now = get(&keyed(d, "memory.events"), "oom_kill");

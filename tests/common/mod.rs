@@ -68,6 +68,11 @@ pub fn rootfs() -> &'static Path {
 /// Directories of `cgroup_path` (e.g. `/ferrun-test/x`) that exist in any hierarchy.
 pub fn cgroup_dirs(cgroup_path: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    // A cgroup2-only host: the hierarchy is /sys/fs/cgroup itself.
+    let direct = Path::new("/sys/fs/cgroup").join(cgroup_path.trim_start_matches('/'));
+    if direct.is_dir() {
+        out.push(direct);
+    }
     if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
         for e in entries.flatten() {
             let d = e.path().join(cgroup_path.trim_start_matches('/'));

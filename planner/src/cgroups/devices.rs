@@ -1,10 +1,12 @@
 //! `linux.resources.devices`: the v1 allow/deny writes, or the cgroup2 device program.
 //!
-//! Rules are read as v1 reads them, in order: a rule for all devices (`a`) resets the default
-//! to allow or deny everything, later rules carve exceptions. The devices every container may
-//! use (null, zero, tty, pts, …) are appended after the config's rules, as runc does, so they
-//! always win. On cgroup2 the same list becomes a `BPF_PROG_TYPE_CGROUP_DEVICE` program that
-//! tries the rules last to first: the last rule that matches decides.
+//! At create, the list starts with an implicit deny-all (a container sees no device it was not
+//! given, even with no rules in its config, as runc does), then the config's rules in order, then
+//! the devices every container may use (null, zero, tty, pts, …), which therefore always win.
+//! Rules read as v1 reads them: a rule for all devices (`a`) resets the default to allow or deny
+//! everything, later rules carve exceptions. On cgroup2 the same list becomes a
+//! `BPF_PROG_TYPE_CGROUP_DEVICE` program that tries the rules last to first: the last rule that
+//! matches decides, and a request no rule matches is refused.
 
 use super::Builder;
 use crate::{PlanError, err};
@@ -115,13 +117,19 @@ pub(super) fn plan(
     res: &LinuxResources,
     with_defaults: bool,
 ) -> Result<(), PlanError> {
-    if res.devices().is_none() {
+    if !with_defaults {
+        // `update` leaves device rules alone, as runc does.
         return Ok(());
     }
-    let mut list = rules(res, b.prefix)?;
-    if with_defaults {
-        list.extend(default_rules());
-    }
+    let mut list = vec![DeviceRule {
+        allow: false,
+        kind: 'a',
+        major: None,
+        minor: None,
+        access: RWM,
+    }];
+    list.extend(rules(res, b.prefix)?);
+    list.extend(default_rules());
     if let Some(i) = b.layout.v1_index("devices") {
         for (file, line) in v1_lines(&list) {
             b.write(i as u8, file, line, "devices");
@@ -239,8 +247,8 @@ pub fn device_program(rules: &[DeviceRule]) -> Vec<u8> {
         }
         prog.extend(block.into_iter().map(|(i, _)| i));
     }
-    // No rule matched: v1's root default, allow.
-    prog.push(insn(MOV64_K, 0, 0, 0, 1));
+    // No rule matched: refused (the list starts from deny-all).
+    prog.push(insn(MOV64_K, 0, 0, 0, 0));
     prog.push(insn(EXIT, 0, 0, 0, 0));
     prog.concat()
 }

@@ -155,7 +155,9 @@ fn check_dev(field: &str, major: i64, minor: i64) -> Result<(), PlanError> {
 
 /// Every write (and the device program) that applies `res` on `layout`. `prefix` is the field
 /// path of `res` in error messages (`linux.resources`, or `--resources` for `update`).
-/// `with_defaults` appends the devices every container may use (as runc does at create).
+/// `with_defaults` is for create: device rules (deny-all, the config's, then the defaults every
+/// container may use, as runc does) and a quota only with its period. `update` passes false: it
+/// leaves device rules alone and may change a quota alone.
 pub fn resources(
     res: &LinuxResources,
     layout: &CgroupLayout,
@@ -170,8 +172,9 @@ pub fn resources(
     let v2_only = layout.mode() == CgroupMode::V2;
 
     if let Some(cpu) = res.cpu() {
+        // runc reads 0 and "" as "leave alone" throughout.
         for (v, f) in [(cpu.cpus(), "cpus"), (cpu.mems(), "mems")] {
-            if let Some(v) = v {
+            if let Some(v) = v.as_ref().filter(|v| !v.trim().is_empty()) {
                 let field = format!("cpu.{f}");
                 check_cpu_list(&b.field(&field), v)?;
                 let (Place::V1(h) | Place::V2(h)) = b.place("cpuset", &field)?;
@@ -184,9 +187,14 @@ pub fn resources(
         memory(&mut b, m)?;
     }
     if let Some(cpu) = res.cpu() {
-        if let Some(q) = cpu.quota()
+        let nz = |v: Option<u64>| v.filter(|v| *v != 0);
+        let nzi = |v: Option<i64>| v.filter(|v| *v != 0);
+        let (shares, quota, period) = (nz(cpu.shares()), nzi(cpu.quota()), nz(cpu.period()));
+        let (rt_period, rt_runtime) = (nz(cpu.realtime_period()), nzi(cpu.realtime_runtime()));
+        if let Some(q) = quota
             && q > 0
-            && cpu.period().is_none()
+            && period.is_none()
+            && with_defaults
         {
             return err(b.field("cpu.quota"), "needs cpu.period to go with it");
         }
@@ -198,7 +206,7 @@ pub fn resources(
                 format!("{q} is negative (-1 means no limit)"),
             );
         }
-        if let Some(p) = cpu.period()
+        if let Some(p) = period
             && !(1000..=1_000_000).contains(&p)
         {
             return err(
@@ -211,29 +219,29 @@ pub fn resources(
         {
             return err(b.field("cpu.idle"), format!("{i} must be 0 or 1"));
         }
-        let any = cpu.shares().is_some()
-            || cpu.quota().is_some()
-            || cpu.period().is_some()
+        let any = shares.is_some()
+            || quota.is_some()
+            || period.is_some()
             || cpu.burst().is_some()
             || cpu.idle().is_some()
-            || cpu.realtime_period().is_some()
-            || cpu.realtime_runtime().is_some();
+            || rt_period.is_some()
+            || rt_runtime.is_some();
         if any {
             match b.place("cpu", "cpu")? {
                 Place::V1(h) => {
-                    if let Some(p) = cpu.realtime_period() {
+                    if let Some(p) = rt_period {
                         b.write(h, "cpu.rt_period_us", p.to_string(), "cpu.realtimePeriod");
                     }
-                    if let Some(r) = cpu.realtime_runtime() {
+                    if let Some(r) = rt_runtime {
                         b.write(h, "cpu.rt_runtime_us", r.to_string(), "cpu.realtimeRuntime");
                     }
-                    if let Some(s) = cpu.shares() {
+                    if let Some(s) = shares {
                         b.write(h, "cpu.shares", s.to_string(), "cpu.shares");
                     }
-                    if let Some(p) = cpu.period() {
+                    if let Some(p) = period {
                         b.write(h, "cpu.cfs_period_us", p.to_string(), "cpu.period");
                     }
-                    if let Some(q) = cpu.quota() {
+                    if let Some(q) = quota {
                         b.write(h, "cpu.cfs_quota_us", q.to_string(), "cpu.quota");
                     }
                     if let Some(v) = cpu.burst() {
@@ -244,20 +252,27 @@ pub fn resources(
                     }
                 }
                 Place::V2(h) => {
-                    if let Some(s) = cpu.shares() {
+                    if let Some(s) = shares {
                         let w = shares_to_weight(s);
-                        if w > 0 {
-                            b.write(h, "cpu.weight", w.to_string(), "cpu.shares");
-                        }
+                        b.write(h, "cpu.weight", w.to_string(), "cpu.shares");
                     }
-                    if cpu.quota().is_some() || cpu.period().is_some() {
-                        let q = cpu.quota().filter(|q| *q > 0);
-                        let p = cpu.period().unwrap_or(100_000);
-                        let v = match q {
-                            Some(q) => format!("{q} {p}"),
-                            None => format!("max {p}"),
-                        };
-                        b.write(h, "cpu.max", v, "cpu.quota");
+                    // cpu.max is "QUOTA [PERIOD]": a period alone keeps the quota (`update`
+                    // fills the current one in).
+                    match (quota, period) {
+                        (Some(q), Some(p)) if q > 0 => {
+                            b.write(h, "cpu.max", format!("{q} {p}"), "cpu.quota")
+                        }
+                        (Some(q), None) if q > 0 => {
+                            b.write(h, "cpu.max", q.to_string(), "cpu.quota")
+                        }
+                        (Some(_), Some(p)) => {
+                            b.write(h, "cpu.max", format!("max {p}"), "cpu.quota")
+                        }
+                        (Some(_), None) => b.write(h, "cpu.max", "max".into(), "cpu.quota"),
+                        (None, Some(p)) => {
+                            b.write(h, "cpu.max", format!("<keep> {p}"), "cpu.period")
+                        }
+                        (None, None) => {}
                     }
                     if let Some(v) = cpu.burst() {
                         b.write(h, "cpu.max.burst", v.to_string(), "cpu.burst");
@@ -265,7 +280,7 @@ pub fn resources(
                     if let Some(i) = cpu.idle() {
                         b.write(h, "cpu.idle", i.to_string(), "cpu.idle");
                     }
-                    if cpu.realtime_period().is_some() || cpu.realtime_runtime().is_some() {
+                    if rt_period.is_some() || rt_runtime.is_some() {
                         b.ignored("cpu.realtimeRuntime", "cgroup v2 has no realtime budget");
                     }
                 }
@@ -433,7 +448,7 @@ fn memory(b: &mut Builder<'_>, m: &oci_spec::runtime::LinuxMemory) -> Result<(),
         );
     }
     let any = m.limit().is_some()
-        || m.reservation().is_some()
+        || m.reservation().is_some_and(|r| r != 0)
         || m.swap().is_some()
         || m.kernel().is_some()
         || m.kernel_tcp().is_some()
@@ -456,7 +471,7 @@ fn memory(b: &mut Builder<'_>, m: &oci_spec::runtime::LinuxMemory) -> Result<(),
                     "memory.swap",
                 );
             }
-            if let Some(r) = m.reservation() {
+            if let Some(r) = m.reservation().filter(|r| *r != 0) {
                 b.write(
                     h,
                     "memory.soft_limit_in_bytes",
@@ -464,20 +479,11 @@ fn memory(b: &mut Builder<'_>, m: &oci_spec::runtime::LinuxMemory) -> Result<(),
                     "memory.reservation",
                 );
             }
-            if let Some(k) = m.kernel() {
-                b.write(
-                    h,
-                    "memory.kmem.limit_in_bytes",
-                    k.to_string(),
+            if m.kernel().is_some() || m.kernel_tcp().is_some() {
+                // Deprecated by the kernel (refused or gone since 5.16), ignored by runc.
+                b.ignored(
                     "memory.kernel",
-                );
-            }
-            if let Some(k) = m.kernel_tcp() {
-                b.write(
-                    h,
-                    "memory.kmem.tcp.limit_in_bytes",
-                    k.to_string(),
-                    "memory.kernelTCP",
+                    "kernel memory limits are deprecated by Linux",
                 );
             }
             if let Some(s) = m.swappiness() {
@@ -502,24 +508,29 @@ fn memory(b: &mut Builder<'_>, m: &oci_spec::runtime::LinuxMemory) -> Result<(),
             }
         }
         Place::V2(h) => {
-            if let Some(s) = m.swap() {
-                let v = match (m.limit(), s) {
-                    (_, -1) => "max".to_string(),
-                    (Some(l), s) if l > 0 => (s - l).to_string(),
-                    (Some(-1), s) => s.to_string(),
-                    _ => {
-                        return err(
-                            b.field("memory.swap"),
-                            "needs memory.limit: cgroup v2 limits swap apart from memory",
-                        );
-                    }
-                };
+            // runc's conversion: memory+swap → swap alone; 0 is unset, -1 unlimited.
+            let mem = m.limit().unwrap_or(0);
+            let swap = m.swap().unwrap_or(0);
+            let v = match (mem, swap) {
+                (-1, 0) if m.limit().is_some() => Some("max".to_string()),
+                (_, -1) => Some("max".to_string()),
+                (_, 0) => None,
+                (-1, s) => Some(s.to_string()),
+                (0, _) => {
+                    return err(
+                        b.field("memory.swap"),
+                        "needs memory.limit: cgroup v2 limits swap apart from memory",
+                    );
+                }
+                (l, s) => Some((s - l).to_string()),
+            };
+            if let Some(v) = v {
                 b.write(h, "memory.swap.max", v, "memory.swap");
             }
             if let Some(l) = m.limit().filter(|l| *l != 0) {
                 b.write(h, "memory.max", v2_num(l), "memory.limit");
             }
-            if let Some(r) = m.reservation() {
+            if let Some(r) = m.reservation().filter(|r| *r != 0) {
                 b.write(h, "memory.low", v2_num(r), "memory.reservation");
             }
             if m.kernel().is_some() || m.kernel_tcp().is_some() {
@@ -545,6 +556,7 @@ fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result
         (io.leaf_weight(), "blockIO.leafWeight"),
     ] {
         if let Some(w) = w
+            && w != 0
             && !(10..=1000).contains(&w)
         {
             return err(b.field(f), format!("{w} is outside 10..1000"));
@@ -577,8 +589,8 @@ fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result
         ),
     ];
     let weights = io.weight_device().clone().unwrap_or_default();
-    let any = io.weight().is_some()
-        || io.leaf_weight().is_some()
+    let any = io.weight().is_some_and(|w| w != 0)
+        || io.leaf_weight().is_some_and(|w| w != 0)
         || !weights.is_empty()
         || throttles
             .iter()
@@ -604,10 +616,10 @@ fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result
     }
     match place {
         Place::V1(h) => {
-            if let Some(w) = io.weight() {
+            if let Some(w) = io.weight().filter(|w| *w != 0) {
                 b.write(h, "blkio.weight", w.to_string(), "blockIO.weight");
             }
-            if let Some(w) = io.leaf_weight() {
+            if let Some(w) = io.leaf_weight().filter(|w| *w != 0) {
                 b.write(h, "blkio.leaf_weight", w.to_string(), "blockIO.leafWeight");
             }
             for (i, d) in weights.iter().enumerate() {
@@ -643,7 +655,7 @@ fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result
             }
         }
         Place::V2(h) => {
-            if let Some(w) = io.weight() {
+            if let Some(w) = io.weight().filter(|w| *w != 0) {
                 b.write(
                     h,
                     "io.weight",
@@ -651,7 +663,7 @@ fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result
                     "blockIO.weight",
                 );
             }
-            if io.leaf_weight().is_some() {
+            if io.leaf_weight().is_some_and(|w| w != 0) {
                 b.ignored("blockIO.leafWeight", "cgroup v2 has no leaf weight");
             }
             for (i, d) in weights.iter().enumerate() {
