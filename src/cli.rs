@@ -137,6 +137,8 @@ pub enum Command {
     },
     /// Print what this runtime supports (OCI features JSON).
     Features,
+    /// Run a new process in a running container.
+    Exec(Box<ExecArgs>),
     /// Freeze every process of a container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -181,6 +183,75 @@ pub enum Command {
         #[arg(long = "no-pivot")]
         no_pivot: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    pub id: String,
+    /// The command and its arguments (unless --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// A process JSON file (the `process` object of config.json).
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Return once the process runs.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Give the process a pty.
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// KEY=VALUE, added to the container's environment.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// UID[:GID].
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short = 'g', long = "additional-gids", value_delimiter = ',')]
+    pub additional_gids: Vec<u32>,
+    /// A capability to add (repeatable).
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Accepted for runc compatibility: ferrun applies no AppArmor profile.
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Accepted for runc compatibility: ferrun applies no SELinux label.
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    #[arg(long = "preserve-fds", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65536))]
+    pub preserve_fds: u32,
+    /// Exec even if the container is paused (crun).
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+}
+
+impl ExecArgs {
+    fn opts(&self) -> crate::exec::ExecOpts {
+        crate::exec::ExecOpts {
+            id: self.id.clone(),
+            process: self.process.clone(),
+            args: self.command.clone(),
+            pid_file: self.pid_file.clone(),
+            detach: self.detach,
+            tty: self.tty,
+            console_socket: self.console_socket.clone(),
+            cwd: self.cwd.clone(),
+            env: self.env.clone(),
+            user: self.user.clone(),
+            additional_gids: self.additional_gids.clone(),
+            caps: self.cap.clone(),
+            no_new_privs: self.no_new_privs,
+            preserve_fds: self.preserve_fds,
+            ignore_paused: self.ignore_paused,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -350,6 +421,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Seccomp { command } => crate::commands::seccomp(command),
+        Command::Exec(a) => crate::exec::exec(&store, &a.opts()),
         Command::Pause { id } => crate::manage::pause(&store, id).map(|_| 0),
         Command::Resume { id } => crate::manage::resume(&store, id).map(|_| 0),
         Command::Ps {

@@ -84,7 +84,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// Moves `fd` to a number above the preserved range, close-on-exec.
-fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd> {
+pub(crate) fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd> {
     if fd.as_raw_fd() >= min as RawFd {
         return Ok(fd);
     }
@@ -97,7 +97,7 @@ fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
-fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid out-array.
     let r = unsafe {
@@ -201,7 +201,7 @@ fn open_namespace(
 }
 
 /// Receives one record (and an fd riding with it). `None` when the child closed its end.
-fn recv_record(sock: &OwnedFd) -> Result<Option<(Record, Option<OwnedFd>)>> {
+pub(crate) fn recv_record(sock: &OwnedFd) -> Result<Option<(Record, Option<OwnedFd>)>> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut buf = [0u8; 8];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
@@ -238,7 +238,7 @@ fn recv_record(sock: &OwnedFd) -> Result<Option<(Record, Option<OwnedFd>)>> {
     Ok(Some((Record::from_bytes(buf), fd)))
 }
 
-fn send_byte(sock: &OwnedFd) -> Result<()> {
+pub(crate) fn send_byte(sock: &OwnedFd) -> Result<()> {
     // SAFETY: a 1-byte buffer.
     let n = unsafe {
         libc::send(
@@ -289,7 +289,7 @@ pub fn render_failure(plan: &Plan, r: Record) -> String {
 }
 
 /// Writes the pid file atomically: the decimal pid, no newline.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -311,7 +311,7 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 }
 
 /// Sends the pty master to `--console-socket`.
-fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
+pub(crate) fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     let stream = std::os::unix::net::UnixStream::connect(socket)
         .ctx(|| format!("connect to console socket {}", socket.display()))?;
@@ -783,7 +783,7 @@ fn run_blocked(
     code
 }
 
-fn forwarded_signals() -> libc::sigset_t {
+pub(crate) fn forwarded_signals() -> libc::sigset_t {
     // SAFETY: building a sigset on the stack.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -808,7 +808,7 @@ fn forwarded_signals() -> libc::sigset_t {
     }
 }
 
-fn block(set: &libc::sigset_t) -> Result<libc::sigset_t> {
+pub(crate) fn block(set: &libc::sigset_t) -> Result<libc::sigset_t> {
     // SAFETY: valid sigsets.
     unsafe {
         let mut old: libc::sigset_t = std::mem::zeroed();
@@ -821,7 +821,7 @@ fn block(set: &libc::sigset_t) -> Result<libc::sigset_t> {
 
 /// Forwards signals to the container process until it exits; returns its exit code
 /// (128 + signal when killed, as a shell reports it).
-fn wait_forwarding(
+pub(crate) fn wait_forwarding(
     pid: libc::pid_t,
     pidfd: RawFd,
     set: &libc::sigset_t,
@@ -923,7 +923,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| Error(format!("invalid signal {s:?}")))
 }
 
-fn pidfd_of(s: &State) -> Option<OwnedFd> {
+pub(crate) fn pidfd_of(s: &State) -> Option<OwnedFd> {
     // SAFETY: pidfd_open returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, s.pid, 0) };
     if fd < 0 {

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod log;
 pub mod manage;
 pub mod sealed;

@@ -268,7 +268,7 @@ impl UpdateFlags {
 }
 
 /// The layout a container's cgroups were made on, in the order its hierarchies are stored.
-fn layout_of(c: &Cgroup) -> CgroupLayout {
+pub(crate) fn layout_of(c: &Cgroup) -> CgroupLayout {
     let mut layout = CgroupLayout::default();
     for h in &c.hierarchies {
         if h.v2 {

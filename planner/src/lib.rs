@@ -291,7 +291,7 @@ impl<'a> Planner<'a> {
         }
         if !hierarchies.is_empty() {
             self.cgroups = Some(ferrun_plans::Cgroups {
-                path: ferrun_plans::CgroupPath::Default,
+                path: ferrun_plans::CgroupPath::Container,
                 hierarchies,
                 clone_into,
                 v2_controllers: vec![],

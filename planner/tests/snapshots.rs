@@ -698,3 +698,34 @@ fn broken_seccomp_profiles_name_the_rule() {
         settings().bind(|| insta::assert_snapshot!(format!("seccomp-error-{name}"), e.to_string()));
     }
 }
+
+#[test]
+fn exec_plan_of_the_podman_fixture() {
+    let bytes = std::fs::read(data("config/podman-run.json")).expect("read");
+    let host = host_on(hybrid_layout());
+    let input = Input {
+        config: &bytes,
+        bundle: Path::new("/bundle"),
+        host: &host,
+        options: Options::default(),
+        seccomp_cache: None,
+    };
+    let process = json!({
+        "args": ["sh", "-c", "id"], "cwd": "/", "env": ["PATH=/bin"],
+        "user": {"uid": 1000, "gid": 1000}, "noNewPrivileges": true
+    });
+    let p = ferrun_planner::plan_exec(&input, process.to_string().as_bytes()).expect("plan");
+    let listing = redacted(&p.to_string());
+    // Namespaces through the container's pidfd, cgroups joined, no mount or pivot of its own.
+    assert!(listing.contains("setns container pidfd"), "{listing}");
+    assert!(
+        !listing.contains("pivot_root") && !listing.contains("mount "),
+        "{listing}"
+    );
+    settings().bind(|| insta::assert_snapshot!("exec-podman-run", listing));
+    let bad = ferrun_planner::plan_exec(
+        &input,
+        br#"{"args": [], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#,
+    );
+    assert_eq!(bad.map_err(|e| e.field), Err("process.args".to_string()));
+}

@@ -105,6 +105,8 @@ pub enum CgroupPath {
     Relative(String),
     /// No `cgroupsPath`: the container id, below the caller's own cgroup.
     Default,
+    /// `exec`: the running container's cgroup, as its state records it.
+    Container,
 }
 
 impl std::fmt::Display for CgroupPath {
@@ -113,6 +115,7 @@ impl std::fmt::Display for CgroupPath {
             CgroupPath::Absolute(p) => write!(f, "{p}"),
             CgroupPath::Relative(p) => write!(f, "<own cgroup>/{p}"),
             CgroupPath::Default => write!(f, "<own cgroup>/<id>"),
+            CgroupPath::Container => write!(f, "the container's"),
         }
     }
 }

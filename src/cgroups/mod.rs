@@ -184,7 +184,7 @@ impl Cgroup {
             let rel = match &c.path {
                 CgroupPath::Absolute(p) => p.clone(),
                 CgroupPath::Relative(p) => format!("{}/{p}", base(h)),
-                CgroupPath::Default => format!("{}/{id}", base(h)),
+                CgroupPath::Default | CgroupPath::Container => format!("{}/{id}", base(h)),
             };
             let rel = rel.trim_start_matches('/');
             if rel.split('/').any(|c| c == "..") {

@@ -1,0 +1,286 @@
+//! `ferrun exec`: a new process in a running container. The process is planned like a
+//! container's (`ferrun_planner::plan_exec`): it enters the container's namespaces through the
+//! pidfd of its first process, joins its cgroups, and gets its user, capabilities, rlimits,
+//! `no_new_privs` and seccomp filter before `execve`.
+
+use crate::bail;
+use crate::cgroups::Cgroup;
+use crate::container::{
+    above, block, forwarded_signals, pidfd_of, recv_record, render_failure, send_byte,
+    send_console, seqpacket_pair, wait_forwarding, write_pid_file,
+};
+use crate::error::{Context, Error, Result};
+use crate::state::{Status, Store};
+use ferrun_executor::{ChildFds, MSG_PTY, MSG_READY, Prepared};
+use ferrun_plans::HostStep;
+use serde_json::{Value, json};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+/// `exec`'s options, runc's flags.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOpts {
+    pub id: String,
+    pub process: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub cwd: Option<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+}
+
+/// The `process` object: `--process FILE` as is, or the container's own process with the
+/// flags applied (as runc builds it).
+fn process_json(opts: &ExecOpts, config: &Value) -> Result<Vec<u8>> {
+    if let Some(p) = &opts.process {
+        return std::fs::read(p).ctx(|| format!("--process {}", p.display()));
+    }
+    if opts.args.is_empty() {
+        bail!("exec: no command given (and no --process)");
+    }
+    let mut p = config.get("process").cloned().unwrap_or_else(|| json!({}));
+    p["args"] = json!(opts.args);
+    p["terminal"] = json!(opts.tty);
+    if let Some(cwd) = &opts.cwd {
+        p["cwd"] = json!(cwd);
+    }
+    if !opts.env.is_empty() {
+        let mut env: Vec<Value> = p["env"].as_array().cloned().unwrap_or_default();
+        env.extend(opts.env.iter().map(|e| json!(e)));
+        p["env"] = json!(env);
+    }
+    if let Some(u) = &opts.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        let num = |s: &str| {
+            s.parse::<u32>()
+                .map_err(|_| Error(format!("--user {u:?}: want UID[:GID] as numbers")))
+        };
+        p["user"]["uid"] = json!(num(uid)?);
+        p["user"]["gid"] = json!(match gid {
+            Some(g) => num(g)?,
+            None => 0,
+        });
+    }
+    if !opts.additional_gids.is_empty() {
+        p["user"]["additionalGids"] = json!(opts.additional_gids);
+    }
+    if !opts.caps.is_empty() {
+        for set in ["bounding", "effective", "permitted"] {
+            let mut list: Vec<Value> = p["capabilities"][set]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for c in &opts.caps {
+                let name = if c.starts_with("CAP_") {
+                    c.clone()
+                } else {
+                    format!("CAP_{}", c.to_ascii_uppercase())
+                };
+                if !list.iter().any(|v| v == &json!(name)) {
+                    list.push(json!(name));
+                }
+            }
+            p["capabilities"][set] = json!(list);
+        }
+    }
+    if opts.no_new_privs {
+        p["noNewPrivileges"] = json!(true);
+    }
+    serde_json::to_vec(&p).map_err(|e| Error(format!("encode the process: {e}")))
+}
+
+/// Runs `exec`; returns the exit code to leave with (the process's, unless detached).
+pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
+    let forwarded = forwarded_signals();
+    let old = block(&forwarded)?;
+    let r = exec_blocked(store, opts, &forwarded);
+    // SAFETY: restoring the mask we saved.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    r
+}
+
+fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> Result<i32> {
+    let s = store.load(&opts.id)?;
+    match store.status(&s) {
+        Status::Running | Status::Created => {}
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => bail!(
+            "cannot exec in container {}: it is paused (resume it, or --ignore-paused)",
+            opts.id
+        ),
+        other => bail!(
+            "cannot exec in container {}: container not running (it is {})",
+            opts.id,
+            other.as_str()
+        ),
+    }
+    let Some(pidfd) = pidfd_of(&s) else {
+        bail!(
+            "cannot exec in container {}: container not running",
+            opts.id
+        );
+    };
+    let bundle = PathBuf::from(&s.bundle);
+    let config = crate::cache::read_config(&bundle)?;
+    let config_json: Value = serde_json::from_slice(&config)
+        .map_err(|e| Error(format!("bundle {}: config.json: {e}", bundle.display())))?;
+    let process = process_json(opts, &config_json)?;
+    let mut host = crate::cache::host_facts();
+    // The container's own hierarchies, in its order: the plan's indices are into them.
+    host.cgroups = s
+        .cgroup
+        .as_ref()
+        .map(crate::manage::layout_of)
+        .unwrap_or_default();
+    let filters = crate::cache::FilterFiles::new(&store.root);
+    let input = ferrun_planner::Input {
+        config: &config,
+        bundle: &bundle,
+        host: &host,
+        options: ferrun_planner::Options::default(),
+        seccomp_cache: Some(&filters),
+    };
+    let plan = ferrun_planner::plan_exec(&input, &process)
+        .map_err(|e| Error(e.to_string().replacen("config.json: ", "exec: ", 1)))?;
+    if plan.seccomp_listener.is_some() {
+        bail!("exec: a seccomp filter with SCMP_ACT_NOTIFY is not supported for exec yet");
+    }
+    if plan.terminal && opts.detach && opts.console_socket.is_none() {
+        bail!("exec --tty --detach needs --console-socket to hand the pty to");
+    }
+    crate::log::debug(&format!("exec plan:\n{plan}"));
+
+    let min_fd = 3 + opts.preserve_fds;
+    let pidfd = above(pidfd, min_fd)?;
+    let (parent_sock, child_sock) = seqpacket_pair()?;
+    let parent_sock = above(parent_sock, min_fd)?;
+    let child_sock = above(child_sock, min_fd)?;
+
+    // The container's cgroups: born in its cgroup2 directory, written into v1 ones.
+    let cg: Option<&Cgroup> = s.cgroup.as_ref();
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    let mut tasks = Vec::new();
+    let mut clone_into = -1;
+    if let (Some(cg), Some(c)) = (cg, &plan.cgroups) {
+        for (i, dir) in cg.dirs.iter().enumerate() {
+            if Some(i as u8) == c.clone_into {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY)
+                    .open(dir)
+                    .ctx(|| format!("open cgroup {}", dir.display()))?;
+                let f = above(OwnedFd::from(f), min_fd)?;
+                clone_into = f.as_raw_fd();
+                keep.push(f);
+                tasks.push(-1);
+                continue;
+            }
+            let path = dir.join("tasks");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .ctx(|| format!("open {}", path.display()))?;
+            let f = above(OwnedFd::from(f), min_fd)?;
+            tasks.push(f.as_raw_fd());
+            keep.push(f);
+        }
+    }
+    for h in &plan.before_clone {
+        match h {
+            HostStep::JoinContainer { flags } => {
+                // SAFETY: setns on a pidfd we hold.
+                if unsafe { libc::setns(pidfd.as_raw_fd(), *flags as libc::c_int) } < 0 {
+                    bail!(
+                        "exec: join the namespaces of container {}: {}",
+                        opts.id,
+                        crate::error::errno_text(crate::errno())
+                    );
+                }
+            }
+            other => bail!("exec plan: {other} cannot run before clone"),
+        }
+    }
+    let mut ns = [-1; 8];
+    ns[0] = pidfd.as_raw_fd();
+    let fds = ChildFds {
+        parent_sync: parent_sock.as_raw_fd(),
+        handoff: std::ptr::null(),
+        sync: child_sock.as_raw_fd(),
+        start: child_sock.as_raw_fd(),
+        ns,
+        preserve: opts.preserve_fds,
+    };
+    let prepared = Prepared::new(&plan).with_cgroups(Vec::new(), clone_into, tasks);
+    let child =
+        ferrun_executor::spawn(&prepared, &fds, None).ctx(|| "clone3 the exec process".into())?;
+    drop(child_sock);
+    drop(keep);
+    let kill_child = |why: Error| {
+        // SAFETY: our own child: killed and reaped, then the error goes up.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                child.pidfd,
+                libc::SIGKILL,
+                0,
+                0,
+            );
+            libc::waitpid(child.pid, std::ptr::null_mut(), 0);
+        }
+        why
+    };
+    for h in &plan.after_clone {
+        if let HostStep::OomScoreAdj { value } = h {
+            let path = format!("/proc/{}/oom_score_adj", child.pid);
+            std::fs::write(&path, value.bytes()).map_err(|e| {
+                kill_child(Error(format!("process.oomScoreAdj: write {path}: {e}")))
+            })?;
+        }
+    }
+    let mut pty = None;
+    loop {
+        match recv_record(&parent_sock).map_err(kill_child)? {
+            Some((r, Some(master))) if r.step == MSG_PTY => match &opts.console_socket {
+                Some(sock) => send_console(sock, &master).map_err(kill_child)?,
+                None => pty = Some(master),
+            },
+            Some((r, _)) if r.step == MSG_READY => break,
+            Some((r, _)) => return Err(kill_child(Error(render_failure(&plan, r)))),
+            None => {
+                return Err(kill_child(Error(
+                    "exec process exited during set-up".into(),
+                )));
+            }
+        }
+    }
+    send_byte(&parent_sock).map_err(kill_child)?;
+    if let Some((r, _)) = recv_record(&parent_sock).map_err(kill_child)? {
+        return Err(kill_child(Error(render_failure(&plan, r))));
+    }
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, child.pid)?;
+    }
+    if opts.detach {
+        // SAFETY: closing our handle; the process stays, to be reaped by our caller's subreaper.
+        unsafe { libc::close(child.pidfd) };
+        return Ok(0);
+    }
+    let console = pty.map(crate::console::Proxy::start).transpose()?;
+    let code = wait_forwarding(child.pid, child.pidfd, forwarded, console.as_ref());
+    if let Some(c) = console {
+        c.finish();
+    }
+    code
+}
