@@ -41,6 +41,8 @@ struct Guard<'a> {
     id: String,
     child: Option<(libc::pid_t, RawFd)>,
     cgroup: Option<Cgroup>,
+    /// `poststop` hooks and the state they read, once the container existed.
+    poststop: Option<(Vec<ferrun_plans::Hook>, String)>,
     armed: bool,
 }
 
@@ -67,6 +69,9 @@ impl Drop for Guard<'_> {
             return;
         }
         let _ = self.store.remove(&self.id);
+        if let Some((hooks, state)) = &self.poststop {
+            crate::hooks::run_warn("poststop", hooks, state);
+        }
     }
 }
 
@@ -359,6 +364,7 @@ fn launch<'a>(
     }
     check_rootfs(&plan, &bundle)?;
     check_sysctls(&plan)?;
+    crate::hooks::check(&plan.hooks)?;
 
     let dir = store.claim(&opts.id)?;
     let mut guard = Guard {
@@ -366,6 +372,7 @@ fn launch<'a>(
         id: opts.id.clone(),
         child: None,
         cgroup: None,
+        poststop: None,
         armed: true,
     };
     let mut cgroup = plan
@@ -383,6 +390,7 @@ fn launch<'a>(
         owner: String::new(),
         plan: loaded.key,
         cgroup: cgroup.clone(),
+        hooks: (!plan.hooks.is_empty()).then(|| plan.hooks.clone()),
     };
     if cgroup.is_some() {
         // Saved before any cgroup exists: a create killed from here on is cleaned up by delete.
@@ -568,6 +576,22 @@ fn launch<'a>(
                 None => bail!("container process sent no pty"),
             },
             Some((r, _)) if r.step == MSG_READY => break,
+            Some((r, _)) if r.step == ferrun_executor::MSG_HOOKS => {
+                let h = &plan.hooks;
+                let bundle = bundle.to_string_lossy();
+                let st = crate::hooks::state(h, &opts.id, "creating", child.pid, &bundle);
+                let stopped = crate::hooks::state(h, &opts.id, "stopped", 0, &bundle);
+                guard.poststop = Some((h.poststop.clone(), stopped));
+                crate::hooks::run("prestart", &h.prestart, &st, None)?;
+                crate::hooks::run("createRuntime", &h.create_runtime, &st, None)?;
+                crate::hooks::run(
+                    "createContainer",
+                    &h.create_container,
+                    &st,
+                    Some((child.pidfd, h.container_ns)),
+                )?;
+                send_byte(&parent_sock)?;
+            }
             Some((r, _)) if r.step == ferrun_executor::MSG_SECCOMP => {
                 let (Some(page), Some(listener)) = (&handoff, &plan.seccomp_listener) else {
                     bail!("container process announced a seccomp listener the plan has none of");
@@ -726,9 +750,41 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         }
         Err(e) => return Err(e).ctx(|| format!("open {}", fifo.display())),
     };
+    if let Some(h) = &s.hooks
+        && !h.start_container.is_empty()
+    {
+        let Some(pidfd) = pidfd_of(&s) else {
+            bail!("cannot start container {id}: container not running");
+        };
+        let st = crate::hooks::state(h, id, "created", s.pid, &s.bundle);
+        if let Err(e) = crate::hooks::run(
+            "startContainer",
+            &h.start_container,
+            &st,
+            Some((pidfd.as_raw_fd(), h.container_ns)),
+        ) {
+            // The spec: a failed startContainer hook stops the container.
+            // SAFETY: signalling through the pidfd we hold.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    0,
+                    0,
+                )
+            };
+            return Err(e);
+        }
+    }
     f.write_all(b"0")
         .ctx(|| format!("write {}", fifo.display()))?;
-    std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))
+    std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
+    if let Some(h) = &s.hooks {
+        let st = crate::hooks::state(h, id, "running", s.pid, &s.bundle);
+        crate::hooks::run_warn("poststart", &h.poststart, &st);
+    }
+    Ok(())
 }
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -762,8 +818,25 @@ fn run_blocked(
     if detach && l.plan.terminal && opts.console_socket.is_none() {
         bail!("process.terminal is true: run --detach needs --console-socket");
     }
+    let h = &l.plan.hooks;
+    let bundle = absolute(&opts.bundle)?.to_string_lossy().into_owned();
+    if !h.is_empty() {
+        l.guard.poststop = Some((
+            h.poststop.clone(),
+            crate::hooks::state(h, &opts.id, "stopped", 0, &bundle),
+        ));
+    }
+    let st = crate::hooks::state(h, &opts.id, "created", l.child.pid, &bundle);
+    crate::hooks::run(
+        "startContainer",
+        &h.start_container,
+        &st,
+        Some((l.child.pidfd, h.container_ns)),
+    )?;
     send_byte(&l.sync)?;
     await_exec(&l)?;
+    let st = crate::hooks::state(h, &opts.id, "running", l.child.pid, &bundle);
+    crate::hooks::run_warn("poststart", &h.poststart, &st);
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, l.child.pid)?;
     }
@@ -1053,7 +1126,12 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         c.remove(true)
             .map_err(|e| Error(format!("delete container {id}: {}", e.0)))?;
     }
-    store.remove(id)
+    store.remove(id)?;
+    if let Some(h) = &s.hooks {
+        let st = crate::hooks::state(h, id, "stopped", 0, &s.bundle);
+        crate::hooks::run_warn("poststop", &h.poststop, &st);
+    }
+    Ok(())
 }
 
 /// `ferrun state`'s JSON.

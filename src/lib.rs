@@ -10,6 +10,7 @@ pub mod console;
 pub mod container;
 pub mod error;
 pub mod exec;
+pub mod hooks;
 pub mod log;
 pub mod manage;
 pub mod sealed;

@@ -25,6 +25,9 @@ pub struct State {
     /// can still be cleaned up by `delete`.
     #[serde(default)]
     pub cgroup: Option<crate::cgroups::Cgroup>,
+    /// The config's hooks, for `start` and `delete`; absent when there are none.
+    #[serde(default)]
+    pub hooks: Option<ferrun_plans::Hooks>,
 }
 
 /// OCI container status.

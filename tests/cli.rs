@@ -183,7 +183,14 @@ fn features_spec_and_version() {
         lines[0],
         format!("ferrun version {}", env!("CARGO_PKG_VERSION"))
     );
-    assert!(lines[1].starts_with("spec: 1."));
+    assert!(lines[1].starts_with("commit: "));
+    assert!(lines[2].starts_with("spec: 1."));
+    assert!(
+        lines[3].contains("+SECCOMP") && lines[3].contains("+HOOKS"),
+        "{out}"
+    );
+    let f: Value = serde_json::from_str(&text(&b.ferrun(&["features"])).0).expect("json");
+    assert_eq!(f["hooks"].as_array().map(Vec::len), Some(6));
 }
 
 #[test]

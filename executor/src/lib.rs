@@ -20,6 +20,9 @@ pub const MSG_PTY: u32 = u32::MAX - 1;
 /// page". Sent before the filter exists, so no notified syscall is needed to announce it.
 pub const MSG_SECCOMP: u32 = u32::MAX - 2;
 
+/// A sync record's `step` field for "the runtime environment exists: run the create hooks".
+pub const MSG_HOOKS: u32 = u32::MAX - 3;
+
 /// What a child tells its parent: a step index and an errno, or one of the `MSG_*` markers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {

@@ -136,6 +136,24 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 ctx.rootfd = fd as c_int;
                 Ok(())
             }
+            Step::AwaitHooks => {
+                send_record(
+                    ctx.fds.sync,
+                    Record {
+                        step: crate::MSG_HOOKS,
+                        errno: 0,
+                    },
+                )?;
+                let mut b = [0u8; 1];
+                let n = libc::recv(ctx.fds.sync, b.as_mut_ptr().cast(), 1, 0);
+                if n == 1 {
+                    Ok(())
+                } else if n == 0 {
+                    Err(libc::EPIPE)
+                } else {
+                    Err(errno())
+                }
+            }
             Step::WaitParent => {
                 let mut b = [0u8; 1];
                 let n = libc::recv(ctx.fds.sync, b.as_mut_ptr().cast(), 1, 0);

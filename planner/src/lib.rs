@@ -319,6 +319,7 @@ impl<'a> Planner<'a> {
             terminal,
             cgroups: self.cgroups,
             seccomp_listener: self.seccomp_listener,
+            hooks: ferrun_plans::Hooks::default(),
             not_planned: self.not_planned,
             warnings: self.warnings,
         })
@@ -352,6 +353,13 @@ impl<'a> Planner<'a> {
         // after pivot, /proc would be whatever the container mounted there (or none).
         self.sysctls()?;
         self.paths()?;
+        let hooks = self.hooks()?;
+        if !(hooks.prestart.is_empty()
+            && hooks.create_runtime.is_empty()
+            && hooks.create_container.is_empty())
+        {
+            self.steps.push(Step::AwaitHooks);
+        }
         self.steps.push(if self.input.options.no_pivot {
             Step::Chroot
         } else {
@@ -399,6 +407,7 @@ impl<'a> Planner<'a> {
             terminal,
             cgroups: self.cgroups,
             seccomp_listener: self.seccomp_listener,
+            hooks,
             not_planned: self.not_planned,
             warnings: self.warnings,
         };
@@ -474,6 +483,95 @@ impl<'a> Planner<'a> {
             return err("linux.uidMappings", "id mappings need a new user namespace");
         }
         Ok(())
+    }
+
+    /// `hooks`, checked: absolute paths, positive timeouts, no NUL.
+    fn hooks(&self) -> Result<ferrun_plans::Hooks, PlanError> {
+        let mut out = ferrun_plans::Hooks {
+            container_ns: self
+                .namespaces
+                .keys()
+                .fold(0, |acc, ns| acc | ns.clone_flag()),
+            ..Default::default()
+        };
+        let Some(h) = self.spec.hooks() else {
+            return Ok(out);
+        };
+        let mut annotations: Vec<(String, String)> = self
+            .spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        annotations.sort();
+        out.annotations = annotations;
+        type Phase<'h> = (
+            &'static str,
+            &'h Option<Vec<oci_spec::runtime::Hook>>,
+            &'h mut Vec<ferrun_plans::Hook>,
+        );
+        let phases: [Phase<'_>; 6] = [
+            ("prestart", h.prestart(), &mut out.prestart),
+            ("createRuntime", h.create_runtime(), &mut out.create_runtime),
+            (
+                "createContainer",
+                h.create_container(),
+                &mut out.create_container,
+            ),
+            (
+                "startContainer",
+                h.start_container(),
+                &mut out.start_container,
+            ),
+            ("poststart", h.poststart(), &mut out.poststart),
+            ("poststop", h.poststop(), &mut out.poststop),
+        ];
+        for (name, list, dest) in phases {
+            for (i, hook) in list.iter().flatten().enumerate() {
+                let field = format!("hooks.{name}[{i}]");
+                let path = hook.path().to_str().unwrap_or("");
+                if !path.starts_with('/') {
+                    return err(
+                        format!("{field}.path"),
+                        format!("{path:?} must be absolute"),
+                    );
+                }
+                let text = |f: &str, s: &str| cbuf(f, s).map(|_| s.to_string());
+                let args = match hook.args() {
+                    Some(a) if !a.is_empty() => a
+                        .iter()
+                        .enumerate()
+                        .map(|(j, s)| text(&format!("{field}.args[{j}]"), s))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    _ => vec![path.to_string()],
+                };
+                let env = hook
+                    .env()
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(j, s)| text(&format!("{field}.env[{j}]"), s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let timeout = match hook.timeout() {
+                    None => None,
+                    Some(t) if t > 0 && t <= i64::from(u32::MAX) => Some(t as u32),
+                    Some(t) => {
+                        return err(
+                            format!("{field}.timeout"),
+                            format!("{t} must be above 0 seconds"),
+                        );
+                    }
+                };
+                dest.push(ferrun_plans::Hook {
+                    path: text(&format!("{field}.path"), path)?,
+                    args,
+                    env,
+                    timeout,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The container's cgroups: created and limited before clone, joined by clone (cgroup2) or
@@ -872,26 +970,6 @@ impl<'a> Planner<'a> {
                     "linux.mountLabel",
                     "SELinux labels are not supported on this host",
                 );
-            }
-        }
-        if let Some(hooks) = spec.hooks() {
-            let any = hooks.prestart().as_ref().is_some_and(|h| !h.is_empty())
-                || hooks
-                    .create_runtime()
-                    .as_ref()
-                    .is_some_and(|h| !h.is_empty())
-                || hooks
-                    .create_container()
-                    .as_ref()
-                    .is_some_and(|h| !h.is_empty())
-                || hooks
-                    .start_container()
-                    .as_ref()
-                    .is_some_and(|h| !h.is_empty())
-                || hooks.poststart().as_ref().is_some_and(|h| !h.is_empty())
-                || hooks.poststop().as_ref().is_some_and(|h| !h.is_empty());
-            if any {
-                self.not_planned("hooks", "hooks are not run yet (issue #5)");
             }
         }
         if let Some(p) = spec.process() {

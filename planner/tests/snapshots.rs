@@ -594,6 +594,19 @@ fn broken_variants_name_the_field() {
             "linux.resources.hugepageLimits[0].pageSize",
         ),
         (
+            "hook-relative-path",
+            variant(&[("/hooks", json!({"createRuntime": [{"path": "bin/hook"}]}))]),
+            "hooks.createRuntime[0].path",
+        ),
+        (
+            "hook-zero-timeout",
+            variant(&[(
+                "/hooks",
+                json!({"poststop": [{"path": "/bin/true", "timeout": 0}]}),
+            )]),
+            "hooks.poststop[0].timeout",
+        ),
+        (
             "device-type-all",
             variant(&[("/linux/devices", json!([{"path": "/dev/x", "type": "a"}]))]),
             "linux.devices[0].type",

@@ -216,6 +216,9 @@ pub enum Step {
     SetNs { slot: u8, ns: Namespace },
     /// Block until the parent has written the id maps.
     WaitParent,
+    /// Tell the parent the runtime environment exists (mounts done, before `pivot_root`), then
+    /// wait while it runs the `prestart`, `createRuntime` and `createContainer` hooks.
+    AwaitHooks,
     /// `exec`: `setns(container pidfd, flags)` for the user and mount namespaces.
     SetNsContainer { flags: u64 },
     /// `exec`: open `/` (the container's root, after joining its mount namespace) as the root
@@ -356,6 +359,53 @@ pub struct Listener {
     pub metadata: String,
 }
 
+/// One OCI hook: a program the runtime runs with the container's state on its stdin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    /// Absolute path of the program.
+    pub path: String,
+    /// Its argv (the first is `argv[0]`); `[path]` when the config gives none.
+    pub args: Vec<String>,
+    /// Its whole environment.
+    pub env: Vec<String>,
+    /// Seconds before it is killed and counted as failed.
+    pub timeout: Option<u32>,
+}
+
+/// `hooks`, by phase, in config order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hooks {
+    pub prestart: Vec<Hook>,
+    pub create_runtime: Vec<Hook>,
+    pub create_container: Vec<Hook>,
+    pub start_container: Vec<Hook>,
+    pub poststart: Vec<Hook>,
+    pub poststop: Vec<Hook>,
+    /// `CLONE_NEW*` flags of the container's namespaces, which `createContainer` and
+    /// `startContainer` hooks run in.
+    pub container_ns: u64,
+    /// The config's annotations, which hooks get in the state on their stdin.
+    pub annotations: Vec<(String, String)>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.phases().iter().all(|(_, h)| h.is_empty())
+    }
+
+    /// `(OCI name, hooks)` of every phase, in lifecycle order.
+    pub fn phases(&self) -> [(&'static str, &Vec<Hook>); 6] {
+        [
+            ("prestart", &self.prestart),
+            ("createRuntime", &self.create_runtime),
+            ("createContainer", &self.create_container),
+            ("startContainer", &self.start_container),
+            ("poststart", &self.poststart),
+            ("poststop", &self.poststop),
+        ]
+    }
+}
+
 /// A config section the planner recognised but does not plan yet: listed, never silently dropped.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NotPlanned {
@@ -392,6 +442,8 @@ pub struct Plan {
     pub cgroups: Option<Cgroups>,
     /// Where the seccomp listener fd goes (`SCMP_ACT_NOTIFY`).
     pub seccomp_listener: Option<Listener>,
+    /// `hooks`.
+    pub hooks: Hooks,
     /// Sections recognised but not planned yet.
     pub not_planned: Vec<NotPlanned>,
     /// Things the planner dropped on purpose (e.g. capabilities newer than the kernel).
@@ -577,6 +629,7 @@ mod tests {
             terminal: false,
             cgroups: None,
             seccomp_listener: None,
+            hooks: Hooks::default(),
             not_planned: vec![],
             warnings: vec![],
         }

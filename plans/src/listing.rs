@@ -67,6 +67,10 @@ impl Display for Step {
             Step::NotDumpable => write!(f, "prctl PR_SET_DUMPABLE 0"),
             Step::SetNs { slot, ns } => write!(f, "setns slot {slot} ({})", ns.oci_name()),
             Step::WaitParent => write!(f, "wait for the parent (id maps)"),
+            Step::AwaitHooks => write!(
+                f,
+                "report the runtime environment made; wait for the prestart, createRuntime and createContainer hooks"
+            ),
             Step::SetNsContainer { flags } => {
                 write!(f, "setns container pidfd {}", clone_flag_names(*flags))
             }
@@ -335,6 +339,15 @@ impl Display for Plan {
                     "      cgroup2 controllers {}",
                     c.v2_controllers.join(" ")
                 )?;
+            }
+        }
+        for (phase, hooks) in self.hooks.phases() {
+            for h in hooks {
+                write!(f, "hook {phase} {} args {:?}", h.path, h.args)?;
+                if let Some(t) = h.timeout {
+                    write!(f, " timeout {t}s")?;
+                }
+                writeln!(f)?;
             }
         }
         if let Some(l) = &self.seccomp_listener {

@@ -1,0 +1,144 @@
+//! OCI hooks on real containers: every phase runs, in order, with the state on its stdin, its
+//! own args and env, in the namespaces the spec names; a failing or slow create hook fails the
+//! create and leaves nothing behind.
+
+mod common;
+
+use common::{Bundle, cgroup_dirs, wait_until};
+use serde_json::{Value, json};
+
+/// A hook that appends `<name> <its uts namespace>` to `log` and saves its stdin as
+/// `<dir>/<name>.json`.
+fn hook(name: &str, dir: &str) -> Value {
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("cat > {dir}/{name}.json; echo \"$PHASE $(readlink /proc/self/ns/uts)\" >> {dir}/log"), "ignored"],
+        "env": [format!("PHASE={name}"), "PATH=/bin:/usr/bin"]
+    })
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn every_phase_runs_in_order_with_the_state() {
+    let mut b = Bundle::new(&["sh", "-c", "echo started > /ctl/started"]);
+    let ctl = b.path().join("ctl");
+    std::fs::create_dir_all(&ctl).expect("ctl");
+    let host_dir = ctl.to_str().expect("utf-8").to_string();
+    b.edit(|c| {
+        c["hostname"] = json!("hooked");
+        c["annotations"] = json!({"org.example.note": "hi"});
+        c["mounts"].as_array_mut().expect("mounts").push(
+            json!({"destination": "/ctl", "type": "bind", "source": host_dir, "options": ["rbind"]}),
+        );
+        c["hooks"] = json!({
+            "prestart": [hook("prestart", &host_dir)],
+            "createRuntime": [hook("createRuntime", &host_dir)],
+            // Before pivot_root the container's mount namespace still shows the host's paths.
+            "createContainer": [hook("createContainer", &host_dir)],
+            // After pivot_root: the container's /bin/sh, and its /ctl.
+            "startContainer": [hook("startContainer", "/ctl")],
+            "poststart": [hook("poststart", &host_dir)],
+            "poststop": [hook("poststop", &host_dir)]
+        });
+    });
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let o = b.ferrun(&["create", "--bundle", &bundle, "h"]);
+    assert!(o.status.success(), "{o:?}");
+    let state: Value = serde_json::from_str(&read(&ctl.join("createRuntime.json"))).expect("json");
+    let uts = |pid: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/uts"))
+            .expect("uts")
+            .to_string_lossy()
+            .into_owned()
+    };
+    let host_name = uts("self");
+    let container = uts(&state["pid"].to_string());
+    assert_ne!(host_name, container);
+    assert_eq!(
+        read(&ctl.join("log")),
+        format!("prestart {host_name}\ncreateRuntime {host_name}\ncreateContainer {container}\n"),
+        "create hooks: the runtime's namespaces, then the container's"
+    );
+    assert_eq!(state["id"], "h");
+    assert_eq!(state["status"], "creating");
+    assert_eq!(state["bundle"], bundle);
+    assert_eq!(state["annotations"]["org.example.note"], "hi");
+    assert!(state["pid"].as_i64() > Some(0));
+
+    assert!(b.ferrun(&["start", "h"]).status.success());
+    assert!(wait_until(|| read(&ctl.join("started")) == "started\n"));
+    let log = read(&ctl.join("log"));
+    assert!(
+        log.contains(&format!(
+            "createContainer {container}\nstartContainer {container}\npoststart {host_name}\n"
+        )),
+        "{log}"
+    );
+    let started: Value =
+        serde_json::from_str(&read(&ctl.join("startContainer.json"))).expect("json");
+    assert_eq!(started["status"], "created");
+    let post: Value = serde_json::from_str(&read(&ctl.join("poststart.json"))).expect("json");
+    assert_eq!(post["status"], "running");
+
+    assert!(wait_until(|| String::from_utf8_lossy(
+        &b.ferrun(&["state", "h"]).stdout
+    )
+    .contains("stopped")));
+    assert!(b.ferrun(&["delete", "h"]).status.success());
+    assert!(read(&ctl.join("log")).ends_with(&format!("poststop {host_name}\n")));
+    let stop: Value = serde_json::from_str(&read(&ctl.join("poststop.json"))).expect("json");
+    assert_eq!(stop["status"], "stopped");
+}
+
+#[test]
+fn a_failing_or_slow_create_hook_fails_create_and_leaves_nothing() {
+    for (name, bad, says) in [
+        (
+            "fails",
+            json!({"path": "/bin/sh", "args": ["sh", "-c", "echo no way >&2; exit 3"]}),
+            "exit status 3: no way",
+        ),
+        (
+            "slow",
+            json!({"path": "/bin/sh", "args": ["sh", "-c", "sleep 10"], "timeout": 1}),
+            "timed out after 1s",
+        ),
+    ] {
+        let mut b = Bundle::new(&["true"]);
+        let dir = b.path().to_str().expect("utf-8").to_string();
+        b.edit(|c| {
+            c["hooks"] = json!({
+                "createRuntime": [bad],
+                "poststop": [hook("poststop", &dir)]
+            })
+        });
+        let o = b.ferrun(&["run", "--bundle", &dir, name]);
+        assert!(!o.status.success(), "{name}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("hooks.createRuntime[0] /bin/sh") && err.contains(says),
+            "{name}: {err}"
+        );
+        assert!(b.leftover_state().is_empty(), "{name}");
+        assert!(cgroup_dirs(&b.cgroup_path()).is_empty(), "{name}");
+        // The container existed: poststop ran for it.
+        assert!(
+            read(&b.path().join("log")).starts_with("poststop"),
+            "{name}"
+        );
+    }
+    // A hook path that does not exist is refused before anything is made.
+    let mut b = Bundle::new(&["true"]);
+    let dir = b.path().to_str().expect("utf-8").to_string();
+    b.edit(|c| c["hooks"] = json!({"prestart": [{"path": "/no/such/hook"}]}));
+    let o = b.ferrun(&["run", "--bundle", &dir, "missing"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("hooks.prestart[0].path"),
+        "{o:?}"
+    );
+    assert!(b.leftover_state().is_empty());
+}
