@@ -1076,8 +1076,10 @@ pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<()> {
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     let s = match store.load(id) {
         Ok(s) => s,
-        Err(e) if force && store.dir(id).exists() => {
-            // A create that died half-way leaves a dir without state: force removes it.
+        Err(e) if force && crate::state::check_id(id).is_ok() => {
+            // A create that died half-way leaves a dir without state: force removes it. An
+            // unknown id is no error with --force, as in runc (engines delete after every
+            // failed create).
             log::debug(&format!("delete --force: {e}"));
             return store.remove(id);
         }

@@ -752,3 +752,23 @@ fn a_dangling_symlink_target_is_created_inside_the_rootfs() {
         "the absolute target is rooted at the rootfs"
     );
 }
+
+#[test]
+fn tmpcopyup_fills_the_tmpfs_with_what_the_directory_held() {
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        c["root"]["readonly"] = json!(true);
+        c["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+            "options": ["tmpcopyup", "nosuid", "mode=755"]
+        }));
+    });
+    let out = b.sh(
+        "cat /etc/passwd; stat -c '%a %U' /etc/passwd; echo new > /etc/extra && cat /etc/extra; \
+         grep ' /etc ' /proc/mounts | cut -d' ' -f3",
+    );
+    let host = std::fs::read_to_string(common::rootfs().join("etc/passwd")).expect("passwd");
+    assert_eq!(out, format!("{host}644 root\nnew\ntmpfs\n"));
+    // The rootfs itself is untouched.
+    assert!(!common::rootfs().join("etc/extra").exists());
+}

@@ -80,6 +80,10 @@ fn a_full_replay_allocates_nothing() {
         c["mounts"].as_array_mut().expect("mounts").push(
             json!({"destination": "/data/t", "type": "tmpfs", "source": "tmpfs", "options": ["rro", "rprivate", "nosuid"]}),
         );
+        // tmpcopyup: a directory tree copied with stack buffers only.
+        c["mounts"].as_array_mut().expect("mounts").push(
+            json!({"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}),
+        );
         // A bind with attributes: open_tree, mount_setattr and move_mount on the way.
         c["mounts"].as_array_mut().expect("mounts").push(
             json!({"destination": "/data/b", "type": "bind", "source": "/etc", "options": ["rbind", "ro", "nosuid", "rnodev"]}),

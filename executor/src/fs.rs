@@ -290,3 +290,131 @@ pub(crate) fn link_target(
     out[total] = 0;
     Ok(Some(total))
 }
+
+/// Copies the tree under `src` into `dst` (both open directories): directories, regular files,
+/// symlinks and special files, with their modes and owners; never following a symlink. Stack
+/// buffers only; nested at most `depth` levels (deeper content is refused with ELOOP).
+pub(crate) fn copy_tree(src: c_int, dst: c_int, depth: u32) -> Result<(), i32> {
+    if depth == 0 {
+        return Err(libc::ELOOP);
+    }
+    let mut buf = [0u8; 2048];
+    loop {
+        // SAFETY: getdents64 fills our stack buffer.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                src,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(errno());
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let mut off = 0usize;
+        while off + 19 < n as usize {
+            // struct linux_dirent64 { u64 ino; i64 off; u16 reclen; u8 type; char name[]; }
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen == 0 || off + reclen > n as usize {
+                return Err(libc::EIO);
+            }
+            let name = &buf[off + 19..off + reclen];
+            let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+            let entry = &buf[off + 19..off + 19 + len + 1];
+            off += reclen;
+            if entry == b".\0" || entry == b"..\0" || len == 0 {
+                continue;
+            }
+            copy_entry(src, dst, entry, depth)?;
+        }
+    }
+}
+
+fn copy_entry(src: c_int, dst: c_int, name: &[u8], depth: u32) -> Result<(), i32> {
+    let p = name.as_ptr() as *const c_char;
+    // SAFETY: plain syscalls on our fds, a NUL-terminated name and stack buffers.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstatat(src, p, &mut st, libc::AT_SYMLINK_NOFOLLOW) < 0 {
+            return Err(errno());
+        }
+        let mode = st.st_mode & 0o7777;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                if libc::mkdirat(dst, p, mode) < 0 && errno() != libc::EEXIST {
+                    return Err(errno());
+                }
+                let from = Fd(libc::openat(
+                    src,
+                    p,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                ));
+                let to = Fd(libc::openat(
+                    dst,
+                    p,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                ));
+                if from.0 < 0 || to.0 < 0 {
+                    return Err(errno());
+                }
+                copy_tree(from.0, to.0, depth - 1)?;
+                libc::fchmod(to.0, mode);
+                libc::fchown(to.0, st.st_uid, st.st_gid);
+                Ok(())
+            }
+            libc::S_IFREG => {
+                let from = Fd(libc::openat(src, p, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC));
+                if from.0 < 0 {
+                    return Err(errno());
+                }
+                let to = Fd(libc::openat(
+                    dst,
+                    p,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    mode as libc::c_uint,
+                ));
+                if to.0 < 0 {
+                    return Err(errno());
+                }
+                let mut left = st.st_size as usize;
+                while left > 0 {
+                    let n = libc::sendfile(to.0, from.0, std::ptr::null_mut(), left.min(1 << 30));
+                    if n < 0 {
+                        return Err(errno());
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                    left -= n as usize;
+                }
+                libc::fchmod(to.0, mode);
+                libc::fchown(to.0, st.st_uid, st.st_gid);
+                Ok(())
+            }
+            libc::S_IFLNK => {
+                let mut target = [0u8; PATH_MAX];
+                let n = libc::readlinkat(src, p, target.as_mut_ptr().cast(), PATH_MAX - 1);
+                if n < 0 {
+                    return Err(errno());
+                }
+                target[n as usize] = 0;
+                if libc::symlinkat(target.as_ptr().cast(), dst, p) < 0 {
+                    return Err(errno());
+                }
+                libc::fchownat(dst, p, st.st_uid, st.st_gid, libc::AT_SYMLINK_NOFOLLOW);
+                Ok(())
+            }
+            _ => {
+                if libc::mknodat(dst, p, st.st_mode, st.st_rdev) < 0 {
+                    return Err(errno());
+                }
+                libc::fchownat(dst, p, st.st_uid, st.st_gid, libc::AT_SYMLINK_NOFOLLOW);
+                Ok(())
+            }
+        }
+    }
+}

@@ -243,6 +243,36 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 let target = target_fd(ctx, dest, Target::Dir, None)?;
                 bind_tree(source.as_ptr(), target.0, false, (*set, 0), (0, 0))
             }
+            Step::TmpfsCopyUp { dest, flags, data } => {
+                let old = target_fd(ctx, dest, Target::Dir, None)?;
+                // The directory as it was, still reachable through this fd once covered.
+                let below = Fd(libc::openat(
+                    old.0,
+                    c".".as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                ));
+                if below.0 < 0 {
+                    return Err(errno());
+                }
+                let p = FdPath::new(old.0);
+                ok(libc::mount(
+                    c"tmpfs".as_ptr(),
+                    p.ptr(),
+                    c"tmpfs".as_ptr(),
+                    *flags as c_ulong,
+                    opt_ptr(data).cast(),
+                ))?;
+                let top = target_fd(ctx, dest, Target::Dir, None)?;
+                let fresh = Fd(libc::openat(
+                    top.0,
+                    c".".as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                ));
+                if fresh.0 < 0 {
+                    return Err(errno());
+                }
+                crate::fs::copy_tree(below.0, fresh.0, 16)
+            }
             Step::Remount { dest, flags } => {
                 let fd = existing(ctx, dest)?;
                 let p = FdPath::new(fd.0);

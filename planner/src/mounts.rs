@@ -22,6 +22,7 @@ enum Opt {
 /// Every mount option the planner understands (anything else is passed to the filesystem as data).
 pub const OPTION_NAMES: &[&str] = &[
     "defaults",
+    "tmpcopyup",
     "ro",
     "rw",
     "nosuid",
@@ -221,6 +222,7 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
         let options = m.options().clone().unwrap_or_default();
         let (mut flags, mut propagation, mut attr_set, mut attr_clear, mut data) =
             (0u64, 0u64, 0u64, 0u64, Vec::new());
+        let mut copy_up = false;
         for (j, o) in options.iter().enumerate() {
             match option(o) {
                 Some(Opt::Flag(true, f)) => flags |= f,
@@ -241,6 +243,8 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                     attr_clear |= a;
                     attr_set &= !a;
                 }
+                // runc's and crun's extension: the tmpfs starts with what the directory held.
+                None if o == "tmpcopyup" => copy_up = true,
                 None if o.starts_with("idmap") || o.starts_with("ridmap") => {
                     return err(
                         format!("{field}.options[{j}]"),
@@ -315,7 +319,19 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
             if dest == "/dev" && typ == "tmpfs" {
                 dev_tmpfs = Some(parsed.len());
             }
-            if flags & libc::MS_REMOUNT != 0 {
+            if copy_up && typ != "tmpfs" {
+                return err(
+                    format!("{field}.options"),
+                    "tmpcopyup is for tmpfs mounts only",
+                );
+            }
+            if copy_up {
+                steps.push(Step::TmpfsCopyUp {
+                    dest: dest_buf.clone(),
+                    flags,
+                    data,
+                });
+            } else if flags & libc::MS_REMOUNT != 0 {
                 steps.push(Step::Remount {
                     dest: dest_buf.clone(),
                     flags: flags & !libc::MS_REMOUNT,

@@ -262,6 +262,13 @@ pub enum Step {
     /// threadgroup lock, which a parent writing our pid to `cgroup.procs` pays for with an RCU
     /// grace period (milliseconds).
     JoinCgroup { hierarchy: u8 },
+    /// `tmpcopyup` (runc's and crun's extension): mount a tmpfs on `<dest>` and copy into it
+    /// what the directory held before.
+    TmpfsCopyUp {
+        dest: CBuf,
+        flags: u64,
+        data: Option<CBuf>,
+    },
     /// `mount(NULL, <dest>, NULL, MS_REMOUNT | flags, data)`.
     Remount { dest: CBuf, flags: u64 },
     /// `mount(NULL, <dest>, NULL, propagation, NULL)`.
@@ -553,6 +560,10 @@ impl Step {
             | Step::SetAttr { dest, .. }
             | Step::MkNod { dest, .. }
             | Step::CgroupBind { dest, .. } => f(dest),
+            Step::TmpfsCopyUp { dest, data, .. } => {
+                f(dest);
+                data.iter().for_each(f)
+            }
             Step::BindMount { source, dest, .. } => {
                 f(source);
                 f(dest)

@@ -67,6 +67,13 @@ impl Display for Step {
             Step::NotDumpable => write!(f, "prctl PR_SET_DUMPABLE 0"),
             Step::SetNs { slot, ns } => write!(f, "setns slot {slot} ({})", ns.oci_name()),
             Step::WaitParent => write!(f, "wait for the parent (id maps)"),
+            Step::TmpfsCopyUp { dest, flags, data } => write!(
+                f,
+                "mount tmpfs on {} flags {} data {}, copying up what it held",
+                dest.text(),
+                mount_flag_names(*flags),
+                opt(data)
+            ),
             Step::AwaitHooks => write!(
                 f,
                 "report the runtime environment made; wait for the prestart, createRuntime and createContainer hooks"
