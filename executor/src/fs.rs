@@ -301,14 +301,7 @@ pub(crate) fn copy_tree(src: c_int, dst: c_int, depth: u32) -> Result<(), i32> {
     let mut buf = [0u8; 2048];
     loop {
         // SAFETY: getdents64 fills our stack buffer.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                src,
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, src, buf.as_mut_ptr(), buf.len()) };
         if n < 0 {
             return Err(errno());
         }
@@ -367,14 +360,22 @@ fn copy_entry(src: c_int, dst: c_int, name: &[u8], depth: u32) -> Result<(), i32
                 Ok(())
             }
             libc::S_IFREG => {
-                let from = Fd(libc::openat(src, p, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC));
+                let from = Fd(libc::openat(
+                    src,
+                    p,
+                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                ));
                 if from.0 < 0 {
                     return Err(errno());
                 }
                 let to = Fd(libc::openat(
                     dst,
                     p,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
                     mode as libc::c_uint,
                 ));
                 if to.0 < 0 {
