@@ -101,8 +101,17 @@ pub fn read_config(bundle: &Path) -> Result<Vec<u8>> {
 }
 
 /// The plan for a bundle: from the cache when its inputs are unchanged, else planned and stored.
-pub fn load_or_plan(root: &Path, bundle: &Path, options: Options) -> Result<Loaded> {
-    let config = read_config(bundle)?;
+/// `config` names another file than the bundle's `config.json` (crun's `--config`).
+pub fn load_or_plan(
+    root: &Path,
+    bundle: &Path,
+    config: Option<&Path>,
+    options: Options,
+) -> Result<Loaded> {
+    let config = match config {
+        Some(path) => std::fs::read(path).ctx(|| format!("--config {}", path.display()))?,
+        None => read_config(bundle)?,
+    };
     let host = host_facts();
     let filters = FilterFiles::new(root);
     let input = Input {

@@ -31,6 +31,10 @@ pub struct Cli {
     /// uses; no D-Bus).
     #[arg(long = "systemd-cgroup", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub systemd_cgroup: Option<String>,
+    /// crun's cgroup manager: cgroupfs, systemd (as --systemd-cgroup) or disabled (no
+    /// cgroups at all).
+    #[arg(long = "cgroup-manager", global = true)]
+    pub cgroup_manager: Option<String>,
     /// Print the version.
     #[arg(short = 'v', long)]
     pub version: bool,
@@ -60,11 +64,15 @@ pub struct CreateArgs {
     /// Pass this many fds after stdio into the container.
     #[arg(long = "preserve-fds", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65536))]
     pub preserve_fds: u32,
+    /// Use this config file instead of the bundle's config.json (crun).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 impl Cli {
     fn systemd(&self) -> bool {
         self.systemd_cgroup.as_deref().is_some_and(|v| v != "false")
+            || self.cgroup_manager.as_deref() == Some("systemd")
     }
 }
 
@@ -78,6 +86,7 @@ impl CreateArgs {
             no_pivot: self.no_pivot,
             preserve_fds: self.preserve_fds,
             systemd_cgroup,
+            config: self.config.clone(),
         }
     }
 }
@@ -230,6 +239,9 @@ pub struct ExecArgs {
     /// Exec even if the container is paused (crun).
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
+    /// crun: a sub-cgroup of the container to run in (not supported: refused).
+    #[arg(long)]
+    pub cgroup: Option<String>,
 }
 
 impl ExecArgs {
@@ -396,6 +408,16 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         ));
         return Ok(0);
     }
+    match cli.cgroup_manager.as_deref() {
+        None | Some("cgroupfs") | Some("systemd") => {}
+        Some("disabled") => {
+            // SAFETY: single-threaded here, before anything reads the environment.
+            unsafe { std::env::set_var(crate::cgroups::LAYOUT_ENV, "none") };
+        }
+        Some(other) => {
+            crate::bail!("invalid --cgroup-manager {other:?}: use cgroupfs, systemd or disabled")
+        }
+    }
     let store = Store::new(&cli.root);
     let Some(command) = &cli.command else {
         print("ferrun: no command given; see ferrun --help\n");
@@ -423,7 +445,14 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Seccomp { command } => crate::commands::seccomp(command),
-        Command::Exec(a) => crate::exec::exec(&store, &a.opts()),
+        Command::Exec(a) => {
+            if let Some(c) = &a.cgroup {
+                crate::bail!(
+                    "exec --cgroup {c}: sub-cgroups are not supported; the process joins the container's cgroup"
+                );
+            }
+            crate::exec::exec(&store, &a.opts())
+        }
         Command::Pause { id } => crate::manage::pause(&store, id).map(|_| 0),
         Command::Resume { id } => crate::manage::resume(&store, id).map(|_| 0),
         Command::Ps {

@@ -203,6 +203,7 @@ pub fn plan(
     let loaded = cache::load_or_plan(
         &store.root,
         &bundle,
+        None,
         Options {
             no_pivot,
             systemd_cgroup,

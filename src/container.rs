@@ -25,6 +25,8 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub systemd_cgroup: bool,
+    /// crun's `--config`: the config file, instead of the bundle's `config.json`.
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -315,6 +317,50 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     std::fs::rename(&tmp, path).ctx(|| format!("write pid file {}", path.display()))
 }
 
+/// systemd socket activation, as runc passes it on: when ferrun itself was given `LISTEN_FDS`
+/// (for its own pid), those fds (3 onwards) go into the container, before the `--preserve-fds`
+/// ones, and its process gets `LISTEN_FDS=N` and `LISTEN_PID=1`. Returns N.
+fn socket_activation(plan: &mut Plan) -> u32 {
+    let n: u32 = match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) if n > 0 => n,
+        _ => return 0,
+    };
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_none_or(|p| p == std::process::id());
+    if !ours {
+        return 0;
+    }
+    for s in &mut plan.steps {
+        if let Step::Exec { env, .. } = s {
+            env.retain(|e| {
+                !e.text().starts_with("LISTEN_FDS=") && !e.text().starts_with("LISTEN_PID=")
+            });
+            env.extend(ferrun_plans::CBuf::new(&format!("LISTEN_FDS={n}")));
+            env.extend(ferrun_plans::CBuf::new("LISTEN_PID=1"));
+        }
+    }
+    n
+}
+
+/// `process.consoleSize` on a fresh pty.
+pub(crate) fn set_console_size(master: &OwnedFd, size: Option<(u16, u16)>) {
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ on a pty master we hold, with a valid winsize.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+}
+
 /// Sends the pty master to `--console-socket`.
 pub(crate) fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
@@ -344,6 +390,7 @@ fn launch<'a>(
     let loaded = cache::load_or_plan(
         &store.root,
         &bundle,
+        opts.config.as_deref(),
         Options {
             no_pivot: opts.no_pivot,
             systemd_cgroup: opts.systemd_cgroup,
@@ -353,7 +400,9 @@ fn launch<'a>(
     for np in &loaded.plan.not_planned {
         log::debug(&format!("not yet planned: {}: {}", np.field, np.why));
     }
-    let plan = loaded.plan;
+    let mut plan = loaded.plan;
+    let listen_fds = socket_activation(&mut plan);
+    let preserve_fds = opts.preserve_fds + listen_fds;
     // Before anything is claimed, so that the re-executed command starts afresh.
     let shares_pid_ns = plan.clone_flags & ferrun_plans::Namespace::Pid.clone_flag() == 0;
     if shares_pid_ns && hook.is_none() && !crate::sealed::running_sealed() {
@@ -397,7 +446,7 @@ fn launch<'a>(
         store.save(&state)?;
         guard.cgroup = cgroup.clone();
     }
-    let min_fd = 3 + opts.preserve_fds;
+    let min_fd = 3 + preserve_fds;
     let (parent_sock, child_sock) = seqpacket_pair()?;
     let parent_sock = above(parent_sock, min_fd)?;
     let child_sock = above(child_sock, min_fd)?;
@@ -482,7 +531,7 @@ fn launch<'a>(
             .as_ref()
             .map_or(child_sock.as_raw_fd(), |f| f.as_raw_fd()),
         ns,
-        preserve: opts.preserve_fds,
+        preserve: preserve_fds,
     };
     // The cgroup2 directory the clone is born in (CLONE_INTO_CGROUP).
     let clone_into = match (&cgroup, plan.cgroups.as_ref().and_then(|c| c.clone_into)) {
@@ -567,6 +616,7 @@ fn launch<'a>(
         match recv_record(&parent_sock)? {
             Some((r, fd)) if r.step == MSG_PTY => match fd {
                 Some(master) => {
+                    set_console_size(&master, plan.console_size);
                     if let Some(sock) = &opts.console_socket {
                         send_console(sock, &master)?;
                     } else {

@@ -252,10 +252,13 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
     let mut pty = None;
     loop {
         match recv_record(&parent_sock).map_err(kill_child)? {
-            Some((r, Some(master))) if r.step == MSG_PTY => match &opts.console_socket {
-                Some(sock) => send_console(sock, &master).map_err(kill_child)?,
-                None => pty = Some(master),
-            },
+            Some((r, Some(master))) if r.step == MSG_PTY => {
+                crate::container::set_console_size(&master, plan.console_size);
+                match &opts.console_socket {
+                    Some(sock) => send_console(sock, &master).map_err(kill_child)?,
+                    None => pty = Some(master),
+                }
+            }
             Some((r, _)) if r.step == MSG_READY => break,
             Some((r, _)) => return Err(kill_child(Error(render_failure(&plan, r)))),
             None => {

@@ -217,7 +217,10 @@ fn terminal_with_console_socket() {
         "-c",
         "tty; test -t 0 && echo stdin-is-a-tty; stty size",
     ]);
-    b.edit(|c| c["process"]["terminal"] = json!(true));
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 33, "width": 101});
+    });
     let bundle = b.path().to_str().expect("utf-8").to_string();
 
     // Without a socket, create refuses.
@@ -238,17 +241,8 @@ fn terminal_with_console_socket() {
         "tty1",
     ]);
     assert!(o.status.success(), "{:?}", text(&o));
+    // consoleSize is on the pty before it is handed over.
     let master = receiver.join().expect("receiver");
-    // SAFETY: setting the pty size on the master we hold.
-    unsafe {
-        let ws = libc::winsize {
-            ws_row: 33,
-            ws_col: 101,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-    }
     assert!(b.ferrun(&["start", "tty1"]).status.success());
     let mut out = Vec::new();
     let mut f = std::fs::File::from(master);
@@ -330,4 +324,47 @@ fn run_uses_the_callers_terminal() {
     assert!(out.contains("40 120"), "with the caller's size: {out:?}");
     assert!(out.contains("stdin-tty"), "{out:?}");
     assert!(b.leftover_state().is_empty());
+}
+
+#[test]
+fn crun_flags_config_and_cgroup_manager() {
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo from-$NAME; cat /proc/self/cgroup | grep -c ferrun-test || true",
+    ]);
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    // --config names another file than the bundle's config.json.
+    let mut other = b.config.clone();
+    other["process"]["env"] = json!(["PATH=/bin", "NAME=other"]);
+    let other_path = b.path().join("other.json");
+    std::fs::write(&other_path, other.to_string()).expect("write");
+    let o = b.ferrun(&[
+        "run",
+        "--config",
+        other_path.to_str().expect("utf-8"),
+        "--bundle",
+        &bundle,
+        "cfg",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "from-other");
+    assert_ne!(lines[1], "0", "in its own cgroups: {out}");
+    // --cgroup-manager disabled: no cgroup is made or joined.
+    let o = b.ferrun(&[
+        "--cgroup-manager",
+        "disabled",
+        "run",
+        "--bundle",
+        &bundle,
+        "nocg",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(out.lines().nth(1), Some("0"), "{out}");
+    let o = b.ferrun(&["--cgroup-manager", "bogus", "run", "--bundle", &bundle, "x"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("--cgroup-manager"));
 }

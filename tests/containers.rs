@@ -772,3 +772,25 @@ fn tmpcopyup_fills_the_tmpfs_with_what_the_directory_held() {
     // The rootfs itself is untouched.
     assert!(!common::rootfs().join("etc/extra").exists());
 }
+
+#[test]
+fn socket_activation_fds_reach_the_container() {
+    let b = Bundle::new(&["sh", "-c", "echo $LISTEN_FDS $LISTEN_PID; cat <&3"]);
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let file = b.path().join("socket-stand-in");
+    std::fs::write(&file, "activated\n").expect("write");
+    // LISTEN_PID must name ferrun itself: a shell sets it and execs ferrun with fd 3 open.
+    let script = format!(
+        "exec 3<{} && LISTEN_FDS=1 LISTEN_PID=$$ exec {} --root {} run --bundle {bundle} act",
+        file.display(),
+        common::ferrun_bin(),
+        b.state_root().display()
+    );
+    let o = common::output_via_files({
+        let mut c = std::process::Command::new("sh");
+        c.args(["-c", &script]);
+        c
+    });
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1 1\nactivated\n");
+}

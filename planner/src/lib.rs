@@ -181,6 +181,14 @@ pub(crate) fn clean_abs(p: &str) -> String {
 }
 
 /// Builds the plan.
+/// `process.consoleSize`, clamped to what a `winsize` holds.
+fn console_size(p: &oci_spec::runtime::Process) -> Option<(u16, u16)> {
+    p.console_size().as_ref().map(|b| {
+        let clamp = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+        (clamp(b.height()), clamp(b.width()))
+    })
+}
+
 /// Plans `exec` of `process` (a `process` object, as `exec --process` reads it) into the
 /// running container whose `config.json` is `input.config`; `input.host.cgroups` is the
 /// container's own cgroup layout.
@@ -317,6 +325,7 @@ impl<'a> Planner<'a> {
             steps: self.steps,
             rootfs: String::new(),
             terminal,
+            console_size: console_size(process),
             cgroups: self.cgroups,
             seccomp_listener: self.seccomp_listener,
             hooks: ferrun_plans::Hooks::default(),
@@ -405,6 +414,7 @@ impl<'a> Planner<'a> {
             steps: self.steps,
             rootfs,
             terminal,
+            console_size: console_size(process),
             cgroups: self.cgroups,
             seccomp_listener: self.seccomp_listener,
             hooks,
@@ -581,10 +591,10 @@ impl<'a> Planner<'a> {
         let layout = &self.input.host.cgroups;
         let linux = self.spec.linux().as_ref();
         if layout.mode() == ferrun_plans::cgroups::CgroupMode::None {
+            // No hierarchy mounted, or cgroups disabled (`--cgroup-manager disabled`).
             if linux.is_some_and(|l| l.resources().is_some()) {
-                return err(
-                    "linux.resources",
-                    "the host mounts no cgroup hierarchy to apply it with",
+                self.warnings.push(
+                    "linux.resources: no cgroup hierarchy to apply it with: not applied".into(),
                 );
             }
             return Ok(());

@@ -445,6 +445,8 @@ pub struct Plan {
     pub rootfs: String,
     /// `process.terminal`.
     pub terminal: bool,
+    /// `process.consoleSize` as (rows, columns), set on the pty before it is handed over.
+    pub console_size: Option<(u16, u16)>,
     /// The container's cgroups; `None` when the host has none.
     pub cgroups: Option<Cgroups>,
     /// Where the seccomp listener fd goes (`SCMP_ACT_NOTIFY`).
@@ -638,6 +640,7 @@ mod tests {
             ],
             rootfs: "/r".into(),
             terminal: false,
+            console_size: None,
             cgroups: None,
             seccomp_listener: None,
             hooks: Hooks::default(),
