@@ -4,7 +4,6 @@ mod common;
 
 use common::Bundle;
 use serde_json::{Value, json};
-use std::os::fd::AsRawFd;
 
 fn text(o: &std::process::Output) -> (String, String) {
     (

@@ -17,6 +17,8 @@ enum Opt {
     Propagation(u64),
     /// A recursive attribute: set (true) or clear (false) `MOUNT_ATTR_*` bits.
     Attr(bool, u64),
+    /// `tmpcopyup` (runc's and crun's extension): the tmpfs starts with what the directory held.
+    CopyUp,
 }
 
 /// Every mount option the planner understands (anything else is passed to the filesystem as data).
@@ -127,6 +129,7 @@ fn option(name: &str) -> Option<Opt> {
         "rslave" => Opt::Propagation(MS_SLAVE | MS_REC),
         "unbindable" => Opt::Propagation(MS_UNBINDABLE),
         "runbindable" => Opt::Propagation(MS_UNBINDABLE | MS_REC),
+        "tmpcopyup" => Opt::CopyUp,
         "rro" => Opt::Attr(true, MOUNT_ATTR_RDONLY),
         "rrw" => Opt::Attr(false, MOUNT_ATTR_RDONLY),
         "rnosuid" => Opt::Attr(true, MOUNT_ATTR_NOSUID),
@@ -243,8 +246,7 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                     attr_clear |= a;
                     attr_set &= !a;
                 }
-                // runc's and crun's extension: the tmpfs starts with what the directory held.
-                None if o == "tmpcopyup" => copy_up = true,
+                Some(Opt::CopyUp) => copy_up = true,
                 None if o.starts_with("idmap") || o.starts_with("ridmap") => {
                     return err(
                         format!("{field}.options[{j}]"),
