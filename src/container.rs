@@ -440,7 +440,11 @@ fn launch<'a>(
         plan: loaded.key,
         cgroup: cgroup.clone(),
         hooks: (!plan.hooks.is_empty()).then(|| plan.hooks.clone()),
+        notify: crate::notify::host_socket(),
     };
+    if state.notify.is_some() {
+        crate::notify::prepare(&mut plan, &dir)?;
+    }
     if cgroup.is_some() {
         // Saved before any cgroup exists: a create killed from here on is cleaned up by delete.
         store.save(&state)?;
@@ -827,9 +831,16 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
             return Err(e);
         }
     }
+    let notify = match &s.notify {
+        Some(_) => Some(crate::notify::bind(&store.dir(id))?),
+        None => None,
+    };
     f.write_all(b"0")
         .ctx(|| format!("write {}", fifo.display()))?;
     std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
+    if let (Some(sock), Some(host), Some(pidfd)) = (&notify, &s.notify, pidfd_of(&s)) {
+        crate::notify::wait_ready(sock, pidfd.as_raw_fd(), s.pid, host)?;
+    }
     if let Some(h) = &s.hooks {
         let st = crate::hooks::state(h, id, "running", s.pid, &s.bundle);
         crate::hooks::run_warn("poststart", &h.poststart, &st);
@@ -883,8 +894,15 @@ fn run_blocked(
         &st,
         Some((l.child.pidfd, h.container_ns)),
     )?;
+    let notify = match crate::notify::host_socket() {
+        Some(host) => Some((crate::notify::bind(&store.dir(&opts.id))?, host)),
+        None => None,
+    };
     send_byte(&l.sync)?;
     await_exec(&l)?;
+    if let Some((sock, host)) = &notify {
+        crate::notify::wait_ready(sock, l.child.pidfd, l.child.pid, host)?;
+    }
     let st = crate::hooks::state(h, &opts.id, "running", l.child.pid, &bundle);
     crate::hooks::run_warn("poststart", &h.poststart, &st);
     if let Some(p) = &opts.pid_file {

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod hooks;
 pub mod log;
 pub mod manage;
+pub mod notify;
 pub mod sealed;
 pub mod state;
 

@@ -28,6 +28,9 @@ pub struct State {
     /// The config's hooks, for `start` and `delete`; absent when there are none.
     #[serde(default)]
     pub hooks: Option<ferrun_plans::Hooks>,
+    /// The caller's `NOTIFY_SOCKET`, which `start` forwards the container's READY=1 to.
+    #[serde(default)]
+    pub notify: Option<String>,
 }
 
 /// OCI container status.

@@ -794,3 +794,46 @@ fn socket_activation_fds_reach_the_container() {
     assert!(o.status.success(), "{o:?}");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "1 1\nactivated\n");
 }
+
+#[test]
+fn notify_socket_readiness_reaches_the_callers_socket() {
+    let mut b = Bundle::new(&[]);
+    b.with_probe();
+    b.edit(|c| {
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "sleep 0.2; /probe notify STATUS=warming && /probe notify READY=1 && sleep 30"
+        ])
+    });
+    let host = b.path().join("host-notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&host).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let with_env = |args: &[&str]| {
+        let mut c = b.cmd(args);
+        c.env("NOTIFY_SOCKET", &host);
+        common::output_via_files(c)
+    };
+    let o = with_env(&["create", "--bundle", &bundle, "ready"]);
+    assert!(o.status.success(), "{o:?}");
+    // start returns only once the program said READY=1: the messages are already there.
+    let o = with_env(&["start", "ready"]);
+    assert!(o.status.success(), "{o:?}");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = listener.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&b.ferrun(&["state", "ready"]).stdout).expect("state");
+    assert_eq!(
+        got,
+        vec![
+            "STATUS=warming".to_string(),
+            "READY=1".to_string(),
+            format!("MAINPID={}", state["pid"])
+        ]
+    );
+    assert!(b.ferrun(&["delete", "--force", "ready"]).status.success());
+}

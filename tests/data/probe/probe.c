@@ -1,13 +1,17 @@
 /* probe: make raw syscalls and print what came back, one line per call.
  *   probe [x86] NR [ARG...] [-- [x86] NR [ARG...] ...]
  * prints "ret N" or "errno N". "x86" makes the call through int 0x80 (the i386 ABI).
+ *   probe notify MESSAGE
+ * sends MESSAGE as one datagram to $NOTIFY_SOCKET (what sd_notify does).
  * Built static by the tests and bound into a busybox container. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 
 static long x86_call(long nr, long a[6]) {
     long ret;
@@ -20,7 +24,19 @@ static long x86_call(long nr, long a[6]) {
     return ret;
 }
 
+static int notify(const char *msg) {
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path) return 3;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (fd < 0) return 4;
+    if (sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&sa, sizeof sa) < 0) { perror("sendto"); return 5; }
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "notify") == 0) return notify(argv[2]);
     int i = 1;
     while (i < argc) {
         int x86 = 0;

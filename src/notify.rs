@@ -1,0 +1,146 @@
+//! `NOTIFY_SOCKET` (sd_notify) through the container, as runc does: when ferrun is given one,
+//! the container gets a socket of its own at `/run/notify/notify.sock` (a directory of its
+//! state dir, bound in), and `start` (or `run`) waits until the container's program reports
+//! `READY=1` there, forwarding what it says to the caller's socket, with `MAINPID`.
+
+use crate::bail;
+use crate::error::{Context, Result};
+use ferrun_plans::{CBuf, Plan, Step};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Where the socket is inside the container.
+pub const CONTAINER_DIR: &str = "/run/notify";
+
+/// The caller's `NOTIFY_SOCKET`, if any.
+pub fn host_socket() -> Option<String> {
+    std::env::var("NOTIFY_SOCKET")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// The directory, in the container's state dir, that holds the container's socket.
+pub fn dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("notify")
+}
+
+/// Makes the socket directory and adds to the plan its bind (after every other mount, before
+/// the root changes) and `NOTIFY_SOCKET` in the program's environment.
+pub fn prepare(plan: &mut Plan, state_dir: &Path) -> Result<()> {
+    let d = dir(state_dir);
+    std::fs::create_dir(&d).ctx(|| format!("create {}", d.display()))?;
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .ctx(|| format!("chmod {}", d.display()))?;
+    let (Some(source), Some(dest), Some(env)) = (
+        CBuf::new(&d.to_string_lossy()),
+        CBuf::new(CONTAINER_DIR),
+        CBuf::new(&format!("NOTIFY_SOCKET={CONTAINER_DIR}/notify.sock")),
+    ) else {
+        bail!("state dir {}: not a usable path", d.display());
+    };
+    let at = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::PivotRoot | Step::Chroot))
+        .unwrap_or(plan.steps.len());
+    plan.steps.insert(
+        at,
+        Step::BindMount {
+            source,
+            dest,
+            recursive: false,
+            set: 0,
+            clear: 0,
+            rset: 0,
+            rclear: 0,
+        },
+    );
+    for s in &mut plan.steps {
+        if let Step::Exec { env: e, .. } = s {
+            e.retain(|v| !v.text().starts_with("NOTIFY_SOCKET="));
+            e.push(env.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Binds the container's socket (before the program starts, so nothing it says is lost).
+pub fn bind(state_dir: &Path) -> Result<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, socket};
+    let path = dir(state_dir).join("notify.sock");
+    let _ = std::fs::remove_file(&path);
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ctx(|| "notify socket".into())?;
+    let addr = UnixAddr::new(&path).ctx(|| format!("notify socket {}", path.display()))?;
+    bind(sock.as_raw_fd(), &addr).ctx(|| format!("bind {}", path.display()))?;
+    // Any user in the container may report.
+    let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777));
+    Ok(sock)
+}
+
+/// Forwards the container's messages to `host` until `READY=1` (then adds `MAINPID`), or fails
+/// when the container's process ends first.
+pub fn wait_ready(sock: &OwnedFd, pidfd: i32, pid: i32, host: &str) -> Result<()> {
+    use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, sendto, socket};
+    let out = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ctx(|| "socket".into())?;
+    let addr = match host.strip_prefix('@') {
+        Some(name) => UnixAddr::new_abstract(name.as_bytes()),
+        None => UnixAddr::new(host),
+    }
+    .ctx(|| format!("NOTIFY_SOCKET {host}"))?;
+    let send = |msg: &[u8]| {
+        sendto(out.as_raw_fd(), msg, &addr, MsgFlags::empty())
+            .map(|_| ())
+            .ctx(|| format!("NOTIFY_SOCKET {host}: send"))
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: a valid pollfd array.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 && crate::errno() != libc::EINTR {
+            bail!(
+                "NOTIFY_SOCKET: poll: {}",
+                crate::error::errno_text(crate::errno())
+            );
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            // SAFETY: reading one datagram into our buffer.
+            let got =
+                unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if got > 0 {
+                let msg = &buf[..got as usize];
+                send(msg)?;
+                if msg.split(|b| *b == b'\n').any(|l| l == b"READY=1") {
+                    return send(format!("MAINPID={pid}").as_bytes());
+                }
+            }
+            continue;
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            bail!("the container's process exited before it reported READY=1");
+        }
+    }
+}
