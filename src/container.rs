@@ -441,6 +441,11 @@ fn launch<'a>(
         cgroup: cgroup.clone(),
         hooks: (!plan.hooks.is_empty()).then(|| plan.hooks.clone()),
         notify: crate::notify::host_socket(),
+        config: opts
+            .config
+            .as_ref()
+            .and_then(|c| std::fs::canonicalize(c).ok())
+            .map(|c| c.to_string_lossy().into_owned()),
     };
     if state.notify.is_some() {
         crate::notify::prepare(&mut plan, &dir)?;
@@ -589,6 +594,17 @@ fn launch<'a>(
     let child = ferrun_executor::spawn(&prepared, &fds, hook)
         .ctx(|| "clone3 the container process".into())?;
     guard.child = Some((child.pid, child.pidfd));
+    if !plan.hooks.poststop.is_empty() {
+        // From here the container exists: its poststop hooks run however it ends.
+        let stopped = crate::hooks::state(
+            &plan.hooks,
+            &opts.id,
+            "stopped",
+            0,
+            &bundle.to_string_lossy(),
+        );
+        guard.poststop = Some((plan.hooks.poststop.clone(), stopped));
+    }
     drop(child_sock);
     drop(fifo);
     drop(ns_files);
@@ -634,8 +650,6 @@ fn launch<'a>(
                 let h = &plan.hooks;
                 let bundle = bundle.to_string_lossy();
                 let st = crate::hooks::state(h, &opts.id, "creating", child.pid, &bundle);
-                let stopped = crate::hooks::state(h, &opts.id, "stopped", 0, &bundle);
-                guard.poststop = Some((h.poststop.clone(), stopped));
                 crate::hooks::run("prestart", &h.prestart, &st, None)?;
                 crate::hooks::run("createRuntime", &h.create_runtime, &st, None)?;
                 crate::hooks::run(
@@ -782,6 +796,17 @@ pub fn create(store: &Store, opts: &CreateOpts) -> Result<()> {
     Ok(())
 }
 
+/// The `process` object of the config a container was made from.
+fn config_process(s: &State) -> Result<serde_json::Value> {
+    let bytes = match &s.config {
+        Some(path) => std::fs::read(path).ctx(|| format!("config {path}"))?,
+        None => cache::read_config(Path::new(&s.bundle))?,
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error(format!("bundle {}: config.json: {e}", s.bundle)))?;
+    Ok(v["process"].clone())
+}
+
 /// `ferrun start`: release a created container.
 pub fn start(store: &Store, id: &str) -> Result<()> {
     let s = store.load(id)?;
@@ -811,12 +836,10 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
             bail!("cannot start container {id}: container not running");
         };
         let st = crate::hooks::state(h, id, "created", s.pid, &s.bundle);
-        if let Err(e) = crate::hooks::run(
-            "startContainer",
-            &h.start_container,
-            &st,
-            Some((pidfd.as_raw_fd(), h.container_ns)),
-        ) {
+        let process = config_process(&s)?;
+        if let Err(e) =
+            crate::hooks::run_start_container(&h.start_container, &st, &store.root, id, &process)
+        {
             // The spec: a failed startContainer hook stops the container.
             // SAFETY: signalling through the pidfd we hold.
             unsafe {
@@ -881,19 +904,18 @@ fn run_blocked(
     }
     let h = &l.plan.hooks;
     let bundle = absolute(&opts.bundle)?.to_string_lossy().into_owned();
-    if !h.is_empty() {
-        l.guard.poststop = Some((
-            h.poststop.clone(),
-            crate::hooks::state(h, &opts.id, "stopped", 0, &bundle),
-        ));
+    if !h.start_container.is_empty() {
+        let st = crate::hooks::state(h, &opts.id, "created", l.child.pid, &bundle);
+        let s = store.load(&opts.id)?;
+        let process = config_process(&s)?;
+        crate::hooks::run_start_container(
+            &h.start_container,
+            &st,
+            &store.root,
+            &opts.id,
+            &process,
+        )?;
     }
-    let st = crate::hooks::state(h, &opts.id, "created", l.child.pid, &bundle);
-    crate::hooks::run(
-        "startContainer",
-        &h.start_container,
-        &st,
-        Some((l.child.pidfd, h.container_ns)),
-    )?;
     let notify = match crate::notify::host_socket() {
         Some(host) => Some((crate::notify::bind(&store.dir(&opts.id))?, host)),
         None => None,

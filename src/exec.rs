@@ -68,13 +68,21 @@ fn process_json(opts: &ExecOpts, config: &Value) -> Result<Vec<u8>> {
                 .map_err(|_| Error(format!("--user {u:?}: want UID[:GID] as numbers")))
         };
         p["user"]["uid"] = json!(num(uid)?);
-        p["user"]["gid"] = json!(match gid {
-            Some(g) => num(g)?,
-            None => 0,
-        });
+        // Without a gid the config's stays, as in runc.
+        if let Some(g) = gid {
+            p["user"]["gid"] = json!(num(g)?);
+        }
+        if p["user"]["gid"].is_null() {
+            p["user"]["gid"] = json!(0);
+        }
     }
     if !opts.additional_gids.is_empty() {
-        p["user"]["additionalGids"] = json!(opts.additional_gids);
+        let mut gids: Vec<Value> = p["user"]["additionalGids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        gids.extend(opts.additional_gids.iter().map(|g| json!(g)));
+        p["user"]["additionalGids"] = json!(gids);
     }
     if !opts.caps.is_empty() {
         for set in ["bounding", "effective", "permitted"] {
@@ -101,8 +109,24 @@ fn process_json(opts: &ExecOpts, config: &Value) -> Result<Vec<u8>> {
     serde_json::to_vec(&p).map_err(|e| Error(format!("encode the process: {e}")))
 }
 
+/// The cgroup2 directory of the container's first process, from `/proc/<pid>/cgroup`.
+fn init_cgroup2(pid: i32, cg: Option<&Cgroup>) -> Option<PathBuf> {
+    let mount = cg?.hierarchies.iter().find(|h| h.v2)?.mount.clone();
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    if rel.split('/').any(|c| c == "..") {
+        return None;
+    }
+    Some(PathBuf::from(mount).join(rel.trim_start_matches('/')))
+}
+
 /// Runs `exec`; returns the exit code to leave with (the process's, unless detached).
 pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
+    // The process runs ferrun's image inside the container until it execs: from a sealed copy,
+    // so that nothing there can write to the host's binary (CVE-2019-5736).
+    if !crate::sealed::running_sealed() {
+        crate::sealed::reexec()?;
+    }
     let forwarded = forwarded_signals();
     let old = block(&forwarded)?;
     let r = exec_blocked(store, opts, &forwarded);
@@ -133,7 +157,10 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         );
     };
     let bundle = PathBuf::from(&s.bundle);
-    let config = crate::cache::read_config(&bundle)?;
+    let config = match &s.config {
+        Some(path) => std::fs::read(path).ctx(|| format!("config {path}"))?,
+        None => crate::cache::read_config(&bundle)?,
+    };
     let config_json: Value = serde_json::from_slice(&config)
         .map_err(|e| Error(format!("bundle {}: config.json: {e}", bundle.display())))?;
     let process = process_json(opts, &config_json)?;
@@ -197,6 +224,28 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
             keep.push(f);
         }
     }
+    // Our own namespaces, to return to once the process is cloned: threads (the console proxy)
+    // cannot be made while the namespace for children differs from ours.
+    let mut own = Vec::new();
+    for h in &plan.before_clone {
+        if let HostStep::JoinContainer { flags } = h {
+            for ns in ferrun_plans::Namespace::ALL {
+                if *flags & ns.clone_flag() != 0 {
+                    let name = match ns {
+                        ferrun_plans::Namespace::Pid => "pid",
+                        ferrun_plans::Namespace::Time => "time",
+                        ferrun_plans::Namespace::Network => "net",
+                        ferrun_plans::Namespace::Ipc => "ipc",
+                        ferrun_plans::Namespace::Uts => "uts",
+                        _ => continue,
+                    };
+                    let f = std::fs::File::open(format!("/proc/self/ns/{name}"))
+                        .ctx(|| format!("open /proc/self/ns/{name}"))?;
+                    own.push((f, ns.clone_flag()));
+                }
+            }
+        }
+    }
     for h in &plan.before_clone {
         match h {
             HostStep::JoinContainer { flags } => {
@@ -222,9 +271,30 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         ns,
         preserve: opts.preserve_fds,
     };
-    let prepared = Prepared::new(&plan).with_cgroups(Vec::new(), clone_into, tasks);
-    let child =
-        ferrun_executor::spawn(&prepared, &fds, None).ctx(|| "clone3 the exec process".into())?;
+    let prepared = Prepared::new(&plan).with_cgroups(Vec::new(), clone_into, tasks.clone());
+    let mut spawned = ferrun_executor::spawn(&prepared, &fds, None);
+    if let Err(e) = &spawned
+        && clone_into >= 0
+        && matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOENT))
+    {
+        // The container's cgroup2 directory is no leaf any more (a systemd in the container
+        // moved its init) or is gone: join init's own cgroup, as runc does.
+        if let Some(dir) = init_cgroup2(s.pid, cg) {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(&dir)
+                .ctx(|| format!("open cgroup {}", dir.display()))?;
+            let f = above(OwnedFd::from(f), min_fd)?;
+            let prepared = Prepared::new(&plan).with_cgroups(Vec::new(), f.as_raw_fd(), tasks);
+            spawned = ferrun_executor::spawn(&prepared, &fds, None);
+        }
+    }
+    for (f, flag) in &own {
+        // SAFETY: setns back into our own namespaces through fds we hold.
+        unsafe { libc::setns(f.as_raw_fd(), *flag as libc::c_int) };
+    }
+    let child = spawned.ctx(|| "clone3 the exec process".into())?;
     drop(child_sock);
     drop(keep);
     let kill_child = |why: Error| {
@@ -273,7 +343,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         return Err(kill_child(Error(render_failure(&plan, r))));
     }
     if let Some(p) = &opts.pid_file {
-        write_pid_file(p, child.pid)?;
+        write_pid_file(p, child.pid).map_err(kill_child)?;
     }
     if opts.detach {
         // SAFETY: closing our handle; the process stays, to be reaped by our caller's subreaper.

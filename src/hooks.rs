@@ -53,31 +53,72 @@ fn run_one(h: &Hook, state: &str, ns: Option<(i32, u64)>) -> std::result::Result
         cmd.arg0(first).args(rest);
     }
     cmd.env_clear()
-        .envs(h.env.iter().filter_map(|e| e.split_once('=')))
-        .stdin(Stdio::piped())
+        .envs(h.env.iter().filter_map(|e| e.split_once('=')));
+    // SAFETY: close_range and setns are async-signal-safe; the closure touches only copied
+    // integers. No fd of ferrun's (preserved or activation fds) reaches the hook.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            if let Some((pidfd, flags)) = ns
+                && libc::setns(pidfd, flags as libc::c_int) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    wait_hook(cmd, state, h.timeout, || {})
+}
+
+/// Spawns `cmd` with `state` on its stdin, drains its output while it runs, and waits for it
+/// (at most `timeout` seconds, after which `on_timeout` runs and it is killed).
+fn wait_hook(
+    mut cmd: Command,
+    state: &str,
+    timeout: Option<u32>,
+    on_timeout: impl Fn(),
+) -> std::result::Result<(), String> {
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some((pidfd, flags)) = ns {
-        // SAFETY: setns is async-signal-safe; the closure touches only copied integers.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(pidfd, flags as libc::c_int) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
     let mut child = cmd
         .spawn()
         .map_err(|e| crate::error::errno_text(e.raw_os_error().unwrap_or(libc::EIO)))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is not a failure.
-        let _ = stdin.write_all(state.as_bytes());
-    }
-    let deadline = h
-        .timeout
-        .map(|t| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(t)));
+    // Threads, so that a hook that does not read its stdin, or writes a lot, cannot block us.
+    let input = child.stdin.take().map(|mut stdin| {
+        let state = state.to_string();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(state.as_bytes());
+        })
+    });
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        r.map(|mut r| {
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                let _ = r.read_to_end(&mut all);
+                all
+            })
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+    );
+    let deadline =
+        timeout.map(|t| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(t)));
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
@@ -85,13 +126,18 @@ fn run_one(h: &Hook, state: &str, ns: Option<(i32, u64)>) -> std::result::Result
             Err(e) => return Err(format!("wait: {e}")),
         }
         if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            on_timeout();
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("timed out after {}s", h.timeout.unwrap_or(0)));
+            return Err(format!("timed out after {}s", timeout.unwrap_or(0)));
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     };
-    let out = child.wait_with_output().map_err(|e| format!("wait: {e}"))?;
+    if let Some(t) = input {
+        let _ = t.join();
+    }
+    let _ = out.map(|t| t.join());
+    let stderr = err.and_then(|t| t.join().ok()).unwrap_or_default();
     if status.success() {
         return Ok(());
     }
@@ -102,12 +148,59 @@ fn run_one(h: &Hook, state: &str, ns: Option<(i32, u64)>) -> std::result::Result
             std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
         ),
     };
-    let text = String::from_utf8_lossy(&out.stderr);
-    let text = text.trim();
-    if !text.is_empty() {
-        msg.push_str(&format!(": {}", text.lines().last().unwrap_or("")));
+    let text = String::from_utf8_lossy(&stderr);
+    if let Some(last) = text.trim().lines().last() {
+        msg.push_str(&format!(": {last}"));
     }
     Err(msg)
+}
+
+/// `startContainer` hooks: their program comes from the container's image, so each runs as a
+/// process of the container, with everything `ferrun exec` gives one (its namespaces, cgroups,
+/// user, capabilities, `no_new_privs` and seccomp filter), never as ferrun's own child on the host.
+pub fn run_start_container(
+    list: &[Hook],
+    state: &str,
+    root: &std::path::Path,
+    id: &str,
+    process: &serde_json::Value,
+) -> Result<()> {
+    for (i, h) in list.iter().enumerate() {
+        let mut p = process.clone();
+        let mut args = vec![h.path.clone()];
+        args.extend(h.args.iter().skip(1).cloned());
+        p["args"] = serde_json::json!(args);
+        p["env"] = serde_json::json!(h.env);
+        p["terminal"] = serde_json::json!(false);
+        let dir = root.join(id);
+        let file = dir.join(format!(".hook-{i}.json"));
+        let pid_file = dir.join(format!(".hook-{i}.pid"));
+        let fail =
+            |e: String| crate::error::Error(format!("hooks.startContainer[{i}] {}: {e}", h.path));
+        std::fs::write(&file, p.to_string()).map_err(|e| fail(e.to_string()))?;
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg("--root")
+            .arg(root)
+            .arg("exec")
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg("--process")
+            .arg(&file)
+            .arg(id);
+        let r = wait_hook(cmd, state, h.timeout, || {
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                // SAFETY: killing the hook's process, which ferrun exec started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_file(&pid_file);
+        r.map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// Checks that every hook path exists before anything is created (a typo fails fast).

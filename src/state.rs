@@ -31,6 +31,9 @@ pub struct State {
     /// The caller's `NOTIFY_SOCKET`, which `start` forwards the container's READY=1 to.
     #[serde(default)]
     pub notify: Option<String>,
+    /// crun's `--config`: the config file the container was made from, when not the bundle's.
+    #[serde(default)]
+    pub config: Option<String>,
 }
 
 /// OCI container status.

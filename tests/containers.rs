@@ -837,3 +837,34 @@ fn notify_socket_readiness_reaches_the_callers_socket() {
     );
     assert!(b.ferrun(&["delete", "--force", "ready"]).status.success());
 }
+
+#[test]
+fn tmpcopyup_copies_a_tree_and_can_be_read_only() {
+    let mut b = Bundle::new(&[]);
+    let tree = b.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub/deeper")).expect("dirs");
+    std::fs::write(tree.join("sub/deeper/file"), "deep\n").expect("file");
+    std::os::unix::fs::symlink("sub/deeper/file", tree.join("link")).expect("symlink");
+    std::fs::write(tree.join("suid"), "").expect("suid");
+    std::fs::set_permissions(
+        tree.join("suid"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .expect("chmod");
+    let src = tree.to_str().expect("utf-8").to_string();
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().expect("mounts");
+        m.push(
+            json!({"destination": "/tree", "type": "bind", "source": src, "options": ["rbind"]}),
+        );
+        m.push(
+            json!({"destination": "/tree", "type": "tmpfs", "source": "tmpfs",
+                      "options": ["tmpcopyup", "ro"]}),
+        );
+    });
+    let out = b.sh(
+        "cat /tree/sub/deeper/file; readlink /tree/link; stat -c %a /tree/suid; \
+         touch /tree/new 2>/dev/null && echo rw || echo ro",
+    );
+    assert_eq!(out, "deep\nsub/deeper/file\n4755\nro\n");
+}

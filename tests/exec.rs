@@ -259,3 +259,27 @@ fn exec_refuses_a_stopped_or_paused_container() {
     ok(&b.ferrun(&["delete", "--force", "p"]));
     assert!(b.leftover_state().is_empty());
 }
+
+#[test]
+fn exec_tty_on_the_callers_terminal() {
+    let mut b = Bundle::new(&[]);
+    running(&mut b, "pt");
+    // script(1) gives ferrun a terminal; exec -t proxies it to the process's own pty.
+    let inner = format!(
+        "{} --root {} exec -t pt sh -c 'tty; echo done'",
+        common::ferrun_bin(),
+        b.state_root().display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        text.contains("/dev/pts/") && text.contains("done"),
+        "{text:?}"
+    );
+    ok(&b.ferrun(&["delete", "--force", "pt"]));
+}

@@ -39,7 +39,12 @@ fn every_phase_runs_in_order_with_the_state() {
             // Before pivot_root the container's mount namespace still shows the host's paths.
             "createContainer": [hook("createContainer", &host_dir)],
             // After pivot_root: the container's /bin/sh, and its /ctl.
-            "startContainer": [hook("startContainer", "/ctl")],
+            "startContainer": [
+                hook("startContainer", "/ctl"),
+                // Its program comes from the image: it runs as a process of the container.
+                {"path": "/bin/sh", "args": ["sh", "-c",
+                    "grep CapEff /proc/self/status > /ctl/caps; readlink /proc/self/ns/pid >> /ctl/caps"]}
+            ],
             "poststart": [hook("poststart", &host_dir)],
             "poststop": [hook("poststop", &host_dir)]
         });
@@ -76,6 +81,18 @@ fn every_phase_runs_in_order_with_the_state() {
             "createContainer {container}\nstartContainer {container}\npoststart {host_name}\n"
         )),
         "{log}"
+    );
+    let pid_ns = std::fs::read_link(format!("/proc/{}/ns/pid", state["pid"]))
+        .expect("pid ns")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        read(&ctl.join("caps")),
+        format!(
+            "CapEff:\t{}\n{pid_ns}\n",
+            common::cap_mask(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"])
+        ),
+        "the container's capabilities and pid namespace, not ferrun's"
     );
     let started: Value =
         serde_json::from_str(&read(&ctl.join("startContainer.json"))).expect("json");

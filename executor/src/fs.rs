@@ -316,8 +316,10 @@ pub(crate) fn copy_tree(src: c_int, dst: c_int, depth: u32) -> Result<(), i32> {
                 return Err(libc::EIO);
             }
             let name = &buf[off + 19..off + reclen];
-            let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
-            let entry = &buf[off + 19..off + 19 + len + 1];
+            let Some(len) = name.iter().position(|b| *b == 0) else {
+                return Err(libc::EIO);
+            };
+            let entry = &name[..len + 1];
             off += reclen;
             if entry == b".\0" || entry == b"..\0" || len == 0 {
                 continue;
@@ -355,18 +357,24 @@ fn copy_entry(src: c_int, dst: c_int, name: &[u8], depth: u32) -> Result<(), i32
                     return Err(errno());
                 }
                 copy_tree(from.0, to.0, depth - 1)?;
-                libc::fchmod(to.0, mode);
                 libc::fchown(to.0, st.st_uid, st.st_gid);
+                libc::fchmod(to.0, mode);
                 Ok(())
             }
             libc::S_IFREG => {
+                // O_NONBLOCK: a fifo swapped in after the stat must not block us.
                 let from = Fd(libc::openat(
                     src,
                     p,
-                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
                 ));
                 if from.0 < 0 {
                     return Err(errno());
+                }
+                let mut now: libc::stat = std::mem::zeroed();
+                if libc::fstat(from.0, &mut now) < 0 || now.st_mode & libc::S_IFMT != libc::S_IFREG
+                {
+                    return Err(libc::EIO);
                 }
                 let to = Fd(libc::openat(
                     dst,
@@ -392,8 +400,9 @@ fn copy_entry(src: c_int, dst: c_int, name: &[u8], depth: u32) -> Result<(), i32
                     }
                     left -= n as usize;
                 }
-                libc::fchmod(to.0, mode);
+                // chown first: it clears set-id bits, which the chmod then restores.
                 libc::fchown(to.0, st.st_uid, st.st_gid);
+                libc::fchmod(to.0, mode);
                 Ok(())
             }
             libc::S_IFLNK => {

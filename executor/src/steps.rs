@@ -255,11 +255,12 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     return Err(errno());
                 }
                 let p = FdPath::new(old.0);
+                // Writable while it is filled; read-only afterwards if asked.
                 ok(libc::mount(
                     c"tmpfs".as_ptr(),
                     p.ptr(),
                     c"tmpfs".as_ptr(),
-                    *flags as c_ulong,
+                    (*flags & !libc::MS_RDONLY) as c_ulong,
                     opt_ptr(data).cast(),
                 ))?;
                 let top = target_fd(ctx, dest, Target::Dir, None)?;
@@ -271,7 +272,17 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 if fresh.0 < 0 {
                     return Err(errno());
                 }
-                crate::fs::copy_tree(below.0, fresh.0, 16)
+                crate::fs::copy_tree(below.0, fresh.0, 16)?;
+                if *flags & libc::MS_RDONLY != 0 {
+                    mount_setattr(
+                        top.0,
+                        c"".as_ptr(),
+                        libc::AT_EMPTY_PATH as u32,
+                        ferrun_plans::MOUNT_ATTR_RDONLY,
+                        0,
+                    )?;
+                }
+                Ok(())
             }
             Step::Remount { dest, flags } => {
                 let fd = existing(ctx, dest)?;

@@ -282,8 +282,14 @@ impl<'a> Planner<'a> {
                 .filter(|ns| pred(**ns))
                 .fold(0, |acc, ns| acc | ns.clone_flag())
         };
-        let before = listed(&self, &|ns| ns.joined_before_clone());
-        let inside = listed(&self, &|ns| !ns.joined_before_clone());
+        // The cgroup namespace is joined by the process once it is in the container's cgroup:
+        // `CLONE_INTO_CGROUP` is checked against the caller's cgroup namespace.
+        let before = listed(&self, &|ns| {
+            ns.joined_before_clone() && ns != Namespace::Cgroup
+        });
+        let inside = listed(&self, &|ns| {
+            !ns.joined_before_clone() || ns == Namespace::Cgroup
+        });
         if before != 0 {
             self.before_clone
                 .push(HostStep::JoinContainer { flags: before });
