@@ -372,6 +372,20 @@ fn print(s: &str) {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
+    // A container process runs ferrun's image until it execs its program (and a program whose
+    // shebang is /proc/self/exe would run it on): before anything else, commands that start
+    // one re-execute from a read-only image, so that nothing in a container can write the
+    // host's binary (CVE-2019-5736). A stray match (an id named "run") costs one exec, no more.
+    let starts = std::env::args_os()
+        .skip(1)
+        .any(|a| matches!(a.to_str(), Some("create" | "run" | "exec")));
+    if starts
+        && !crate::sealed::protected()
+        && let Err(e) = crate::sealed::reexec()
+    {
+        eprintln!("ferrun: {}", e.0);
+        return 1;
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -403,11 +403,6 @@ fn launch<'a>(
     let mut plan = loaded.plan;
     let listen_fds = socket_activation(&mut plan);
     let preserve_fds = opts.preserve_fds + listen_fds;
-    // Before anything is claimed, so that the re-executed command starts afresh.
-    let shares_pid_ns = plan.clone_flags & ferrun_plans::Namespace::Pid.clone_flag() == 0;
-    if shares_pid_ns && hook.is_none() && !crate::sealed::running_sealed() {
-        crate::sealed::reexec()?;
-    }
     if plan.terminal && opts.console_socket.is_none() && mode == Mode::Create {
         bail!("process.terminal is true: create needs --console-socket to hand the pty to");
     }

@@ -122,11 +122,6 @@ fn init_cgroup2(pid: i32, cg: Option<&Cgroup>) -> Option<PathBuf> {
 
 /// Runs `exec`; returns the exit code to leave with (the process's, unless detached).
 pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
-    // The process runs ferrun's image inside the container until it execs: from a sealed copy,
-    // so that nothing there can write to the host's binary (CVE-2019-5736).
-    if !crate::sealed::running_sealed() {
-        crate::sealed::reexec()?;
-    }
     let forwarded = forwarded_signals();
     let old = block(&forwarded)?;
     let r = exec_blocked(store, opts, &forwarded);

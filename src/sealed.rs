@@ -1,9 +1,9 @@
 //! Protection of the runtime binary (CVE-2019-5736). Until it execs the program, the container
-//! process runs ferrun's own image; a process of the container that opens `/proc/<pid>/exe`
-//! could later write through it to the host binary. That needs a second container process in
-//! the same pid namespace during set-up, which only a joined (or the host's) pid namespace
-//! allows: then ferrun first re-executes itself from a sealed memfd copy, whose image cannot be
-//! written. A new pid namespace, the common case, pays nothing.
+//! process runs ferrun's own image, and a program whose shebang names `/proc/self/exe` runs it
+//! on; a process of the container that opens `/proc/<pid>/exe` could later write through it to
+//! the host binary. So `create`, `run` and `exec` first re-execute ferrun from a read-only image:
+//! a detached read-only bind of the binary (no copy), or, where the mount API is missing, a
+//! sealed memfd copy.
 
 use crate::error::{Context, Result};
 use std::ffi::CString;
@@ -15,9 +15,71 @@ pub fn running_sealed() -> bool {
         .is_ok_and(|p| p.to_string_lossy().starts_with("/memfd:ferrun"))
 }
 
+/// Whether this process runs from an image nothing can write through: a sealed copy, or a
+/// read-only mount (the bind [`reexec`] makes, or a binary on a read-only filesystem).
+pub fn protected() -> bool {
+    if running_sealed() {
+        return true;
+    }
+    // SAFETY: statvfs into a zeroed struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statvfs(c"/proc/self/exe".as_ptr(), &mut st) };
+    r == 0 && st.f_flag & libc::ST_RDONLY != 0
+}
+
+/// Re-executes the current command from a read-only bind of the binary: a detached mount
+/// (`open_tree`) made read-only (`mount_setattr`) and run with `execveat`, so that
+/// `/proc/<pid>/exe` of a container process reopened for writing meets EROFS. Nothing is copied;
+/// kernels without the mount API get the sealed memfd copy instead. Returns only on failure.
+pub fn reexec() -> Result<()> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    #[repr(C)]
+    struct MountAttr {
+        set: u64,
+        clear: u64,
+        propagation: u64,
+        userns: u64,
+    }
+    // SAFETY: plain syscalls on a static path and our own fd.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/proc/self/exe".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    if tree >= 0 {
+        // SAFETY: fresh fd.
+        let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+        let attr = MountAttr {
+            set: MOUNT_ATTR_RDONLY,
+            clear: 0,
+            propagation: 0,
+            userns: 0,
+        };
+        // SAFETY: mount_setattr on our detached mount with a valid attr struct.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if r == 0 {
+            exec_fd(&tree);
+        }
+    }
+    reexec_sealed()
+}
+
 /// Re-executes the current command from a sealed memfd copy of the binary; returns only on
 /// failure.
-pub fn reexec() -> Result<()> {
+fn reexec_sealed() -> Result<()> {
     // SAFETY: memfd_create with a static name; the fd is ours.
     let fd = unsafe {
         libc::memfd_create(
@@ -38,6 +100,13 @@ pub fn reexec() -> Result<()> {
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| "seal the ferrun copy".into());
     }
+    exec_fd(&memfd);
+    Err(std::io::Error::last_os_error()).ctx(|| "re-execute from the sealed copy".into())
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)` with this process's arguments and
+/// environment; returns only on failure.
+fn exec_fd(fd: &OwnedFd) {
     let args: Vec<CString> = std::env::args_os()
         .filter_map(|a| CString::new(a.into_encoded_bytes()).ok())
         .collect();
@@ -57,12 +126,11 @@ pub fn reexec() -> Result<()> {
     unsafe {
         libc::syscall(
             libc::SYS_execveat,
-            memfd.as_raw_fd(),
+            fd.as_raw_fd(),
             c"".as_ptr(),
             argv.as_ptr(),
             envp.as_ptr(),
             libc::AT_EMPTY_PATH,
         )
     };
-    Err(std::io::Error::last_os_error()).ctx(|| "re-execute from the sealed copy".into())
 }
