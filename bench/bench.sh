@@ -42,6 +42,8 @@ cleanup() {
     for rt in "${!bin[@]}"; do
         [ -n "${bin[$rt]}" ] && "${bin[$rt]}" --root "$tmp/root-$rt" delete -f "$id" >/dev/null 2>&1 || true
     done
+    umount "$tmp/ro" 2>/dev/null || true
+    "$tmp/ro/ferrun" --root "$tmp/root-ferrun-ro" delete -f "$id" >/dev/null 2>&1 || true
     rm -rf "$tmp"
     find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -type d -name ferrun-bench -exec rmdir {} + 2>/dev/null || true
 }
@@ -109,6 +111,12 @@ for rt in "${runtimes[@]}"; do
 done
 if [[ " ${runtimes[*]} " == *" ferrun "* ]]; then
     args+=(-n "ferrun-podman-cgroups" "$(cmd ferrun "$podcg")")
+    # Installed on a read-only mount, ferrun needs no re-exec to protect its binary.
+    mkdir -p "$tmp/ro"
+    cp "${bin[ferrun]}" "$tmp/ro/ferrun"
+    mount --bind "$tmp/ro" "$tmp/ro"
+    mount -o remount,bind,ro "$tmp/ro"
+    args+=(-n "ferrun-ro-install" "$tmp/ro/ferrun --root $tmp/root-ferrun-ro run --bundle $bundle $id")
 fi
 # hyperfine's own report goes to stderr so stdout holds only the results.
 hyperfine -N --warmup 10 --runs "${RUNS:-100}" --export-json "$tmp/hyperfine.json" "${args[@]}" >&2
@@ -126,6 +134,13 @@ fp=$(mean ferrun-podman)
 if [ -n "$fp" ] && [ -n "$f" ]; then
     awk -v a="$fp" -v b="$f" 'BEGIN { printf "ferrun-podman/ferrun: %.2f\n", a / b }'
 fi
+fr=$(mean ferrun-ro-install)
+for rt in crun runc; do
+    m=$(mean "$rt")
+    if [ -n "$fr" ] && [ -n "$m" ]; then
+        awk -v a="$fr" -v b="$m" -v rt="$rt" 'BEGIN { printf "ferrun-ro-install/%s: %.2f\n", rt, a / b }'
+    fi
+done
 fc=$(mean ferrun-podman-cgroups)
 if [ -n "$fp" ] && [ -n "$fc" ]; then
     awk -v a="$fc" -v b="$fp" 'BEGIN { printf "ferrun-podman-cgroups/ferrun-podman: %.2f\n", a / b }'

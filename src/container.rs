@@ -402,7 +402,7 @@ fn launch<'a>(
     }
     let mut plan = loaded.plan;
     let listen_fds = socket_activation(&mut plan);
-    let preserve_fds = opts.preserve_fds + listen_fds;
+    let preserve_fds = opts.preserve_fds.saturating_add(listen_fds).min(65536);
     if plan.terminal && opts.console_socket.is_none() && mode == Mode::Create {
         bail!("process.terminal is true: create needs --console-socket to hand the pty to");
     }
