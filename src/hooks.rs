@@ -64,10 +64,45 @@ fn run_one(h: &Hook, state: &str, ns: Option<(i32, u64)>) -> std::result::Result
                 u32::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
             );
-            if let Some((pidfd, flags)) = ns
-                && libc::setns(pidfd, flags as libc::c_int) < 0
+            let Some((pidfd, flags)) = ns else {
+                return Ok(());
+            };
+            if libc::setns(pidfd, flags as libc::c_int) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // In a user namespace: its root, as the container's own set-up runs.
+            if flags & libc::CLONE_NEWUSER as u64 != 0
+                && (libc::setresgid(0, 0, 0) < 0 || libc::setresuid(0, 0, 0) < 0)
             {
                 return Err(std::io::Error::last_os_error());
+            }
+            // A pid namespace takes children only: the hook runs as a child, this process waits
+            // for it (and takes it along if killed).
+            if flags & libc::CLONE_NEWPID as u64 != 0 {
+                let pid = libc::fork();
+                if pid < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if pid > 0 {
+                    // The waiter holds no fd: pipe ends left here would keep the hook's stdin
+                    // open (no EOF) and its output unfinished.
+                    libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+                    let mut status = 0;
+                    while libc::waitpid(pid, &mut status, 0) < 0 {}
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        128 + libc::WTERMSIG(status)
+                    };
+                    libc::_exit(code);
+                }
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                );
             }
             Ok(())
         });

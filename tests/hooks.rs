@@ -37,7 +37,13 @@ fn every_phase_runs_in_order_with_the_state() {
             "prestart": [hook("prestart", &host_dir)],
             "createRuntime": [hook("createRuntime", &host_dir)],
             // Before pivot_root the container's mount namespace still shows the host's paths.
-            "createContainer": [hook("createContainer", &host_dir)],
+            "createContainer": [
+                hook("createContainer", &host_dir),
+                // The hook process itself, not only its children, is in the pid namespace.
+                // (the shell's own NSpid: two numbers when it sits in a nested pid namespace).
+                {"path": "/bin/sh", "args": ["sh", "-c", format!(
+                    "while read -r k v; do [ \"$k\" = NSpid: ] && echo \"$v\"; done < /proc/self/status > {host_dir}/create-pid-ns; true")]}
+            ],
             // After pivot_root: the container's /bin/sh, and its /ctl.
             "startContainer": [
                 hook("startContainer", "/ctl"),
@@ -62,6 +68,8 @@ fn every_phase_runs_in_order_with_the_state() {
     let host_name = uts("self");
     let container = uts(&state["pid"].to_string());
     assert_ne!(host_name, container);
+    let nspid = read(&ctl.join("create-pid-ns"));
+    assert_eq!(nspid.split_whitespace().count(), 2, "{nspid:?}");
     assert_eq!(
         read(&ctl.join("log")),
         format!("prestart {host_name}\ncreateRuntime {host_name}\ncreateContainer {container}\n"),
