@@ -537,18 +537,10 @@ fn launch<'a>(
         ns,
         preserve: preserve_fds,
     };
-    // The cgroup2 directory the clone is born in (CLONE_INTO_CGROUP).
-    let clone_into = match (&cgroup, plan.cgroups.as_ref().and_then(|c| c.clone_into)) {
-        (Some(cg), Some(h)) => {
-            let dir = &cg.dirs[usize::from(h).min(cg.dirs.len().saturating_sub(1))];
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY)
-                .open(dir)
-                .ctx(|| format!("open cgroup {}", dir.display()))?;
-            Some(above(OwnedFd::from(f), min_fd)?)
-        }
-        _ => None,
+    // The cgroup2 directory the clone is born in, the v1 `tasks` files it writes itself into.
+    let clone_fds = match &cgroup {
+        Some(cg) => Some(cg.clone_fds(&plan, min_fd)?),
+        None => None,
     };
     let cgroup_dirs = cgroup
         .as_ref()
@@ -559,32 +551,13 @@ fn launch<'a>(
                 .collect()
         })
         .unwrap_or_default();
-    // The `tasks` files the container process writes itself into (v1).
-    let mut tasks_files = Vec::new();
-    let mut tasks = Vec::new();
-    if let Some(cg) = &cgroup {
-        for (i, dir) in cg.dirs.iter().enumerate() {
-            let joins = plan.steps.iter().any(
-                |s| matches!(s, Step::JoinCgroup { hierarchy } if usize::from(*hierarchy) == i),
-            );
-            if !joins {
-                tasks.push(-1);
-                continue;
-            }
-            let path = dir.join("tasks");
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .ctx(|| format!("open {}", path.display()))?;
-            let f = above(OwnedFd::from(f), min_fd)?;
-            tasks.push(f.as_raw_fd());
-            tasks_files.push(f);
-        }
-    }
     let prepared = Prepared::new(&plan).with_cgroups(
         cgroup_dirs,
-        clone_into.as_ref().map_or(-1, |f| f.as_raw_fd()),
-        tasks,
+        clone_fds.as_ref().map_or(-1, |c| c.clone_into),
+        clone_fds
+            .as_ref()
+            .map(|c| c.tasks.clone())
+            .unwrap_or_default(),
     );
     let child = ferrun_executor::spawn(&prepared, &fds, hook)
         .ctx(|| "clone3 the container process".into())?;
@@ -603,8 +576,7 @@ fn launch<'a>(
     drop(child_sock);
     drop(fifo);
     drop(ns_files);
-    drop(clone_into);
-    drop(tasks_files);
+    drop(clone_fds);
 
     for h in &plan.after_clone {
         match h {

@@ -192,33 +192,15 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
 
     // The container's cgroups: born in its cgroup2 directory, written into v1 ones.
     let cg: Option<&Cgroup> = s.cgroup.as_ref();
-    let mut keep: Vec<OwnedFd> = Vec::new();
-    let mut tasks = Vec::new();
-    let mut clone_into = -1;
-    if let (Some(cg), Some(c)) = (cg, &plan.cgroups) {
-        for (i, dir) in cg.dirs.iter().enumerate() {
-            if Some(i as u8) == c.clone_into {
-                let f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_DIRECTORY)
-                    .open(dir)
-                    .ctx(|| format!("open cgroup {}", dir.display()))?;
-                let f = above(OwnedFd::from(f), min_fd)?;
-                clone_into = f.as_raw_fd();
-                keep.push(f);
-                tasks.push(-1);
-                continue;
-            }
-            let path = dir.join("tasks");
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .ctx(|| format!("open {}", path.display()))?;
-            let f = above(OwnedFd::from(f), min_fd)?;
-            tasks.push(f.as_raw_fd());
-            keep.push(f);
-        }
-    }
+    let clone_fds = match cg {
+        Some(c) => Some(c.clone_fds(&plan, min_fd)?),
+        None => None,
+    };
+    let clone_into = clone_fds.as_ref().map_or(-1, |c| c.clone_into);
+    let tasks = clone_fds
+        .as_ref()
+        .map(|c| c.tasks.clone())
+        .unwrap_or_default();
     // Our own namespaces, to return to once the process is cloned: threads (the console proxy)
     // cannot be made while the namespace for children differs from ours.
     let mut own = Vec::new();
@@ -291,7 +273,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
     }
     let child = spawned.ctx(|| "clone3 the exec process".into())?;
     drop(child_sock);
-    drop(keep);
+    drop(clone_fds);
     let kill_child = |why: Error| {
         // SAFETY: our own child: killed and reaped, then the error goes up.
         unsafe {

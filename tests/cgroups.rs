@@ -46,25 +46,11 @@ fn ferrun_on(b: &Bundle, layout: Option<&str>, args: &[&str]) -> Output {
 /// Starts `script` detached; returns the container's pid.
 fn start_detached(b: &mut Bundle, layout: Option<&str>, id: &str, script: &str) -> i32 {
     b.edit(|c| c["process"]["args"] = json!(["sh", "-c", script]));
-    let bundle = b.path().to_str().expect("utf-8").to_string();
-    let pid_file = format!("{bundle}/{id}.pid");
-    ok(&ferrun_on(
-        b,
-        layout,
-        &[
-            "run",
-            "-d",
-            "--bundle",
-            &bundle,
-            "--pid-file",
-            &pid_file,
-            id,
-        ],
-    ));
-    std::fs::read_to_string(&pid_file)
-        .expect("pid file")
-        .parse()
-        .expect("pid")
+    let env: Vec<(&str, &str)> = layout
+        .map(|l| ("FERRUN_CGROUP_LAYOUT", l))
+        .into_iter()
+        .collect();
+    b.run_detached(id, &env)
 }
 
 /// A directory of the bundle bound at /ctl in the container, for the test to talk to it.

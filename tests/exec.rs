@@ -22,21 +22,7 @@ fn ok(o: &Output) -> String {
 /// A running container (`sleep 60`); returns its host pid.
 fn running(b: &mut Bundle, id: &str) -> i32 {
     b.edit(|c| c["process"]["args"] = json!(["sleep", "60"]));
-    let bundle = b.path().to_str().expect("utf-8").to_string();
-    let pid_file = format!("{bundle}/{id}.pid");
-    ok(&b.ferrun(&[
-        "run",
-        "-d",
-        "--bundle",
-        &bundle,
-        "--pid-file",
-        &pid_file,
-        id,
-    ]));
-    std::fs::read_to_string(&pid_file)
-        .expect("pid")
-        .parse()
-        .expect("pid")
+    b.run_detached(id, &[])
 }
 
 fn ns(pid: i32, kind: &str) -> String {

@@ -246,14 +246,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             Step::TmpfsCopyUp { dest, flags, data } => {
                 let old = target_fd(ctx, dest, Target::Dir, None)?;
                 // The directory as it was, still reachable through this fd once covered.
-                let below = Fd(libc::openat(
-                    old.0,
-                    c".".as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                ));
-                if below.0 < 0 {
-                    return Err(errno());
-                }
+                let below = reopen_dir(old.0)?;
                 let p = FdPath::new(old.0);
                 // Writable while it is filled; read-only afterwards if asked.
                 ok(libc::mount(
@@ -264,14 +257,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     opt_ptr(data).cast(),
                 ))?;
                 let top = target_fd(ctx, dest, Target::Dir, None)?;
-                let fresh = Fd(libc::openat(
-                    top.0,
-                    c".".as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                ));
-                if fresh.0 < 0 {
-                    return Err(errno());
-                }
+                let fresh = reopen_dir(top.0)?;
                 crate::fs::copy_tree(below.0, fresh.0, 16)?;
                 if *flags & libc::MS_RDONLY != 0 {
                     mount_setattr(
@@ -859,4 +845,17 @@ unsafe fn bind_tree(
         ))
         .map(|_| ())
     }
+}
+
+/// A readable fd of the directory an `O_PATH` fd names (for `getdents64`).
+fn reopen_dir(fd: c_int) -> Result<Fd, i32> {
+    // SAFETY: openat of "." relative to our fd.
+    let d = unsafe {
+        libc::openat(
+            fd,
+            c".".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if d < 0 { Err(errno()) } else { Ok(Fd(d)) }
 }

@@ -129,6 +129,16 @@ fn own_cgroup(text: &str, h: &Hierarchy) -> String {
     "/".into()
 }
 
+/// The fds a clone into the container's cgroups needs, opened before it.
+pub struct CloneFds {
+    /// Keeps the fds below open until the clone is made.
+    pub keep: Vec<std::os::fd::OwnedFd>,
+    /// The cgroup2 directory the clone is born in; -1 for none.
+    pub clone_into: std::os::fd::RawFd,
+    /// Per hierarchy, the `tasks` file the process writes itself into; -1 where it does not.
+    pub tasks: Vec<std::os::fd::RawFd>,
+}
+
 /// Which manager a layout calls for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Manager {
@@ -270,6 +280,48 @@ impl Cgroup {
     /// through them (a shared or pre-existing cgroup holds processes that are not ours).
     pub fn owned(&self) -> bool {
         self.created.iter().any(|c| *c)
+    }
+
+    /// Opens what `plan`'s clone needs: its `clone_into` directory and the `tasks` file of every
+    /// hierarchy a `JoinCgroup` step names; all above `min_fd`, close-on-exec.
+    pub fn clone_fds(&self, plan: &ferrun_plans::Plan, min_fd: u32) -> Result<CloneFds> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let into = plan.cgroups.as_ref().and_then(|c| c.clone_into);
+        let mut out = CloneFds {
+            keep: Vec::new(),
+            clone_into: -1,
+            tasks: Vec::new(),
+        };
+        for (i, dir) in self.dirs.iter().enumerate() {
+            let joins = plan.steps.iter().any(|s| {
+                matches!(s, ferrun_plans::Step::JoinCgroup { hierarchy } if usize::from(*hierarchy) == i)
+            });
+            let (path, opts) = if into == Some(i as u8) {
+                let mut o = std::fs::OpenOptions::new();
+                o.read(true).custom_flags(libc::O_DIRECTORY);
+                (dir.clone(), o)
+            } else if joins {
+                let mut o = std::fs::OpenOptions::new();
+                o.write(true);
+                (dir.join("tasks"), o)
+            } else {
+                out.tasks.push(-1);
+                continue;
+            };
+            let f = opts
+                .open(&path)
+                .map_err(|e| Error(format!("open {}: {}", path.display(), io_err(e))))?;
+            let f = crate::container::above(std::os::fd::OwnedFd::from(f), min_fd)?;
+            if into == Some(i as u8) {
+                out.clone_into = f.as_raw_fd();
+                out.tasks.push(-1);
+            } else {
+                out.tasks.push(f.as_raw_fd());
+            }
+            out.keep.push(f);
+        }
+        Ok(out)
     }
 
     /// Writes `value` to `file` in hierarchy `h`; `field` names the setting in errors.

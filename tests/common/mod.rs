@@ -176,6 +176,33 @@ impl Bundle {
         )
     }
 
+    /// `ferrun run -d --pid-file … ID` with extra environment; fails the test unless it
+    /// succeeds, and returns the container's host pid.
+    pub fn run_detached(&self, id: &str, env: &[(&str, &str)]) -> i32 {
+        let bundle = self.path().to_str().expect("utf-8").to_string();
+        let pid_file = format!("{bundle}/{id}.pid");
+        let mut c = self.cmd(&[
+            "run",
+            "-d",
+            "--bundle",
+            &bundle,
+            "--pid-file",
+            &pid_file,
+            id,
+        ]);
+        c.envs(env.iter().copied());
+        let o = output_via_files(c);
+        assert!(
+            o.status.success(),
+            "run -d {id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::read_to_string(&pid_file)
+            .expect("pid file")
+            .parse()
+            .expect("pid")
+    }
+
     /// Runs `sh -c SCRIPT` in the container and returns stdout; fails the test on a non-zero exit.
     pub fn sh(&mut self, script: &str) -> String {
         self.edit(|c| c["process"]["args"] = json!(["sh", "-c", script]));
