@@ -4,20 +4,12 @@
 
 mod common;
 
+use common::ok;
+
 use common::{Bundle, cgroup_dirs, wait_until};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Output;
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout {} stderr {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn v1(controller: &str, b: &Bundle, file: &str) -> String {
     let p = PathBuf::from("/sys/fs/cgroup")

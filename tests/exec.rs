@@ -4,20 +4,11 @@
 
 mod common;
 
+use common::ok;
+
 use common::{Bundle, wait_until};
 use serde_json::{Value, json};
 use std::os::fd::AsRawFd;
-use std::process::Output;
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout {} stderr {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// A running container (`sleep 60`); returns its host pid.
 fn running(b: &mut Bundle, id: &str) -> i32 {

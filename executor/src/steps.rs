@@ -144,27 +144,9 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                         errno: 0,
                     },
                 )?;
-                let mut b = [0u8; 1];
-                let n = libc::recv(ctx.fds.sync, b.as_mut_ptr().cast(), 1, 0);
-                if n == 1 {
-                    Ok(())
-                } else if n == 0 {
-                    Err(libc::EPIPE)
-                } else {
-                    Err(errno())
-                }
+                wait_parent(ctx.fds.sync)
             }
-            Step::WaitParent => {
-                let mut b = [0u8; 1];
-                let n = libc::recv(ctx.fds.sync, b.as_mut_ptr().cast(), 1, 0);
-                if n == 1 {
-                    Ok(())
-                } else if n == 0 {
-                    Err(libc::EPIPE)
-                } else {
-                    Err(errno())
-                }
-            }
+            Step::WaitParent => wait_parent(ctx.fds.sync),
             Step::Unshare { flags } => ok(libc::unshare(*flags as c_int)),
             Step::BecomeNsRoot => {
                 check(libc::syscall(libc::SYS_setresgid, 0, 0, 0))?;
@@ -858,4 +840,16 @@ fn reopen_dir(fd: c_int) -> Result<Fd, i32> {
         )
     };
     if d < 0 { Err(errno()) } else { Ok(Fd(d)) }
+}
+
+/// Blocks until the parent sends its one byte on the sync socket (EPIPE if it went away).
+fn wait_parent(sync: c_int) -> Result<(), i32> {
+    let mut b = [0u8; 1];
+    // SAFETY: a 1-byte stack buffer.
+    let n = unsafe { libc::recv(sync, b.as_mut_ptr().cast(), 1, 0) };
+    match n {
+        1 => Ok(()),
+        0 => Err(libc::EPIPE),
+        _ => Err(errno()),
+    }
 }

@@ -84,6 +84,17 @@ pub fn cgroup_dirs(cgroup_path: &str) -> Vec<PathBuf> {
     out
 }
 
+/// The stdout of a command that must have succeeded (the test fails with its output otherwise).
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stdout {} stderr {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// A bundle plus a private state root, both removed when dropped.
 pub struct Bundle {
     pub dir: tempfile::TempDir,
