@@ -889,8 +889,26 @@ fn run_blocked(
     };
     send_byte(&l.sync)?;
     await_exec(&l)?;
-    if let Some((sock, host)) = &notify {
-        crate::notify::wait_ready(sock, l.child.pidfd, l.child.pid, host)?;
+    if let Some((sock, host)) = notify {
+        if detach {
+            crate::notify::wait_ready(&sock, l.child.pidfd, l.child.pid, &host)?;
+        } else {
+            // In the foreground the console and the signals must be served meanwhile: READY=1
+            // is waited for beside them.
+            // SAFETY: F_DUPFD_CLOEXEC returns a new fd (or -1) that the thread then owns.
+            let pidfd = unsafe { libc::fcntl(l.child.pidfd, libc::F_DUPFD_CLOEXEC, 3) };
+            if pidfd >= 0 {
+                // SAFETY: a fresh fd.
+                let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+                let pid = l.child.pid;
+                let _ = std::thread::Builder::new().spawn(move || {
+                    if let Err(e) = crate::notify::wait_ready(&sock, pidfd.as_raw_fd(), pid, &host)
+                    {
+                        log::debug(&format!("NOTIFY_SOCKET: {e}"));
+                    }
+                });
+            }
+        }
     }
     let st = crate::hooks::state(h, &opts.id, "running", l.child.pid, &bundle);
     crate::hooks::run_warn("poststart", &h.poststart, &st);

@@ -267,11 +267,31 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
             spawned = ferrun_executor::spawn(&prepared, &fds, None);
         }
     }
+    let mut restored = Ok(());
     for (f, flag) in &own {
         // SAFETY: setns back into our own namespaces through fds we hold.
-        unsafe { libc::setns(f.as_raw_fd(), *flag as libc::c_int) };
+        if unsafe { libc::setns(f.as_raw_fd(), *flag as libc::c_int) } < 0 {
+            restored = Err(Error(format!(
+                "exec: return to ferrun's own namespaces: {}",
+                crate::error::errno_text(crate::errno())
+            )));
+        }
     }
     let child = spawned.ctx(|| "clone3 the exec process".into())?;
+    if let Err(e) = restored {
+        // SAFETY: our own child: killed and reaped, then the error goes up.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                child.pidfd,
+                libc::SIGKILL,
+                0,
+                0,
+            );
+            libc::waitpid(child.pid, std::ptr::null_mut(), 0);
+        }
+        return Err(e);
+    }
     drop(child_sock);
     drop(clone_fds);
     let kill_child = |why: Error| {

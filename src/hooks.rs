@@ -88,7 +88,11 @@ fn run_one(h: &Hook, state: &str, ns: Option<(i32, u64)>) -> std::result::Result
                     // open (no EOF) and its output unfinished.
                     libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
                     let mut status = 0;
-                    while libc::waitpid(pid, &mut status, 0) < 0 {}
+                    while libc::waitpid(pid, &mut status, 0) < 0 {
+                        if *libc::__errno_location() != libc::EINTR {
+                            libc::_exit(127);
+                        }
+                    }
                     let code = if libc::WIFEXITED(status) {
                         libc::WEXITSTATUS(status)
                     } else {
@@ -103,6 +107,11 @@ fn run_one(h: &Hook, state: &str, ns: Option<(i32, u64)>) -> std::result::Result
                     0,
                     0,
                 );
+                // The waiter died before that took effect: its parent is outside our pid
+                // namespace, so getppid() reads 0 while it lives.
+                if libc::getppid() != 0 {
+                    libc::_exit(1);
+                }
             }
             Ok(())
         });
@@ -168,11 +177,25 @@ fn wait_hook(
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     };
-    if let Some(t) = input {
+    // A background process of the hook may hold its output open: read what came within a
+    // second of its exit, then stop waiting for EOF.
+    let grace = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    fn finished<T>(t: &std::thread::JoinHandle<T>, grace: std::time::Instant) -> bool {
+        while !t.is_finished() && std::time::Instant::now() < grace {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        t.is_finished()
+    }
+    if let Some(t) = input.filter(|t| finished(t, grace)) {
         let _ = t.join();
     }
-    let _ = out.map(|t| t.join());
-    let stderr = err.and_then(|t| t.join().ok()).unwrap_or_default();
+    if let Some(t) = out.filter(|t| finished(t, grace)) {
+        let _ = t.join();
+    }
+    let stderr = err
+        .filter(|t| finished(t, grace))
+        .and_then(|t| t.join().ok())
+        .unwrap_or_default();
     if status.success() {
         return Ok(());
     }

@@ -45,11 +45,15 @@ pub fn prepare(plan: &mut Plan, state_dir: &Path) -> Result<()> {
         .unwrap_or(plan.steps.len());
     plan.steps.insert(
         at,
+        // Read-only: sending to a socket needs no write access to its directory.
         Step::BindMount {
             source,
             dest,
             recursive: false,
-            set: 0,
+            set: ferrun_plans::MOUNT_ATTR_RDONLY
+                | ferrun_plans::MOUNT_ATTR_NOSUID
+                | ferrun_plans::MOUNT_ATTR_NODEV
+                | ferrun_plans::MOUNT_ATTR_NOEXEC,
             clear: 0,
             rset: 0,
             rclear: 0,
@@ -83,8 +87,10 @@ pub fn bind(state_dir: &Path) -> Result<OwnedFd> {
     Ok(sock)
 }
 
-/// Forwards the container's messages to `host` until `READY=1` (then adds `MAINPID`), or fails
-/// when the container's process ends first.
+/// Waits for the container's `READY=1` and passes it on to `host` with `MAINPID`, or fails when
+/// the container's process ends first. Nothing else the container says is forwarded: ferrun
+/// speaks to the caller's socket as root, and a `MAINPID` of the container's choosing would
+/// name any host process to the service manager.
 pub fn wait_ready(sock: &OwnedFd, pidfd: i32, pid: i32, host: &str) -> Result<()> {
     use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, sendto, socket};
     let out = socket(
@@ -100,9 +106,10 @@ pub fn wait_ready(sock: &OwnedFd, pidfd: i32, pid: i32, host: &str) -> Result<()
     }
     .ctx(|| format!("NOTIFY_SOCKET {host}"))?;
     let send = |msg: &[u8]| {
-        sendto(out.as_raw_fd(), msg, &addr, MsgFlags::empty())
-            .map(|_| ())
-            .ctx(|| format!("NOTIFY_SOCKET {host}: send"))
+        // The container runs either way: a caller's socket that went away is only a warning.
+        if let Err(e) = sendto(out.as_raw_fd(), msg, &addr, MsgFlags::empty()) {
+            crate::log::warn(&format!("NOTIFY_SOCKET {host}: send: {e}"));
+        }
     };
     let mut buf = [0u8; 4096];
     loop {
@@ -132,9 +139,9 @@ pub fn wait_ready(sock: &OwnedFd, pidfd: i32, pid: i32, host: &str) -> Result<()
                 unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if got > 0 {
                 let msg = &buf[..got as usize];
-                send(msg)?;
                 if msg.split(|b| *b == b'\n').any(|l| l == b"READY=1") {
-                    return send(format!("MAINPID={pid}").as_bytes());
+                    send(format!("READY=1\nMAINPID={pid}").as_bytes());
+                    return Ok(());
                 }
             }
             continue;

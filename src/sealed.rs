@@ -80,13 +80,25 @@ pub fn reexec() -> Result<()> {
 /// Re-executes the current command from a sealed memfd copy of the binary; returns only on
 /// failure.
 fn reexec_sealed() -> Result<()> {
+    // MFD_EXEC: where vm.memfd_noexec is set, a memfd is otherwise sealed against exec;
+    // kernels before 6.3 do not know the flag.
+    const MFD_EXEC: libc::c_uint = 0x10;
     // SAFETY: memfd_create with a static name; the fd is ours.
-    let fd = unsafe {
+    let mut fd = unsafe {
         libc::memfd_create(
             c"ferrun".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | MFD_EXEC,
         )
     };
+    if fd < 0 && crate::errno() == libc::EINVAL {
+        // SAFETY: as above, without the flag.
+        fd = unsafe {
+            libc::memfd_create(
+                c"ferrun".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
+    }
     if fd < 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| "memfd_create".into());
     }
