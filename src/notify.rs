@@ -6,7 +6,7 @@
 use crate::bail;
 use crate::error::{Context, Result};
 use ferrun_plans::{CBuf, Plan, Step};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Where the socket is inside the container.
@@ -141,6 +141,7 @@ pub fn wait_ready(sock: &OwnedFd, pidfd: i32, pid: i32, host: &str) -> Result<()
                 let msg = &buf[..got as usize];
                 if msg.split(|b| *b == b'\n').any(|l| l == b"READY=1") {
                     send(format!("READY=1\nMAINPID={pid}").as_bytes());
+                    barrier(out.as_raw_fd(), &addr, host);
                     return Ok(());
                 }
             }
@@ -150,4 +151,38 @@ pub fn wait_ready(sock: &OwnedFd, pidfd: i32, pid: i32, host: &str) -> Result<()
             bail!("the container's process exited before it reported READY=1");
         }
     }
+}
+
+/// `sd_notify_barrier`: sends `BARRIER=1` with the write end of a pipe and waits (5 s at most)
+/// until the service manager closes it, which it does once it has read what came before. A
+/// caller that exits at once could otherwise leave systemd unable to tell whose READY=1 it was.
+fn barrier(sock: i32, addr: &nix::sys::socket::UnixAddr, host: &str) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let mut p = [0; 2];
+    // SAFETY: pipe2 into a valid array.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return;
+    }
+    // SAFETY: both fds are fresh and ours.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    let fds = [write.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"BARRIER=1")];
+    if let Err(e) = sendmsg(
+        sock,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        Some(addr),
+    ) {
+        crate::log::warn(&format!("NOTIFY_SOCKET {host}: barrier: {e}"));
+        return;
+    }
+    drop(write);
+    let mut fd = libc::pollfd {
+        fd: read.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; POLLHUP comes once every write end is closed.
+    unsafe { libc::poll(&mut fd, 1, 5000) };
 }

@@ -807,7 +807,24 @@ fn notify_socket_readiness_reaches_the_callers_socket() {
     });
     let host = b.path().join("host-notify.sock");
     let listener = std::os::unix::net::UnixDatagram::bind(&host).expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
+    listener
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    // Read as a service manager does, while start runs: a message's fds (the barrier's pipe)
+    // are closed on receipt, which lets start return.
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(n) = listener.recv(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let last = m == "BARRIER=1";
+            got.push(m);
+            if last {
+                break;
+            }
+        }
+        got
+    });
     let bundle = b.path().to_str().expect("utf-8").to_string();
     let with_env = |args: &[&str]| {
         let mut c = b.cmd(args);
@@ -827,16 +844,18 @@ fn notify_socket_readiness_reaches_the_callers_socket() {
     }
     let status = child.wait().expect("wait");
     assert!(done && status.success(), "start: {status:?}");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 512];
-    while let Ok(n) = listener.recv(&mut buf) {
-        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
+    let got = reader.join().expect("reader");
     let state: serde_json::Value =
         serde_json::from_slice(&b.ferrun(&["state", "ready"]).stdout).expect("state");
     // Only READY=1 is passed on, with the pid ferrun knows: nothing else the container says
     // reaches the caller's socket.
-    assert_eq!(got, vec![format!("READY=1\nMAINPID={}", state["pid"])]);
+    assert_eq!(
+        got,
+        vec![
+            format!("READY=1\nMAINPID={}", state["pid"]),
+            "BARRIER=1".to_string()
+        ]
+    );
     assert!(b.ferrun(&["delete", "--force", "ready"]).status.success());
 }
 
