@@ -278,20 +278,6 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         }
     }
     let child = spawned.ctx(|| "clone3 the exec process".into())?;
-    if let Err(e) = restored {
-        // SAFETY: our own child: killed and reaped, then the error goes up.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                child.pidfd,
-                libc::SIGKILL,
-                0,
-                0,
-            );
-            libc::waitpid(child.pid, std::ptr::null_mut(), 0);
-        }
-        return Err(e);
-    }
     drop(child_sock);
     drop(clone_fds);
     let kill_child = |why: Error| {
@@ -308,6 +294,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         }
         why
     };
+    restored.map_err(kill_child)?;
     for h in &plan.after_clone {
         if let HostStep::OomScoreAdj { value } = h {
             let path = format!("/proc/{}/oom_score_adj", child.pid);

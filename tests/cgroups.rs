@@ -45,6 +45,14 @@ fn start_detached(b: &mut Bundle, layout: Option<&str>, id: &str, script: &str) 
     b.run_detached(id, &env)
 }
 
+/// The number a container's counting loop last wrote to `ctl/count` (0 before the first).
+fn counter(ctl: &std::path::Path) -> u64 {
+    std::fs::read_to_string(ctl.join("count"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 /// A directory of the bundle bound at /ctl in the container, for the test to talk to it.
 fn with_ctl(b: &mut Bundle) -> PathBuf {
     let ctl = b.path().join("ctl");
@@ -201,12 +209,7 @@ fn cgroup2_clone_into_freeze_procs_kill_and_delete_on_the_unified_mount() {
     assert!(table.starts_with("UID") || table.contains("PID"), "{table}");
     assert_eq!(table.lines().count(), ps.len() + 1, "{table}");
 
-    let count = || {
-        std::fs::read_to_string(ctl.join("count"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let count = || counter(&ctl);
     assert!(wait_until(|| count() > 0));
     ok(&b.ferrun(&["pause", "v2"]));
     assert_eq!(state(&b, "v2")["status"], "paused");
@@ -248,12 +251,7 @@ fn v1_pause_update_and_stats_of_a_running_container() {
         "c1",
         "i=0; while true; do i=$((i+1)); echo $i > /ctl/count; done",
     );
-    let count = || {
-        std::fs::read_to_string(ctl.join("count"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let count = || counter(&ctl);
     assert!(wait_until(|| count() > 0));
     ok(&b.ferrun(&["pause", "c1"]));
     assert_eq!(v1("freezer", &b, "freezer.state"), "FROZEN");
