@@ -1,6 +1,9 @@
-//! The plan cache: plans stored by input hash under `<root>/@cache/plans/`, written atomically. A
-//! corrupt, truncated or foreign-version entry is rebuilt, never trusted. Also owns the probe of
-//! the host facts that the planner takes as input.
+//! The plan cache: plans stored by input hash under `<root>/@cache/plans/`, written atomically
+//! and sealed with a checksum. A corrupt, changed, truncated or foreign-version entry is rebuilt,
+//! never trusted. The cache is bounded: a plan only its own container can use (an engine's
+//! bundle or config names the container) goes at `delete`, the oldest go past
+//! [`MAX_ENTRIES`], and temporary files that a dead writer left are swept. Also owns the probe
+//! of the host facts that the planner takes as input.
 
 use crate::error::{Context, Result};
 use ferrun_planner::{HostFacts, Input, Options};
@@ -52,6 +55,8 @@ impl std::fmt::Display for Origin {
 
 pub struct Loaded {
     pub plan: Plan,
+    /// The config's bytes, as planned.
+    pub config: Vec<u8>,
     pub key: String,
     pub origin: Origin,
     pub path: PathBuf,
@@ -85,7 +90,9 @@ impl ferrun_planner::seccomp::FilterCache for FilterFiles {
     }
 
     fn put(&self, key: &str, bytes: &[u8]) {
-        let _ = store(&self.dir, &self.dir.join(format!("{key}.bpf")), bytes);
+        if store(&self.dir, &self.dir.join(format!("{key}.bpf")), bytes).is_ok() {
+            sweep(&self.dir, "bpf");
+        }
     }
 
     fn reused(&self, reused: bool) {
@@ -129,6 +136,7 @@ pub fn load_or_plan(
             Ok(plan) if plan.header.input_hash == key => {
                 return Ok(Loaded {
                     plan,
+                    config,
                     key,
                     origin: Origin::Hit,
                     path,
@@ -143,14 +151,18 @@ pub fn load_or_plan(
     };
     let plan = ferrun_planner::plan(&input)?;
     let origin = match store(&dir, &path, &plan.encode()) {
-        Ok(()) => match stale {
-            Some(why) => Origin::Rebuilt(why),
-            None => Origin::Stored,
-        },
+        Ok(()) => {
+            sweep(&dir, "plan");
+            match stale {
+                Some(why) => Origin::Rebuilt(why),
+                None => Origin::Stored,
+            }
+        }
         Err(e) => Origin::Uncached(e.to_string()),
     };
     Ok(Loaded {
         plan,
+        config,
         key,
         origin,
         path,
@@ -159,6 +171,27 @@ pub fn load_or_plan(
     })
 }
 
+impl Loaded {
+    /// Whether no other container could use this plan: the bundle is a directory of the
+    /// container's own, or the config names it (engines put the id in hostnames, cgroup paths
+    /// and annotations). Such a plan goes with the container.
+    pub fn private_to(&self, id: &str, bundle: &Path) -> bool {
+        let in_bundle = bundle.components().any(|c| c.as_os_str() == id);
+        let named = id.len() >= 12 && self.config.windows(id.len()).any(|w| w == id.as_bytes());
+        in_bundle || named
+    }
+}
+
+/// Removes the cached plan `key`: its container, the only one that could use it, is gone.
+pub fn forget(root: &Path, key: &str) {
+    if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let _ = std::fs::remove_file(root.join("@cache/plans").join(format!("{key}.plan")));
+    }
+}
+
+/// Entries one cache directory keeps; past that, the oldest quarter goes.
+pub const MAX_ENTRIES: usize = 512;
+
 fn store(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -166,9 +199,56 @@ fn store(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
         .create(dir)
         .ctx(|| format!("create {}", dir.display()))?;
     let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-    f.write_all(bytes)
-        .ctx(|| format!("write {}", tmp.display()))?;
-    drop(f);
-    std::fs::rename(&tmp, path).ctx(|| format!("rename to {}", path.display()))
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        // A full disk must not leave the half-written file behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.ctx(|| format!("store {}", path.display()))
+}
+
+/// After a store: removes temporary files whose writer is dead (killed mid-write), and the oldest
+/// entries once the directory holds more than [`MAX_ENTRIES`]. Runs on a cache miss only, so a
+/// hit never pays for it.
+fn sweep(dir: &Path, ext: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut kept = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: signal 0 only asks whether the pid exists.
+            let dead = unsafe { libc::kill(pid, 0) } < 0 && crate::errno() == libc::ESRCH;
+            if dead {
+                let _ = std::fs::remove_file(e.path());
+            }
+        } else if name.ends_with(ext) {
+            kept.push(e.path());
+        }
+    }
+    if kept.len() <= MAX_ENTRIES {
+        return;
+    }
+    let mut aged: Vec<(std::time::SystemTime, PathBuf)> = kept
+        .into_iter()
+        .map(|p| {
+            let t = std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, p)
+        })
+        .collect();
+    aged.sort();
+    let excess = aged.len() - MAX_ENTRIES * 3 / 4;
+    for (_, p) in aged.into_iter().take(excess) {
+        let _ = std::fs::remove_file(p);
+    }
 }

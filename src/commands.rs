@@ -12,14 +12,27 @@ use std::path::Path;
 /// `ferrun list`: runc's table, or `--format json`, or ids only with `--quiet`.
 pub fn list(store: &Store, format: &str, quiet: bool) -> Result<String> {
     let mut rows = Vec::new();
+    let mut unreadable = Vec::new();
     for id in store.ids()? {
-        if let Ok(s) = store.load(&id) {
-            let status = store.status(&s);
-            rows.push((s, status));
+        match store.load(&id) {
+            Ok(s) => {
+                let status = store.status(&s);
+                rows.push((s, status));
+            }
+            // Deleted meanwhile.
+            Err(_) if !store.dir(&id).exists() => {}
+            Err(e) => {
+                // Shown, never hidden: it may still run (runc warns the same way).
+                crate::log::warn(&format!("load container {id}: {}", e.0));
+                unreadable.push(id);
+            }
         }
     }
     if quiet {
-        return Ok(rows.iter().map(|(s, _)| format!("{}\n", s.id)).collect());
+        let mut ids: Vec<&str> = rows.iter().map(|(s, _)| s.id.as_str()).collect();
+        ids.extend(unreadable.iter().map(String::as_str));
+        ids.sort_unstable();
+        return Ok(ids.iter().map(|id| format!("{id}\n")).collect());
     }
     match format {
         "json" => {
@@ -52,6 +65,9 @@ pub fn list(store: &Store, format: &str, quiet: bool) -> Result<String> {
                         s.owner.clone()
                     },
                 ]);
+            }
+            for id in &unreadable {
+                table.push([id, "0", "unknown", "", "", ""].map(String::from));
             }
             let widths: Vec<usize> = (0..6)
                 .map(|c| table.iter().map(|r| r[c].len()).max().unwrap_or(0))

@@ -8,7 +8,7 @@ use crate::cgroups::Cgroup;
 use crate::error::{Context, Error, Result, errno_text};
 use crate::log;
 use crate::state::{State, Status, Store, proc_stat};
-use ferrun_executor::{ChildFds, MSG_PTY, MSG_READY, Prepared, Record};
+use ferrun_executor::{ChildFds, MSG_PTY, MSG_READY, Prepared, Record, SharedPage};
 use ferrun_planner::Options;
 use ferrun_plans::{HostStep, IdMapKind, Plan, Step};
 use std::io::Write;
@@ -45,6 +45,8 @@ struct Guard<'a> {
     cgroup: Option<Cgroup>,
     /// `poststop` hooks and the state they read, once the container existed.
     poststop: Option<(Vec<ferrun_plans::Hook>, String)>,
+    /// The cache key of a plan no other container could use, removed with the container.
+    private_plan: Option<String>,
     armed: bool,
 }
 
@@ -71,6 +73,9 @@ impl Drop for Guard<'_> {
             return;
         }
         let _ = self.store.remove(&self.id);
+        if let Some(key) = &self.private_plan {
+            cache::forget(&self.store.root, key);
+        }
         if let Some((hooks, state)) = &self.poststop {
             crate::hooks::run_warn("poststop", hooks, state);
         }
@@ -84,6 +89,7 @@ struct Launched<'a> {
     sync: OwnedFd,
     pty: Option<OwnedFd>,
     plan: Plan,
+    page: SharedPage,
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -193,18 +199,41 @@ fn check_rootfs(plan: &Plan, bundle: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens a namespace file named by `linux.namespaces[].path`.
+/// Opens a namespace file named by `linux.namespaces[].path`: without blocking (a FIFO there
+/// must not hang create), and only if it is a namespace of the kind asked for.
 fn open_namespace(
     kind: ferrun_plans::Namespace,
     path: &ferrun_plans::CBuf,
 ) -> Result<std::fs::File> {
-    std::fs::File::open(&*path.text()).ctx(|| {
+    const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+    // _IO(0xb7, 0x3): the CLONE_NEW* flag of a namespace fd.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    let what = || {
         format!(
             "linux.namespaces: {} namespace {}",
             kind.oci_name(),
-            path.text()
+            ferrun_plans::clip(&path.text(), 300)
         )
-    })
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&*path.text())
+        .ctx(what)?;
+    // SAFETY: fstatfs into a zeroed buffer, and an ioctl that only reads, on our fd.
+    let (fs_type, ns_type) = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        let r = libc::fstatfs(f.as_raw_fd(), &mut st);
+        let t = libc::ioctl(f.as_raw_fd(), NS_GET_NSTYPE);
+        (if r == 0 { st.f_type as libc::c_long } else { 0 }, t)
+    };
+    if fs_type != NSFS_MAGIC {
+        bail!("{}: not a namespace file", what());
+    }
+    if ns_type >= 0 && ns_type as u64 != kind.clone_flag() {
+        bail!("{}: a namespace of another kind", what());
+    }
+    Ok(f)
 }
 
 /// Receives one record (and an fd riding with it). `None` when the child closed its end.
@@ -288,10 +317,19 @@ pub fn render_failure(plan: &Plan, r: Record) -> String {
             .unwrap_or_default();
         return format!("exec {name:?}: {}", errno_text(r.errno).to_lowercase());
     }
+    let why = match r.errno {
+        ferrun_executor::E_INSIDE_PROC => {
+            "it resolves inside /proc (through a symlink or an earlier mount), \
+             where nothing may be mounted"
+                .to_string()
+        }
+        ferrun_executor::E_NOT_PROCFS => "the file reached is not on procfs".to_string(),
+        e => errno_text(e),
+    };
     format!(
-        "step {} {step}: {}",
+        "step {} {}: {why}",
         plan.step_number(r.step as usize),
-        errno_text(r.errno)
+        ferrun_plans::clip(&step.to_string(), 400)
     )
 }
 
@@ -400,6 +438,7 @@ fn launch<'a>(
     for np in &loaded.plan.not_planned {
         log::debug(&format!("not yet planned: {}: {}", np.field, np.why));
     }
+    let private = loaded.private_to(&opts.id, &bundle);
     let mut plan = loaded.plan;
     let listen_fds = socket_activation(&mut plan);
     let preserve_fds = opts.preserve_fds.saturating_add(listen_fds).min(65536);
@@ -410,15 +449,7 @@ fn launch<'a>(
     check_sysctls(&plan)?;
     crate::hooks::check(&plan.hooks)?;
 
-    let dir = store.claim(&opts.id)?;
-    let mut guard = Guard {
-        store,
-        id: opts.id.clone(),
-        child: None,
-        cgroup: None,
-        poststop: None,
-        armed: true,
-    };
+    // Resolved (and a path the kernel would refuse refused) before anything is made.
     let mut cgroup = plan
         .cgroups
         .as_ref()
@@ -432,7 +463,8 @@ fn launch<'a>(
         rootfs: plan.rootfs.clone(),
         created: log::rfc3339_now(),
         owner: String::new(),
-        plan: loaded.key,
+        plan_private: private,
+        plan: loaded.key.clone(),
         cgroup: cgroup.clone(),
         hooks: (!plan.hooks.is_empty()).then(|| plan.hooks.clone()),
         notify: crate::notify::host_socket(),
@@ -442,13 +474,19 @@ fn launch<'a>(
             .and_then(|c| std::fs::canonicalize(c).ok())
             .map(|c| c.to_string_lossy().into_owned()),
     };
+    // The directory appears with its state in it (see `Store::claim`).
+    let dir = store.claim(&state)?;
+    let mut guard = Guard {
+        store,
+        id: opts.id.clone(),
+        child: None,
+        cgroup: cgroup.clone(),
+        poststop: None,
+        private_plan: private.then(|| loaded.key.clone()),
+        armed: true,
+    };
     if state.notify.is_some() {
         crate::notify::prepare(&mut plan, &dir)?;
-    }
-    if cgroup.is_some() {
-        // Saved before any cgroup exists: a create killed from here on is cleaned up by delete.
-        store.save(&state)?;
-        guard.cgroup = cgroup.clone();
     }
     let min_fd = 3 + preserve_fds;
     let (parent_sock, child_sock) = seqpacket_pair()?;
@@ -521,15 +559,10 @@ fn launch<'a>(
         }
     }
 
-    let handoff = match plan.seccomp_listener {
-        Some(_) => Some(
-            ferrun_executor::HandoffPage::new().ctx(|| "map the seccomp hand-off page".into())?,
-        ),
-        None => None,
-    };
+    let page = SharedPage::new().ctx(|| "map the page shared with the container process".into())?;
     let fds = ChildFds {
         parent_sync: parent_sock.as_raw_fd(),
-        handoff: handoff.as_ref().map_or(std::ptr::null(), |h| h.ptr()),
+        shared: page.ptr(),
         sync: child_sock.as_raw_fd(),
         start: fifo
             .as_ref()
@@ -578,6 +611,7 @@ fn launch<'a>(
     drop(ns_files);
     drop(clone_fds);
 
+    let mut proc = None;
     for h in &plan.after_clone {
         match h {
             HostStep::WriteIdMap { kind, map } => {
@@ -585,13 +619,13 @@ fn launch<'a>(
                     IdMapKind::Uid => "uid_map",
                     IdMapKind::Gid => "gid_map",
                 };
-                let path = format!("/proc/{}/{file}", child.pid);
-                std::fs::write(&path, map.bytes()).ctx(|| format!("write {path}"))?;
+                let proc = proc_root(&mut proc)?;
+                proc.write(&format!("{}/{file}", child.pid), map.bytes())?;
             }
             HostStep::OomScoreAdj { value } => {
-                let path = format!("/proc/{}/oom_score_adj", child.pid);
-                std::fs::write(&path, value.bytes())
-                    .ctx(|| format!("process.oomScoreAdj: write {path}"))?;
+                let proc = proc_root(&mut proc)?;
+                proc.write(&format!("{}/oom_score_adj", child.pid), value.bytes())
+                    .map_err(|e| Error(format!("process.oomScoreAdj: {}", e.0)))?;
             }
             HostStep::Release => send_byte(&parent_sock)?,
             other => bail!("plan: {other} cannot run after clone"),
@@ -628,7 +662,7 @@ fn launch<'a>(
                 send_byte(&parent_sock)?;
             }
             Some((r, _)) if r.step == ferrun_executor::MSG_SECCOMP => {
-                let (Some(page), Some(listener)) = (&handoff, &plan.seccomp_listener) else {
+                let (page, Some(listener)) = (&page, &plan.seccomp_listener) else {
                     bail!("container process announced a seccomp listener the plan has none of");
                 };
                 hand_over_listener(
@@ -647,7 +681,12 @@ fn launch<'a>(
                 // SAFETY: reaping our own child.
                 unsafe { libc::waitpid(child.pid, &mut status, 0) };
                 guard.child = None;
-                bail!("container process exited during set-up (wait status {status:#x})");
+                return Err(Error(describe_death(
+                    &plan,
+                    &page,
+                    status,
+                    guard.cgroup.as_ref(),
+                )));
             }
         }
     }
@@ -662,6 +701,7 @@ fn launch<'a>(
         sync: parent_sock,
         pty,
         plan,
+        page,
     })
 }
 
@@ -670,7 +710,7 @@ fn launch<'a>(
 /// spec describes; then lets the container process go on.
 fn hand_over_listener(
     sync: RawFd,
-    page: &ferrun_executor::HandoffPage,
+    page: &SharedPage,
     listener: &ferrun_plans::Listener,
     pidfd: RawFd,
     pid: i32,
@@ -840,11 +880,99 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
 
 use std::os::unix::fs::OpenOptionsExt;
 
-/// After the start byte: the sync socket closes on a successful `execve`, or carries its error.
+/// After the start byte: the sync socket closes on a successful `execve`, or carries its error
+/// (or, when a filter refused the report, the shared page does).
 fn await_exec(l: &Launched<'_>) -> Result<()> {
     match recv_record(&l.sync)? {
-        None => Ok(()),
+        None => match l.page.progress().failure {
+            None => Ok(()),
+            Some(r) => Err(Error(failure_under_filter(&l.plan, r))),
+        },
         Some((r, _)) => Err(Error(render_failure(&l.plan, r))),
+    }
+}
+
+/// The procfs the parent writes a child's files through, opened at the first write.
+fn proc_root(slot: &mut Option<crate::procfs::ProcFs>) -> Result<&crate::procfs::ProcFs> {
+    if slot.is_none() {
+        *slot = Some(crate::procfs::ProcFs::open()?);
+    }
+    match slot {
+        Some(p) => Ok(p),
+        None => bail!("open /proc"),
+    }
+}
+
+/// The listing number of the last seccomp filter installed before step `index`.
+fn filter_before(plan: &Plan, index: usize) -> Option<usize> {
+    plan.steps
+        .iter()
+        .take(index)
+        .rposition(|s| matches!(s, Step::Seccomp { .. }))
+        .map(|i| plan.step_number(i))
+}
+
+/// A failure the child could only leave on the shared page: a seccomp filter refused its report.
+fn failure_under_filter(plan: &Plan, r: Record) -> String {
+    let mut msg = render_failure(plan, r);
+    if let Some(n) = filter_before(plan, r.step as usize) {
+        msg.push_str(&format!(
+            " (under the seccomp filter of step {n}, which also refused ferrun's report: \
+             linux.seccomp must allow what the runtime calls after it)"
+        ));
+    }
+    msg
+}
+
+/// Why a container process ended during set-up without a record on the socket: its failure
+/// from the shared page, else the signal (or exit) and the likely cause.
+pub(crate) fn describe_death(
+    plan: &Plan,
+    page: &SharedPage,
+    status: i32,
+    cgroup: Option<&Cgroup>,
+) -> String {
+    let progress = page.progress();
+    if let Some(r) = progress.failure {
+        return failure_under_filter(plan, r);
+    }
+    let at = progress
+        .at
+        .map(|i| i as usize)
+        .and_then(|i| plan.steps.get(i).map(|s| (i, s)));
+    let where_ = match at {
+        Some((i, s)) => format!(
+            " at step {} {}",
+            plan.step_number(i),
+            ferrun_plans::clip(&s.to_string(), 200)
+        ),
+        None => String::new(),
+    };
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string());
+        let filter = at.and_then(|(i, _)| filter_before(plan, i + 1));
+        let cause = if sig == libc::SIGKILL && cgroup.is_some_and(|c| c.oom_kills() > 0) {
+            ": the OOM killer (linux.resources.memory.limit too low?)".to_string()
+        } else if sig == libc::SIGSYS
+            && let Some(n) = filter
+        {
+            format!(
+                ": the seccomp filter of step {n} refused a call \
+                 (linux.seccomp: its defaultAction or a rule kills)"
+            )
+        } else if let Some(n) = filter {
+            format!(" (under the seccomp filter of step {n})")
+        } else {
+            String::new()
+        };
+        format!("container process was killed by {name}{where_} during set-up{cause}")
+    } else {
+        format!(
+            "container process exited with status {}{where_} during set-up",
+            libc::WEXITSTATUS(status)
+        )
     }
 }
 
@@ -1152,10 +1280,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     let s = match store.load(id) {
         Ok(s) => s,
         Err(e) if force && crate::state::check_id(id).is_ok() => {
-            // A create that died half-way leaves a dir without state: force removes it. An
-            // unknown id is no error with --force, as in runc (engines delete after every
-            // failed create).
+            // An unknown id is no error with --force, as in runc (engines delete after every
+            // failed create). A state that cannot be read is: its container may still run.
             log::debug(&format!("delete --force: {e}"));
+            store.check_unreadable(id, &e)?;
             return store.remove(id);
         }
         Err(e) => return Err(e),
@@ -1186,6 +1314,15 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
                     0,
                     0,
                 );
+            }
+            // A paused container cannot die until thawed (runc kills, then thaws).
+            if let Some(c) = &s.cgroup
+                && c.is_frozen()
+            {
+                c.set_frozen(false)?;
+            }
+            // SAFETY: waiting for our pidfd to become readable (exit).
+            unsafe {
                 let mut p = libc::pollfd {
                     fd: pidfd.as_raw_fd(),
                     events: libc::POLLIN,
@@ -1204,6 +1341,9 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
             .map_err(|e| Error(format!("delete container {id}: {}", e.0)))?;
     }
     store.remove(id)?;
+    if s.plan_private {
+        cache::forget(&store.root, &s.plan);
+    }
     if let Some(h) = &s.hooks {
         let st = crate::hooks::state(h, id, "stopped", 0, &s.bundle);
         crate::hooks::run_warn("poststop", &h.poststop, &st);

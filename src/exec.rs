@@ -240,9 +240,11 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
     }
     let mut ns = [-1; 8];
     ns[0] = pidfd.as_raw_fd();
+    let page = ferrun_executor::SharedPage::new()
+        .ctx(|| "map the page shared with the exec process".into())?;
     let fds = ChildFds {
         parent_sync: parent_sock.as_raw_fd(),
-        handoff: std::ptr::null(),
+        shared: page.ptr(),
         sync: child_sock.as_raw_fd(),
         start: child_sock.as_raw_fd(),
         ns,
@@ -297,10 +299,9 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
     restored.map_err(kill_child)?;
     for h in &plan.after_clone {
         if let HostStep::OomScoreAdj { value } = h {
-            let path = format!("/proc/{}/oom_score_adj", child.pid);
-            std::fs::write(&path, value.bytes()).map_err(|e| {
-                kill_child(Error(format!("process.oomScoreAdj: write {path}: {e}")))
-            })?;
+            crate::procfs::ProcFs::open()
+                .and_then(|p| p.write(&format!("{}/oom_score_adj", child.pid), value.bytes()))
+                .map_err(|e| kill_child(Error(format!("process.oomScoreAdj: {}", e.0))))?;
         }
     }
     let mut pty = None;
@@ -316,15 +317,28 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
             Some((r, _)) if r.step == MSG_READY => break,
             Some((r, _)) => return Err(kill_child(Error(render_failure(&plan, r)))),
             None => {
-                return Err(kill_child(Error(
-                    "exec process exited during set-up".into(),
-                )));
+                let mut status = 0;
+                // SAFETY: reaping our own child.
+                unsafe { libc::waitpid(child.pid, &mut status, 0) };
+                let why = crate::container::describe_death(&plan, &page, status, cg).replacen(
+                    "container process",
+                    "exec process",
+                    1,
+                );
+                return Err(Error(why));
             }
         }
     }
     send_byte(&parent_sock).map_err(kill_child)?;
-    if let Some((r, _)) = recv_record(&parent_sock).map_err(kill_child)? {
-        return Err(kill_child(Error(render_failure(&plan, r))));
+    match recv_record(&parent_sock).map_err(kill_child)? {
+        Some((r, _)) => return Err(kill_child(Error(render_failure(&plan, r)))),
+        None => {
+            // A filter that refused the report left the failure on the page.
+            if page.progress().failure.is_some() {
+                let why = crate::container::describe_death(&plan, &page, 0, cg);
+                return Err(kill_child(Error(why)));
+            }
+        }
     }
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, child.pid).map_err(kill_child)?;

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod log;
 pub mod manage;
 pub mod notify;
+pub mod procfs;
 pub mod sealed;
 pub mod state;
 

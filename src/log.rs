@@ -45,14 +45,16 @@ fn write(level: &str, msg: &str) {
     }
 }
 
-/// An error: to the log file and to stderr.
+/// An error: to the log file and to stderr, cut short if a value made it huge.
 pub fn error(msg: &str) {
+    let msg = &ferrun_plans::clip(msg, 4096);
     write("error", msg);
     eprintln!("ferrun: {msg}");
 }
 
-/// A warning: to the log file and to stderr.
+/// A warning: to the log file and to stderr, cut short if a value made it huge.
 pub fn warn(msg: &str) {
+    let msg = &ferrun_plans::clip(msg, 4096);
     write("warning", msg);
     eprintln!("ferrun: warning: {msg}");
 }

@@ -21,6 +21,9 @@ pub struct State {
     pub owner: String,
     /// Plan cache key the container was made from.
     pub plan: String,
+    /// No other container could use that plan: it goes with this one.
+    #[serde(default)]
+    pub plan_private: bool,
     /// The container's cgroups; saved before they are made, so that a create killed half-way
     /// can still be cleaned up by `delete`.
     #[serde(default)]
@@ -112,18 +115,44 @@ impl Store {
             .ctx(|| format!("create state root {}", self.root.display()))
     }
 
-    /// Claims `id`: creates its directory, failing if the id is taken.
-    pub fn claim(&self, id: &str) -> Result<PathBuf> {
-        check_id(id)?;
+    /// Claims the container's id: its directory appears with `state.json` already in it (made
+    /// under a staging name, then renamed into place), so a directory without a readable state
+    /// always means a state lost or damaged, never a claim under way. Fails if the id is taken.
+    pub fn claim(&self, s: &State) -> Result<PathBuf> {
+        check_id(&s.id)?;
         self.ensure_root()?;
-        let dir = self.dir(id);
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                bail!("container with id {id} already exists")
-            }
-            Err(e) => Err(e).ctx(|| format!("create {}", dir.display())),
+        let dir = self.dir(&s.id);
+        if dir.exists() {
+            bail!("container with id {} already exists", s.id);
         }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        // `@` is in no container id: `ids()` never takes a staging directory for a container.
+        let stage = self
+            .root
+            .join(format!("@claim-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&stage)
+            .ctx(|| format!("create {}", stage.display()))?;
+        let staged = serde_json::to_vec(s)
+            .map_err(|e| Error(format!("encode state: {e}")))
+            .and_then(|bytes| {
+                std::fs::write(stage.join("state.json"), bytes)
+                    .ctx(|| format!("write state of {}", s.id))
+            })
+            .and_then(|()| match std::fs::rename(&stage, &dir) {
+                Ok(()) => Ok(()),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
+                    Err(Error(format!("container with id {} already exists", s.id)))
+                }
+                Err(e) => Err(e).ctx(|| format!("create {}", dir.display())),
+            });
+        if staged.is_err() {
+            let _ = std::fs::remove_dir_all(&stage);
+        }
+        staged.map(|()| dir)
     }
 
     /// Writes `state.json` atomically.
@@ -142,8 +171,9 @@ impl Store {
         match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| {
                 Error(format!(
-                    "container {id}: corrupt state {}: {e}",
-                    path.display()
+                    "container {id}: corrupt state {}: {}",
+                    path.display(),
+                    ferrun_plans::clip(&e.to_string(), 200)
                 ))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -151,6 +181,21 @@ impl Store {
             }
             Err(e) => Err(e).ctx(|| format!("read {}", path.display())),
         }
+    }
+
+    /// For a container whose state could not be read (`why`): `Ok` when it has no directory
+    /// (nothing to remove), else an error that keeps it: its process and cgroups may still
+    /// exist, and nothing is removed on a guess.
+    pub fn check_unreadable(&self, id: &str, why: &Error) -> Result<()> {
+        let dir = self.dir(id);
+        if !dir.exists() {
+            return Ok(());
+        }
+        bail!(
+            "{}: not deleted, since its process and cgroups may still exist: stop them, then remove {}",
+            why.0,
+            dir.display()
+        )
     }
 
     /// Every container id with a state directory.
@@ -164,7 +209,7 @@ impl Store {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             // `@cache` holds the plan and filter caches; `@` is never in a container id.
-            if !name.starts_with('@') && e.path().join("state.json").exists() {
+            if !name.starts_with('@') && e.file_type().is_ok_and(|t| t.is_dir()) {
                 ids.push(name);
             }
         }
@@ -175,13 +220,9 @@ impl Store {
     /// The container's status, from its process and its fifo.
     pub fn status(&self, s: &State) -> Status {
         if s.pid <= 0 {
-            // Saved before the cgroups were made, not yet with its process: a create under
-            // way, or one killed half-way (which `delete --force` cleans up).
-            return if s.cgroup.is_some() {
-                Status::Creating
-            } else {
-                Status::Stopped
-            };
+            // Saved before the process existed: a create under way, or one killed half-way
+            // (which `delete --force` cleans up).
+            return Status::Creating;
         }
         if !process_alive(s.pid, s.pid_start) {
             return Status::Stopped;

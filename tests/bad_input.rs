@@ -142,6 +142,38 @@ fn bad_input_is_refused_cleanly() {
             "linux.sysctl: net.ipv4.ip_forward would change the host",
         ),
         (
+            "a relative root.path out of the bundle",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["root"]["path"] = json!("../rootfs"));
+            }),
+            "root.path: ../rootfs leads to",
+        ),
+        (
+            "a namespace path that is a FIFO",
+            Box::new(|b: &mut Bundle| {
+                let fifo = b.path().join("ns-fifo");
+                nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    .expect("mkfifo");
+                b.edit(|c| c["linux"]["namespaces"][1]["path"] = json!(fifo));
+            }),
+            "ns-fifo: not a namespace file",
+        ),
+        (
+            "a namespace path that is a plain file",
+            Box::new(|b: &mut Bundle| {
+                let file = b.path().join("config.json");
+                b.edit(|c| c["linux"]["namespaces"][1]["path"] = json!(file));
+            }),
+            "config.json: not a namespace file",
+        ),
+        (
+            "a namespace path of another kind",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["linux"]["namespaces"][1]["path"] = json!("/proc/self/ns/uts"));
+            }),
+            "network namespace /proc/self/ns/uts: a namespace of another kind",
+        ),
+        (
             "a namespace path that does not exist",
             Box::new(|b: &mut Bundle| {
                 b.edit(|c| c["linux"]["namespaces"][1]["path"] = json!("/run/netns/nope"));

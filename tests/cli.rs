@@ -40,9 +40,28 @@ fn plan_is_cached_reused_and_rebuilt() {
     std::fs::write(&plan_file, &bytes[..bytes.len() / 2]).expect("truncate");
     let (out, _) = text(&b.ferrun(&["plan", "--bundle", bundle]));
     assert!(
-        out.contains("cache: rebuilt (corrupt or truncated plan)"),
+        out.contains("cache: rebuilt (its bytes do not match their checksum)"),
         "{out}"
     );
+    assert_eq!(std::fs::read(&plan_file).expect("rewritten"), bytes);
+
+    // So is an entry that still decodes but had a byte changed: the hostname, here.
+    let mut edited = bytes.clone();
+    let at = edited
+        .windows(11)
+        .position(|w| w == b"ferrun-test")
+        .expect("the hostname in the plan");
+    edited[at + 8] = b'E';
+    std::fs::write(&plan_file, &edited).expect("write");
+    let mut shown = b.ferrun(&["run", "--bundle", bundle, "edited"]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    shown = b.ferrun(&["plan", "--bundle", bundle]);
+    let (out, _) = text(&shown);
+    assert!(out.contains("sethostname \"ferrun-test\""), "{out}");
     assert_eq!(std::fs::read(&plan_file).expect("rewritten"), bytes);
 
     // So is an entry of another format version.

@@ -6,8 +6,12 @@ use crate::errno;
 use libc::{c_char, c_int};
 
 pub(crate) const PATH_MAX: usize = 4096;
+const RESOLVE_NO_XDEV: u64 = 0x01;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
 const RESOLVE_IN_ROOT: u64 = 0x10;
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
 #[repr(C)]
 struct OpenHow {
@@ -31,6 +35,74 @@ impl Drop for Fd {
 /// Opens `path` (NUL-terminated) resolved inside `root`.
 pub(crate) fn open_in_root(root: c_int, path: &[u8], flags: c_int) -> Result<Fd, i32> {
     open_how(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+}
+
+/// Opens `rel` (NUL-terminated, relative) below the procfs `procfd`: no symlink followed, no
+/// mount crossed, and the file checked to be on procfs.
+pub(crate) fn open_in_procfs(procfd: c_int, rel: &[u8], flags: c_int) -> Result<Fd, i32> {
+    let resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+    let fd = open_how(procfd, rel, flags, resolve)?;
+    if !on_procfs(fd.0)? {
+        return Err(crate::E_NOT_PROCFS);
+    }
+    Ok(fd)
+}
+
+fn on_procfs(fd: c_int) -> Result<bool, i32> {
+    // SAFETY: an all-zero statfs is a valid out-buffer for fstatfs on our fd.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(fd, &mut st) } < 0 {
+        return Err(errno());
+    }
+    Ok(st.f_type as i64 == PROC_SUPER_MAGIC)
+}
+
+/// A procfs of this process's own: a fresh instance (`fsopen`), else a detached clone of the
+/// `/proc` mount (submounts included only where a user namespace locks them together; lookups
+/// never cross into them). Nothing the container made can be mounted on either.
+pub(crate) fn open_procfs() -> Result<Fd, i32> {
+    const FSOPEN_CLOEXEC: u32 = 1;
+    const FSCONFIG_CMD_CREATE: u32 = 6;
+    const FSMOUNT_CLOEXEC: u32 = 1;
+    const OPEN_TREE_CLONE: u32 = 1;
+    let attrs = ferrun_plans::MOUNT_ATTR_NOSUID
+        | ferrun_plans::MOUNT_ATTR_NODEV
+        | ferrun_plans::MOUNT_ATTR_NOEXEC;
+    // SAFETY: plain syscalls on static strings and fds we own.
+    unsafe {
+        let fs = Fd(libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) as c_int);
+        if fs.0 >= 0
+            && libc::syscall(
+                libc::SYS_fsconfig,
+                fs.0,
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<c_char>(),
+                std::ptr::null::<c_char>(),
+                0,
+            ) == 0
+        {
+            let m = Fd(libc::syscall(libc::SYS_fsmount, fs.0, FSMOUNT_CLOEXEC, attrs) as c_int);
+            if m.0 >= 0 && on_procfs(m.0)? {
+                return Ok(m);
+            }
+        }
+        for recursive in [0, libc::AT_RECURSIVE as u32] {
+            let m = Fd(libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                c"/proc".as_ptr(),
+                OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | recursive,
+            ) as c_int);
+            if m.0 >= 0 {
+                return if on_procfs(m.0)? {
+                    Ok(m)
+                } else {
+                    Err(crate::E_NOT_PROCFS)
+                };
+            }
+        }
+        Err(errno())
+    }
 }
 
 /// Opens a path relative to the working directory, never through a `/proc` magic link.

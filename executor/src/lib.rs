@@ -23,6 +23,12 @@ pub const MSG_SECCOMP: u32 = u32::MAX - 2;
 /// A sync record's `step` field for "the runtime environment exists: run the create hooks".
 pub const MSG_HOOKS: u32 = u32::MAX - 3;
 
+/// A failed step's "errno" when a mount target resolved inside `/proc` through a symlink (or
+/// to a `/proc` path other than the planned one): mounts there are refused, as runc does.
+pub const E_INSIDE_PROC: i32 = 0x1000_0001;
+/// A failed step's "errno" when a file ferrun writes under `/proc` is not on procfs.
+pub const E_NOT_PROCFS: i32 = 0x1000_0002;
+
 /// What a child tells its parent: a step index and an errno, or one of the `MSG_*` markers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -64,23 +70,41 @@ pub struct ChildFds {
     pub ns: [c_int; 8],
     /// How many fds after stdio survive `execve` (`--preserve-fds`).
     pub preserve: u32,
-    /// The shared page for the seccomp listener hand-off; null without one.
-    pub handoff: *const Handoff,
+    /// The page shared with the parent ([`Shared`]); null without one.
+    pub shared: *const Shared,
 }
 
-/// A page shared by the parent and the container process. After installing a filter that may
-/// notify any syscall, the child publishes the listener fd here and spins, making no syscall,
-/// until the parent has taken the fd (`pidfd_getfd`) and handed it over.
+/// A page shared by the parent and the container process, written without a syscall:
+/// - the seccomp listener hand-off: after installing a filter that may notify any syscall, the
+///   child publishes the listener fd here and spins until the parent has taken it
+///   (`pidfd_getfd`);
+/// - the step under way and a failed step's record, which the parent reads when the child ends
+///   without a word: a filter that refuses the report (and `exit`), or a signal.
 #[repr(C)]
-pub struct Handoff {
+pub struct Shared {
     pub state: std::sync::atomic::AtomicU32,
     pub fd: std::sync::atomic::AtomicI32,
+    /// 1 + the index of the step under way; 0 before the first.
+    pub at: std::sync::atomic::AtomicU32,
+    /// 1 once `failed_step` and `failed_errno` hold a failure.
+    pub failed: std::sync::atomic::AtomicU32,
+    pub failed_step: std::sync::atomic::AtomicU32,
+    pub failed_errno: std::sync::atomic::AtomicI32,
 }
 
 /// `Handoff::state`: nothing yet, fd published, fd taken.
 pub const HANDOFF_EMPTY: u32 = 0;
 pub const HANDOFF_PUBLISHED: u32 = 1;
 pub const HANDOFF_TAKEN: u32 = 2;
+
+/// What the child left on its [`Shared`] page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The index of the step under way (or last run); `None` before the first.
+    pub at: Option<u32>,
+    /// A failed step's record, written before the child tried to send it.
+    pub failure: Option<Record>,
+}
 
 /// What waiting for the listener fd ended with.
 #[derive(Debug, PartialEq, Eq)]
@@ -91,13 +115,13 @@ pub enum Published {
     TimedOut,
 }
 
-/// The parent's mapping of a [`Handoff`] page (`MAP_SHARED`, so the clone sees the same page).
-pub struct HandoffPage {
-    ptr: *mut Handoff,
+/// The parent's mapping of a [`Shared`] page (`MAP_SHARED`, so the clone sees the same page).
+pub struct SharedPage {
+    ptr: *mut Shared,
 }
 
-impl HandoffPage {
-    pub fn new() -> io::Result<HandoffPage> {
+impl SharedPage {
+    pub fn new() -> io::Result<SharedPage> {
         // SAFETY: a fresh anonymous shared mapping, zero-filled (state EMPTY).
         let p = unsafe {
             libc::mmap(
@@ -112,16 +136,31 @@ impl HandoffPage {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(HandoffPage { ptr: p.cast() })
+        Ok(SharedPage { ptr: p.cast() })
     }
 
-    pub fn ptr(&self) -> *const Handoff {
+    pub fn ptr(&self) -> *const Shared {
         self.ptr
     }
 
-    fn get(&self) -> &Handoff {
-        // SAFETY: the mapping lives as long as self and holds a zero-initialised Handoff.
+    fn get(&self) -> &Shared {
+        // SAFETY: the mapping lives as long as self and holds a zero-initialised Shared.
         unsafe { &*self.ptr }
+    }
+
+    /// Where the child got to, and its failure if it recorded one.
+    pub fn progress(&self) -> Progress {
+        use std::sync::atomic::Ordering;
+        let p = self.get();
+        let at = p.at.load(Ordering::Acquire);
+        let failure = (p.failed.load(Ordering::Acquire) == 1).then(|| Record {
+            step: p.failed_step.load(Ordering::Acquire),
+            errno: p.failed_errno.load(Ordering::Acquire),
+        });
+        Progress {
+            at: at.checked_sub(1),
+            failure,
+        }
     }
 
     /// Waits up to `timeout` for the child to publish its listener fd, watching `sync` too: a
@@ -156,7 +195,7 @@ impl HandoffPage {
     }
 }
 
-impl Drop for HandoffPage {
+impl Drop for SharedPage {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping.
         unsafe { libc::munmap(self.ptr.cast(), 4096) };
@@ -321,6 +360,12 @@ fn send_record(fd: c_int, r: Record) -> Result<(), i32> {
 pub(crate) struct Ctx<'a> {
     pub fds: &'a ChildFds,
     pub rootfd: c_int,
+    /// The procfs of `OpenProcfs`; -1 until then.
+    pub procfd: c_int,
+    /// The rootfs's host path as the kernel names it (no trailing `/`; empty for `/`), to tell
+    /// where a mount target really resolved to.
+    pub root_path: [u8; fs::PATH_MAX],
+    pub root_len: usize,
     /// The program `ResolveExec` chose (a plan buffer); null until then.
     pub exec_path: *const libc::c_char,
 }
@@ -362,10 +407,26 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
     let mut ctx = Ctx {
         fds,
         rootfd: -1,
+        procfd: -1,
+        root_path: [0; fs::PATH_MAX],
+        root_len: 0,
         exec_path: std::ptr::null(),
     };
+    // SAFETY: the parent's page (or null) outlives the child's use of it.
+    let shared = unsafe { fds.shared.as_ref() };
     for (i, step) in prepared.plan.steps.iter().enumerate() {
+        use std::sync::atomic::Ordering;
+        if let Some(p) = shared {
+            p.at.store(i as u32 + 1, Ordering::Release);
+        }
         if let Err(errno) = steps::run(step, &mut ctx, prepared) {
+            // Recorded first, without a syscall: a seccomp filter may refuse the send, and
+            // even the exit (the child then dies of SIGSEGV, and the parent reads this).
+            if let Some(p) = shared {
+                p.failed_step.store(i as u32, Ordering::Release);
+                p.failed_errno.store(errno, Ordering::Release);
+                p.failed.store(1, Ordering::Release);
+            }
             let _ = send_record(
                 fds.sync,
                 Record {

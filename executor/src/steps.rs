@@ -1,8 +1,8 @@
 //! One function call per plan step: raw syscalls on the plan's buffers, `Err(errno)` on failure.
 
 use crate::fs::{
-    Fd, FdPath, PATH_MAX, ensure_file, is_dir, link_target, mkdir_all, open_in_root, open_no_magic,
-    with_parent,
+    Fd, FdPath, PATH_MAX, ensure_file, is_dir, link_target, mkdir_all, open_in_procfs,
+    open_in_root, open_no_magic, open_procfs, with_parent,
 };
 use crate::{Ctx, MSG_PTY, MSG_READY, Prepared, Record, check, errno, send_record};
 use ferrun_plans::{CBuf, Step, Target};
@@ -108,6 +108,50 @@ fn target_fd(ctx: &Ctx<'_>, dest: &CBuf, target: Target, source: Option<&CBuf>) 
     open_in_root(ctx.rootfd, dest.bytes_with_nul(), libc::O_PATH)
 }
 
+/// Refuses a mount target that resolved inside `/proc` anywhere but at its planned destination
+/// (which the planner allowed): a symlink in the image, or an earlier mount, led it there.
+fn check_not_in_proc(ctx: &Ctx<'_>, fd: c_int, dest: &CBuf) -> Result<(), i32> {
+    let mut buf = [0u8; PATH_MAX];
+    let p = FdPath::new(fd);
+    // SAFETY: readlink into our stack buffer.
+    let n = unsafe { libc::readlink(p.ptr(), buf.as_mut_ptr().cast(), PATH_MAX - 1) };
+    if n < 0 {
+        return Err(errno());
+    }
+    let real = &buf[..n as usize];
+    let Some(inside) = real.strip_prefix(&ctx.root_path[..ctx.root_len]) else {
+        return Ok(());
+    };
+    if inside.starts_with(b"/proc/") && inside != dest.bytes() {
+        return Err(crate::E_INSIDE_PROC);
+    }
+    Ok(())
+}
+
+/// Closes every fd from 3 + preserved on, but the sync socket and the start fd.
+fn close_strays(ctx: &mut Ctx<'_>) -> Result<(), i32> {
+    let mut keep = [ctx.fds.sync, ctx.fds.start];
+    if keep[0] > keep[1] {
+        keep.swap(0, 1);
+    }
+    let mut lo = 3 + ctx.fds.preserve;
+    for k in keep {
+        let Ok(k) = u32::try_from(k) else { continue };
+        if k >= lo {
+            if k > lo {
+                // SAFETY: close_range over fds this process holds.
+                check(unsafe { libc::syscall(libc::SYS_close_range, lo, k - 1, 0) })?;
+            }
+            lo = k + 1;
+        }
+    }
+    // SAFETY: as above.
+    check(unsafe { libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0) })?;
+    ctx.rootfd = -1;
+    ctx.procfd = -1;
+    Ok(())
+}
+
 /// Resolves an existing path inside the root.
 fn existing(ctx: &Ctx<'_>, path: &CBuf) -> Result<Fd, i32> {
     open_in_root(ctx.rootfd, path.bytes_with_nul(), libc::O_PATH)
@@ -167,7 +211,17 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     libc::MS_BIND | libc::MS_REC,
                     null(),
                 ))?;
-                open_rootfs(ctx, path)
+                open_rootfs(ctx, path)?;
+                let p = FdPath::new(ctx.rootfd);
+                let n = libc::readlink(p.ptr(), ctx.root_path.as_mut_ptr().cast(), PATH_MAX - 1);
+                if n < 0 {
+                    return Err(errno());
+                }
+                ctx.root_len = n as usize;
+                if ctx.root_path[..ctx.root_len] == *b"/" {
+                    ctx.root_len = 0;
+                }
+                Ok(())
             }
             Step::Mount {
                 source,
@@ -178,6 +232,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 target,
             } => {
                 let fd = target_fd(ctx, dest, *target, source.as_ref())?;
+                check_not_in_proc(ctx, fd.0, dest)?;
                 let p = FdPath::new(fd.0);
                 ok(libc::mount(
                     opt_ptr(source),
@@ -197,6 +252,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 rclear,
             } => {
                 let target = target_fd(ctx, dest, Target::LikeSource, Some(source))?;
+                check_not_in_proc(ctx, target.0, dest)?;
                 bind_tree(
                     source.as_ptr(),
                     target.0,
@@ -227,6 +283,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             }
             Step::TmpfsCopyUp { dest, flags, data } => {
                 let old = target_fd(ctx, dest, Target::Dir, None)?;
+                check_not_in_proc(ctx, old.0, dest)?;
                 // The directory as it was, still reachable through this fd once covered.
                 let below = reopen_dir(old.0)?;
                 let p = FdPath::new(old.0);
@@ -420,8 +477,20 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 ferrun_plans::MOUNT_ATTR_RDONLY,
                 0,
             ),
+            Step::OpenProcfs => {
+                let fd = open_procfs()?;
+                ctx.procfd = fd.0;
+                // Kept until `CloseStrayFds`.
+                std::mem::forget(fd);
+                Ok(())
+            }
+            Step::CloseStrayFds => close_strays(ctx),
             Step::Sysctl { path, value } => {
-                let fd = open_in_root(ctx.rootfd, path.bytes_with_nul(), libc::O_WRONLY)?;
+                let rel = path
+                    .bytes_with_nul()
+                    .strip_prefix(b"/proc/")
+                    .ok_or(libc::EINVAL)?;
+                let fd = open_in_procfs(ctx.procfd, rel, libc::O_WRONLY)?;
                 let v = value.bytes();
                 if libc::write(fd.0, v.as_ptr().cast(), v.len()) < 0 {
                     Err(errno())
@@ -535,7 +604,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 };
                 let listener = u64::from(*flags) & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0;
                 if listener {
-                    if ctx.fds.handoff.is_null() {
+                    if ctx.fds.shared.is_null() {
                         return Err(libc::EINVAL);
                     }
                     send_record(
@@ -554,7 +623,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 ))?;
                 if listener {
                     use std::sync::atomic::Ordering;
-                    let h = &*ctx.fds.handoff;
+                    let h = &*ctx.fds.shared;
                     h.fd.store(fd as c_int, Ordering::Release);
                     h.state.store(crate::HANDOFF_PUBLISHED, Ordering::Release);
                     // No syscall until the parent holds the fd: any one could be notified.

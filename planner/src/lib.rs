@@ -69,11 +69,14 @@ pub struct PlanError {
 }
 
 impl fmt::Display for PlanError {
+    /// Cut short: a field's name or the value it echoes can be megabytes long.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let problem = ferrun_plans::clip(&self.problem, 600);
         if self.field.is_empty() {
-            write!(f, "config.json: {}", self.problem)
+            write!(f, "config.json: {problem}")
         } else {
-            write!(f, "config.json: {}: {}", self.field, self.problem)
+            let field = ferrun_plans::clip(&self.field, 300);
+            write!(f, "config.json: {field}: {problem}")
         }
     }
 }
@@ -448,7 +451,20 @@ impl<'a> Planner<'a> {
             field: "root.path".into(),
             problem: "must be valid UTF-8".into(),
         })?;
-        Ok(clean_abs(s))
+        let clean = clean_abs(s);
+        // A relative root is the bundle's: `..` may not lead out of it (the runtime judges
+        // symlinks the same way once it can resolve them).
+        if !path.is_absolute() && !Path::new(&clean).starts_with(self.input.bundle) {
+            return err(
+                "root.path",
+                format!(
+                    "{} leads to {clean}, outside the bundle {}",
+                    ferrun_plans::clip(&path.to_string_lossy(), 200),
+                    self.input.bundle.display()
+                ),
+            );
+        }
+        Ok(clean)
     }
 
     fn namespaces(&mut self) -> Result<(), PlanError> {
@@ -800,6 +816,8 @@ impl<'a> Planner<'a> {
                 },
             };
             let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
+            process::check_id(&format!("{field}.uid"), d.uid().unwrap_or(0))?;
+            process::check_id(&format!("{field}.gid"), d.gid().unwrap_or(0))?;
             let entry = (
                 path,
                 kind,
@@ -886,8 +904,12 @@ impl<'a> Planner<'a> {
             .unwrap_or_default();
         let mut keys: Vec<_> = map.iter().collect();
         keys.sort();
+        if !keys.is_empty() {
+            // The writes go through a procfs of the container process's own.
+            self.steps.push(Step::OpenProcfs);
+        }
         for (key, value) in keys {
-            let field = format!("linux.sysctl.{key:?}");
+            let field = format!("linux.sysctl.{:?}", ferrun_plans::clip(key, 200));
             let rel = key.replace('.', "/");
             if key.is_empty()
                 || rel.starts_with('/')
@@ -1023,6 +1045,18 @@ fn id_map(field: &str, maps: &[LinuxIdMapping], own_id: u32) -> Result<CBuf, Pla
     for (i, m) in maps.iter().enumerate() {
         if m.size() == 0 {
             return err(format!("{field}[{i}].size"), "must be at least 1");
+        }
+        // A range may not reach (uid_t)-1, the kernel's "no change".
+        for (name, first) in [("containerID", m.container_id()), ("hostID", m.host_id())] {
+            if u64::from(first) + u64::from(m.size()) > u64::from(u32::MAX) {
+                return err(
+                    format!("{field}[{i}]"),
+                    format!(
+                        "{name} {first} size {} reaches 4294967295, which is no id",
+                        m.size()
+                    ),
+                );
+            }
         }
         s.push_str(&format!(
             "{} {} {}\n",

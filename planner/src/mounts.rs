@@ -199,6 +199,51 @@ pub(crate) struct PlannedMounts {
     pub dev_is_bind: bool,
 }
 
+/// The files below `/proc` a mount may cover: those lxcfs emulates (runc's list).
+const PROC_FILES: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/crypto/fips_enabled",
+];
+
+/// runc's rule: nothing is mounted inside `/proc` but [`PROC_FILES`], and `/proc` itself takes a
+/// filesystem (proc) or a bind of the host's `/proc`. The executor judges the destination again
+/// once resolved, so a symlink in the image cannot lead a mount there either.
+fn check_proc_destination(
+    field: &str,
+    dest: &str,
+    is_bind: bool,
+    source: Option<&str>,
+) -> Result<(), PlanError> {
+    if dest == "/proc" {
+        if is_bind && source.map(clean_abs).as_deref() != Some("/proc") {
+            return err(
+                format!("{field}.destination"),
+                "/proc takes a proc mount or a bind of the host's /proc, not another bind",
+            );
+        }
+        return Ok(());
+    }
+    if dest.starts_with("/proc/") && !PROC_FILES.contains(&dest) {
+        return err(
+            format!("{field}.destination"),
+            format!(
+                "{} cannot be mounted because it is inside /proc (only {} may be)",
+                ferrun_plans::clip(dest, 200),
+                PROC_FILES.join(", ")
+            ),
+        );
+    }
+    Ok(())
+}
+
 struct Parsed {
     dest: String,
     steps: Vec<Step>,
@@ -274,6 +319,7 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
         } else {
             Some(cbuf(&format!("{field}.options"), &data.join(","))?)
         };
+        check_proc_destination(&field, &dest, is_bind, source)?;
         let dest_buf = cbuf(&format!("{field}.destination"), &dest)?;
         let mut steps = Vec::new();
         if is_bind {

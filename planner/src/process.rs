@@ -21,6 +21,21 @@ fn rlimit_number(t: PosixRlimitType) -> u32 {
         .map_or(u32::MAX, |i| i as u32)
 }
 
+/// The largest uid or gid a config may name: `(uid_t)-1` means "no change" to the kernel, so a
+/// process asking for it would keep the runtime's own identity (runc's range).
+pub(crate) const MAX_ID: u32 = 2_147_483_647;
+
+/// Refuses an id outside 0..=[`MAX_ID`].
+pub(crate) fn check_id(field: &str, id: u32) -> Result<(), PlanError> {
+    if id > MAX_ID {
+        return err(
+            field,
+            format!("{id}: uids and gids must be in range 0-{MAX_ID}"),
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(), PlanError> {
     // rlimits and the oom score first: raising either needs capabilities dropped below.
     let mut seen = Vec::new();
@@ -165,12 +180,18 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
         Some((step, notify)) => (Some(step), notify),
         None => (None, false),
     };
+    // What the container process holds of the host's (the caller's fds, the rootfs, cgroup
+    // and namespace fds) goes before it waits for `start`, and before any filter could refuse
+    // close_range.
+    let mut strays_closed = false;
     if let Some(filter) = &filter
         && !nnp
     {
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while every
         // capability is still held (runc does the same). Marking fds close-on-exec first keeps
         // close_range out of the profile's way; the fds in use stay open until execve.
+        p.steps.push(Step::CloseStrayFds);
+        strays_closed = true;
         p.steps.push(Step::CloseFds);
         p.steps.push(filter.clone());
     }
@@ -180,6 +201,11 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     });
     p.steps.push(Step::KeepCaps { on: true });
     let gids = user.additional_gids().clone().unwrap_or_default();
+    for (i, g) in gids.iter().enumerate() {
+        check_id(&format!("process.user.additionalGids[{i}]"), *g)?;
+    }
+    check_id("process.user.gid", user.gid())?;
+    check_id("process.user.uid", user.uid())?;
     p.steps.push(Step::SetGroups { gids });
     p.steps.push(Step::SetGid { gid: user.gid() });
     p.steps.push(Step::SetUid { uid: user.uid() });
@@ -199,10 +225,15 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
         // A listener is handed over by `create`, so the filter goes on before the container
         // reports ready (runc does the same); what it notifies from then on, the agent answers.
         Some(filter) if nnp && notify => {
+            p.steps.push(Step::CloseStrayFds);
+            strays_closed = true;
             p.steps.push(Step::CloseFds);
             p.steps.push(filter.clone());
         }
         _ => {}
+    }
+    if !strays_closed {
+        p.steps.push(Step::CloseStrayFds);
     }
     p.steps.push(Step::Ready);
     p.steps.push(Step::WaitStart);

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Magic prefix of an encoded plan file.
 pub const MAGIC: &[u8; 8] = b"FERRUNPL";
@@ -304,7 +304,12 @@ pub enum Step {
     ReadonlyPath { path: CBuf },
     /// Remount `/` read-only (not its submounts).
     ReadonlyRoot,
-    /// Write `value` to a `/proc/sys` file.
+    /// Open a procfs of ferrun's own (`fsopen("proc")`, else a detached clone of `/proc`) for the
+    /// `Sysctl` writes that follow: no mount or symlink the config or the image made can
+    /// redirect them.
+    OpenProcfs,
+    /// Write `value` to a `/proc/sys` file, resolved in the procfs of `OpenProcfs` without
+    /// following any symlink or crossing a mount, and checked to be on procfs.
     Sysctl { path: CBuf, value: CBuf },
     /// `sethostname`.
     Hostname { name: CBuf },
@@ -349,6 +354,9 @@ pub enum Step {
     },
     /// `umask`.
     Umask { mask: u32 },
+    /// Close every fd but stdio, the preserved ones, the sync socket and the start fd: a
+    /// container waiting for `start` (or an exec'd process) holds nothing of the host's.
+    CloseStrayFds,
     /// Tell the parent that set-up is done.
     Ready,
     /// Block until `start` (or `run`) releases the container.
@@ -464,6 +472,8 @@ pub struct Plan {
 pub enum DecodeError {
     BadMagic,
     ForeignVersion(u32),
+    /// The bytes do not match the checksum stored with them.
+    Checksum,
     Corrupt,
 }
 
@@ -474,31 +484,51 @@ impl std::fmt::Display for DecodeError {
             DecodeError::ForeignVersion(v) => {
                 write!(f, "plan format {v}, this ferrun reads {FORMAT_VERSION}")
             }
+            DecodeError::Checksum => write!(f, "its bytes do not match their checksum"),
             DecodeError::Corrupt => write!(f, "corrupt or truncated plan"),
         }
     }
 }
 
+/// `MAGIC`, the format version (LE u32), the SHA-256 of `body`, then `body`: a cache entry whose
+/// bytes changed after it was written is refused, not executed.
+pub fn seal(magic: &[u8; 8], version: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 44);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(body));
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body of bytes made by [`seal`], once magic, version and checksum are right.
+pub fn unseal<'b>(magic: &[u8; 8], version: u32, bytes: &'b [u8]) -> Result<&'b [u8], DecodeError> {
+    let rest = bytes
+        .strip_prefix(magic.as_slice())
+        .ok_or(DecodeError::BadMagic)?;
+    let (ver, rest) = rest.split_first_chunk::<4>().ok_or(DecodeError::Corrupt)?;
+    let ver = u32::from_le_bytes(*ver);
+    if ver != version {
+        return Err(DecodeError::ForeignVersion(ver));
+    }
+    let (sum, body) = rest.split_first_chunk::<32>().ok_or(DecodeError::Corrupt)?;
+    if Sha256::digest(body).as_slice() != sum.as_slice() {
+        return Err(DecodeError::Checksum);
+    }
+    Ok(body)
+}
+
 impl Plan {
-    /// `MAGIC`, the format version (LE u32), then the postcard body.
+    /// Sealed postcard bytes (see [`seal`]).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4096);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         // Serializing plain data into a Vec cannot fail.
-        postcard::to_extend(self, out).unwrap_or_default()
+        let body = postcard::to_stdvec(self).unwrap_or_default();
+        seal(MAGIC, FORMAT_VERSION, &body)
     }
 
     /// Decodes and checks a stored plan; anything odd is an error, never trusted.
     pub fn decode(bytes: &[u8]) -> Result<Plan, DecodeError> {
-        let body = bytes
-            .strip_prefix(MAGIC.as_slice())
-            .ok_or(DecodeError::BadMagic)?;
-        let (ver, body) = body.split_first_chunk::<4>().ok_or(DecodeError::Corrupt)?;
-        let ver = u32::from_le_bytes(*ver);
-        if ver != FORMAT_VERSION {
-            return Err(DecodeError::ForeignVersion(ver));
-        }
+        let body = unseal(MAGIC, FORMAT_VERSION, bytes)?;
         let (plan, rest): (Plan, &[u8]) =
             postcard::take_from_bytes(body).map_err(|_| DecodeError::Corrupt)?;
         if !rest.is_empty() || plan.header.format != FORMAT_VERSION || !plan.is_well_formed() {
@@ -593,6 +623,19 @@ impl Step {
     }
 }
 
+/// `s` cut to at most `max` bytes (at a character boundary) with the length it had, for
+/// messages that echo a value of the user's.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len()).into()
+}
+
 /// Lower-case hex SHA-256 of the concatenated parts, each length-prefixed so that no two
 /// different part lists hash alike.
 pub fn content_hash(parts: &[&[u8]]) -> String {
@@ -660,6 +703,11 @@ mod tests {
         let bytes = sample().encode();
         assert_eq!(
             Plan::decode(&bytes[..bytes.len() - 3]),
+            Err(DecodeError::Checksum)
+        );
+        // Sealed right, but no plan inside.
+        assert_eq!(
+            Plan::decode(&seal(MAGIC, FORMAT_VERSION, b"not postcard")),
             Err(DecodeError::Corrupt)
         );
         let mut foreign = bytes.clone();
@@ -667,8 +715,19 @@ mod tests {
         assert_eq!(Plan::decode(&foreign), Err(DecodeError::ForeignVersion(99)));
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert_eq!(Plan::decode(&trailing), Err(DecodeError::Corrupt));
+        assert_eq!(Plan::decode(&trailing), Err(DecodeError::Checksum));
         assert_eq!(Plan::decode(b"hello"), Err(DecodeError::BadMagic));
+    }
+
+    #[test]
+    fn rejects_a_changed_byte() {
+        let mut bytes = sample().encode();
+        let at = bytes
+            .windows(4)
+            .position(|w| w == b"proc")
+            .expect("a string in the body");
+        bytes[at] = b'P';
+        assert_eq!(Plan::decode(&bytes), Err(DecodeError::Checksum));
     }
 
     #[test]

@@ -219,6 +219,11 @@ impl Display for Step {
             Step::MaskPath { path } => write!(f, "mask {}", path.text()),
             Step::ReadonlyPath { path } => write!(f, "read-only {}", path.text()),
             Step::ReadonlyRoot => write!(f, "remount / read-only"),
+            Step::OpenProcfs => write!(f, "open a procfs of our own for the sysctls"),
+            Step::CloseStrayFds => write!(
+                f,
+                "close every fd but stdio, preserved ones and the sync and start fds"
+            ),
             Step::Sysctl { path, value } => {
                 write!(f, "sysctl {} = {:?}", path.text(), value.text())
             }

@@ -201,6 +201,7 @@ impl Cgroup {
                 bail!("linux.cgroupsPath: {rel} climbs out of {}", h.mount);
             }
             let dir = Path::new(&h.mount).join(rel);
+            check_path_len(&dir)?;
             created.push(!dir.exists());
             dirs.push(dir);
         }
@@ -480,6 +481,10 @@ impl Cgroup {
             && self.created[i]
             && std::fs::write(self.dirs[i].join("cgroup.kill"), "1").is_ok()
         {
+            // A v1 freezer (hybrid host) still holds frozen tasks: thaw them, so they die.
+            if self.is_frozen() {
+                let _ = self.set_frozen(false);
+            }
             return Ok(());
         }
         let freeze = sig == libc::SIGKILL && self.freezer().is_some() && !self.is_frozen();
@@ -530,6 +535,28 @@ impl Cgroup {
             bail!("remove cgroup {}", failed.join("; "))
         }
     }
+}
+
+/// A cgroup directory the kernel could not name is refused before anything is made (a create
+/// that made half of it could never remove it).
+fn check_path_len(dir: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    const PATH_MAX: usize = 4096;
+    const NAME_MAX: usize = 255;
+    let len = dir.as_os_str().len();
+    if len >= PATH_MAX {
+        bail!(
+            "linux.cgroupsPath: {}: {len} bytes, longer than the kernel's PATH_MAX ({PATH_MAX})",
+            ferrun_plans::clip(&dir.to_string_lossy(), 120)
+        );
+    }
+    if let Some(c) = dir.iter().find(|c| c.as_bytes().len() > NAME_MAX) {
+        bail!(
+            "linux.cgroupsPath: the name {} is longer than {NAME_MAX} bytes",
+            ferrun_plans::clip(&c.to_string_lossy(), 60)
+        );
+    }
+    Ok(())
 }
 
 fn read_pids(dir: &Path) -> Vec<i32> {

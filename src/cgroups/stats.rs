@@ -145,6 +145,15 @@ impl Cgroup {
         Value::Object(data)
     }
 
+    /// How many processes the OOM killer has killed in the container's memory cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        match self.dir_of("memory") {
+            Some((true, d)) => get(&keyed(&d, "memory.events"), "oom_kill"),
+            Some((false, d)) => get(&keyed(&d, "memory.oom_control"), "oom_kill"),
+            None => 0,
+        }
+    }
+
     /// A watch that becomes readable on an OOM kill in the container's memory cgroup.
     pub fn oom_watch(&self) -> Option<OomWatch> {
         let (v2, d) = self.dir_of("memory")?;

@@ -141,14 +141,28 @@ pub fn compile_cached(
         return compile(s, host_arch);
     };
     let key = cache_key(s, host_arch);
-    if let Some(c) = cache.get(&key).and_then(|b| Compiled::decode(&b)) {
+    if let Some(c) = cache.get(&key).and_then(|b| unseal_filter(&key, &b)) {
         cache.reused(true);
         return Ok(c);
     }
     let c = compile(s, host_arch)?;
-    cache.put(&key, &c.encode());
+    let mut body = key.clone().into_bytes();
+    body.extend_from_slice(&c.encode());
+    cache.put(
+        &key,
+        &ferrun_plans::seal(FILTER_MAGIC, COMPILER_REVISION, &body),
+    );
     cache.reused(false);
     Ok(c)
+}
+
+/// Magic prefix of a cached filter file.
+const FILTER_MAGIC: &[u8; 8] = b"FERRUNSC";
+
+/// A cached filter: sealed (checksummed), made by this compiler revision, for this very key.
+fn unseal_filter(key: &str, bytes: &[u8]) -> Option<Compiled> {
+    let body = ferrun_plans::unseal(FILTER_MAGIC, COMPILER_REVISION, bytes).ok()?;
+    Compiled::decode(body.strip_prefix(key.as_bytes())?)
 }
 
 /// A compiled filter.
