@@ -209,7 +209,7 @@ fn store(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     written.ctx(|| format!("store {}", path.display()))
 }
 
-/// After a store: removes temporary files whose writer is dead (killed mid-write), and the oldest
+/// After a store: removes temporary files a writer left (killed mid-write), and the oldest
 /// entries once the directory holds more than [`MAX_ENTRIES`]. Runs on a cache miss only, so a
 /// hit never pays for it.
 fn sweep(dir: &Path, ext: &str) {
@@ -220,14 +220,8 @@ fn sweep(dir: &Path, ext: &str) {
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if let Some(pid) = name
-            .strip_prefix('.')
-            .and_then(|n| n.strip_suffix(".tmp"))
-            .and_then(|p| p.parse::<i32>().ok())
-        {
-            // SAFETY: signal 0 only asks whether the pid exists.
-            let dead = unsafe { libc::kill(pid, 0) } < 0 && crate::errno() == libc::ESRCH;
-            if dead {
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            if crate::state::stale(&e.path()) {
                 let _ = std::fs::remove_file(e.path());
             }
         } else if name.ends_with(ext) {

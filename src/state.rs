@@ -198,7 +198,8 @@ impl Store {
         )
     }
 
-    /// Every container id with a state directory.
+    /// Every container id with a state directory; stale staging directories of claims are
+    /// removed on the way.
     pub fn ids(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
         let entries = match std::fs::read_dir(&self.root) {
@@ -208,6 +209,13 @@ impl Store {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("@claim-") {
+                // A claim whose create was killed before the rename.
+                if stale(&e.path()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+                continue;
+            }
             // `@cache` holds the plan and filter caches; `@` is never in a container id.
             if !name.starts_with('@') && e.file_type().is_ok_and(|t| t.is_dir()) {
                 ids.push(name);
@@ -246,6 +254,16 @@ impl Store {
             Err(e) => Err(e).ctx(|| format!("remove {}", dir.display())),
         }
     }
+}
+
+/// A temporary file or directory its writer left: older than a minute. A writer holds one for
+/// microseconds; the age, unlike a pid, means the same in every pid namespace sharing the root.
+pub fn stale(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(60))
 }
 
 /// Field 22 (starttime) and field 3 (state) of `/proc/<pid>/stat`.

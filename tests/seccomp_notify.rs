@@ -92,6 +92,21 @@ fn listener_reaches_the_agent_and_notified_calls_do_not_deadlock() {
                     "nnp={nnp}: {}",
                     String::from_utf8_lossy(&o.stderr)
                 );
+                // The agent holds the listener now: the created container keeps no copy of it
+                // that a process exec'd into it could take and answer itself.
+                let st: Value =
+                    serde_json::from_slice(&b.ferrun(&["state", "notify"]).stdout).expect("state");
+                let pid = st["pid"].as_i64().expect("pid");
+                let held: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .expect("fds")
+                    .flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .collect();
+                assert!(
+                    !held.iter().any(|t| t.contains("seccomp")),
+                    "nnp={nnp}: {held:?}"
+                );
                 assert!(b.ferrun(&["start", "notify"]).status.success());
                 // The container writes to create's stdout, a file here: wait for it to finish.
                 assert!(common::wait_until(|| String::from_utf8_lossy(

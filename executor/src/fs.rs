@@ -48,7 +48,7 @@ pub(crate) fn open_in_procfs(procfd: c_int, rel: &[u8], flags: c_int) -> Result<
     Ok(fd)
 }
 
-fn on_procfs(fd: c_int) -> Result<bool, i32> {
+pub(crate) fn on_procfs(fd: c_int) -> Result<bool, i32> {
     // SAFETY: an all-zero statfs is a valid out-buffer for fstatfs on our fd.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatfs(fd, &mut st) } < 0 {
@@ -498,5 +498,68 @@ fn copy_entry(src: c_int, dst: c_int, name: &[u8], depth: u32) -> Result<(), i32
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In a forked child with a mount namespace of its own: a tmpfs over `/proc/sys/kernel`
+    /// hides the real files from `/proc`, not from `open_procfs()`; lookups there follow no
+    /// symlink, take no absolute path, and refuse what is not procfs.
+    #[test]
+    fn our_procfs_ignores_overmounts_and_follows_no_symlink() {
+        // SAFETY: the child makes only syscalls and ends with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = (|| -> i32 {
+                let null = std::ptr::null::<c_char>();
+                // SAFETY: plain syscalls on static strings.
+                unsafe {
+                    if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                        return 10;
+                    }
+                    let rec = libc::MS_REC | libc::MS_PRIVATE;
+                    if libc::mount(null, c"/".as_ptr(), null, rec, std::ptr::null()) != 0 {
+                        return 11;
+                    }
+                    let (t, dir) = (c"tmpfs".as_ptr(), c"/proc/sys/kernel".as_ptr());
+                    if libc::mount(t, dir, t, 0, std::ptr::null()) != 0 {
+                        return 12;
+                    }
+                }
+                let hostname = b"/proc/sys/kernel/hostname\0";
+                if open_how(libc::AT_FDCWD, hostname, libc::O_RDONLY, 0).is_ok() {
+                    return 13;
+                }
+                let Ok(p) = open_procfs() else { return 14 };
+                if open_in_procfs(p.0, b"sys/kernel/hostname\0", libc::O_RDONLY).is_err() {
+                    return 15;
+                }
+                if open_in_procfs(p.0, b"self/status\0", libc::O_RDONLY).err() != Some(libc::ELOOP)
+                {
+                    return 16;
+                }
+                if open_in_procfs(p.0, b"/etc/passwd\0", libc::O_RDONLY).is_ok() {
+                    return 17;
+                }
+                let Ok(tmp) = open_how(libc::AT_FDCWD, b"/tmp\0", libc::O_PATH, 0) else {
+                    return 18;
+                };
+                if open_in_procfs(tmp.0, b".\0", libc::O_PATH).err() != Some(crate::E_NOT_PROCFS) {
+                    return 19;
+                }
+                0
+            })();
+            // SAFETY: ends the forked child at once.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "{status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "the step that failed");
     }
 }

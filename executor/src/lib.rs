@@ -23,8 +23,9 @@ pub const MSG_SECCOMP: u32 = u32::MAX - 2;
 /// A sync record's `step` field for "the runtime environment exists: run the create hooks".
 pub const MSG_HOOKS: u32 = u32::MAX - 3;
 
-/// A failed step's "errno" when a mount target resolved inside `/proc` through a symlink (or
-/// to a `/proc` path other than the planned one): mounts there are refused, as runc does.
+/// A failed step's "errno" when a mount target resolved onto a procfs (through a symlink or an
+/// earlier mount) while its destination is outside `/proc`: mounts there are refused, as runc
+/// does.
 pub const E_INSIDE_PROC: i32 = 0x1000_0001;
 /// A failed step's "errno" when a file ferrun writes under `/proc` is not on procfs.
 pub const E_NOT_PROCFS: i32 = 0x1000_0002;
@@ -362,10 +363,6 @@ pub(crate) struct Ctx<'a> {
     pub rootfd: c_int,
     /// The procfs of `OpenProcfs`; -1 until then.
     pub procfd: c_int,
-    /// The rootfs's host path as the kernel names it (no trailing `/`; empty for `/`), to tell
-    /// where a mount target really resolved to.
-    pub root_path: [u8; fs::PATH_MAX],
-    pub root_len: usize,
     /// The program `ResolveExec` chose (a plan buffer); null until then.
     pub exec_path: *const libc::c_char,
 }
@@ -408,8 +405,6 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
         fds,
         rootfd: -1,
         procfd: -1,
-        root_path: [0; fs::PATH_MAX],
-        root_len: 0,
         exec_path: std::ptr::null(),
     };
     // SAFETY: the parent's page (or null) outlives the child's use of it.
@@ -434,7 +429,9 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
                     errno,
                 },
             );
-            // SAFETY: ends the child without running any destructor.
+            // SAFETY: ends the child without running any destructor. Under a filter that
+            // refuses exit_group and exit too, glibc's _exit ends in a trapping instruction:
+            // the child dies of SIGSEGV, and the parent reads the page.
             unsafe { libc::_exit(1) };
         }
     }

@@ -108,21 +108,15 @@ fn target_fd(ctx: &Ctx<'_>, dest: &CBuf, target: Target, source: Option<&CBuf>) 
     open_in_root(ctx.rootfd, dest.bytes_with_nul(), libc::O_PATH)
 }
 
-/// Refuses a mount target that resolved inside `/proc` anywhere but at its planned destination
-/// (which the planner allowed): a symlink in the image, or an earlier mount, led it there.
-fn check_not_in_proc(ctx: &Ctx<'_>, fd: c_int, dest: &CBuf) -> Result<(), i32> {
-    let mut buf = [0u8; PATH_MAX];
-    let p = FdPath::new(fd);
-    // SAFETY: readlink into our stack buffer.
-    let n = unsafe { libc::readlink(p.ptr(), buf.as_mut_ptr().cast(), PATH_MAX - 1) };
-    if n < 0 {
-        return Err(errno());
-    }
-    let real = &buf[..n as usize];
-    let Some(inside) = real.strip_prefix(&ctx.root_path[..ctx.root_len]) else {
+/// Refuses a mount target on a procfs unless its planned destination is in `/proc` (where the
+/// planner allowed only `/proc` itself and the files lxcfs emulates): a symlink in the image, or
+/// an earlier mount, led it onto a procfs.
+fn check_not_in_proc(fd: c_int, dest: &CBuf) -> Result<(), i32> {
+    let d = dest.bytes();
+    if d == b"/proc" || d.starts_with(b"/proc/") {
         return Ok(());
-    };
-    if inside.starts_with(b"/proc/") && inside != dest.bytes() {
+    }
+    if crate::fs::on_procfs(fd)? {
         return Err(crate::E_INSIDE_PROC);
     }
     Ok(())
@@ -211,17 +205,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     libc::MS_BIND | libc::MS_REC,
                     null(),
                 ))?;
-                open_rootfs(ctx, path)?;
-                let p = FdPath::new(ctx.rootfd);
-                let n = libc::readlink(p.ptr(), ctx.root_path.as_mut_ptr().cast(), PATH_MAX - 1);
-                if n < 0 {
-                    return Err(errno());
-                }
-                ctx.root_len = n as usize;
-                if ctx.root_path[..ctx.root_len] == *b"/" {
-                    ctx.root_len = 0;
-                }
-                Ok(())
+                open_rootfs(ctx, path)
             }
             Step::Mount {
                 source,
@@ -232,7 +216,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 target,
             } => {
                 let fd = target_fd(ctx, dest, *target, source.as_ref())?;
-                check_not_in_proc(ctx, fd.0, dest)?;
+                check_not_in_proc(fd.0, dest)?;
                 let p = FdPath::new(fd.0);
                 ok(libc::mount(
                     opt_ptr(source),
@@ -252,7 +236,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 rclear,
             } => {
                 let target = target_fd(ctx, dest, Target::LikeSource, Some(source))?;
-                check_not_in_proc(ctx, target.0, dest)?;
+                check_not_in_proc(target.0, dest)?;
                 bind_tree(
                     source.as_ptr(),
                     target.0,
@@ -279,11 +263,12 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     return Err(libc::ENOENT);
                 };
                 let target = target_fd(ctx, dest, Target::Dir, None)?;
+                check_not_in_proc(target.0, dest)?;
                 bind_tree(source.as_ptr(), target.0, false, (*set, 0), (0, 0))
             }
             Step::TmpfsCopyUp { dest, flags, data } => {
                 let old = target_fd(ctx, dest, Target::Dir, None)?;
-                check_not_in_proc(ctx, old.0, dest)?;
+                check_not_in_proc(old.0, dest)?;
                 // The directory as it was, still reachable through this fd once covered.
                 let below = reopen_dir(old.0)?;
                 let p = FdPath::new(old.0);
@@ -380,6 +365,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             Step::BindDevice { source, dest } => {
                 ensure_file(ctx.rootfd, dest.bytes_with_nul())?;
                 let fd = existing(ctx, dest)?;
+                check_not_in_proc(fd.0, dest)?;
                 let p = FdPath::new(fd.0);
                 ok(libc::mount(
                     source.as_ptr(),
@@ -630,6 +616,9 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     while h.state.load(Ordering::Acquire) != crate::HANDOFF_TAKEN {
                         std::hint::spin_loop();
                     }
+                    // The agent holds it now; kept here, a process exec'd into the container
+                    // could take it (pidfd_getfd) and answer its own notifications.
+                    libc::close(fd as c_int);
                 }
                 Ok(())
             }

@@ -792,6 +792,12 @@ impl<'a> Planner<'a> {
             if path == "/" {
                 return err(format!("{field}.path"), "must not be /");
             }
+            if path == "/proc" || path.starts_with("/proc/") {
+                return err(
+                    format!("{field}.path"),
+                    format!("{} is inside /proc", ferrun_plans::clip(&path, 200)),
+                );
+            }
             let kind = match d.typ() {
                 T::C | T::U => ferrun_plans::DevKind::Char,
                 T::B => ferrun_plans::DevKind::Block,
