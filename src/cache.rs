@@ -221,7 +221,7 @@ fn sweep(dir: &Path, ext: &str) {
         let name = e.file_name();
         let name = name.to_string_lossy();
         if name.starts_with('.') && name.ends_with(".tmp") {
-            if crate::state::stale(&e.path()) {
+            if crate::host::files::stale(&e.path()) {
                 let _ = std::fs::remove_file(e.path());
             }
         } else if name.ends_with(ext) {

@@ -1,22 +1,23 @@
 //! ferrun, the runtime: the OCI lifecycle, the state store, the plan cache, logging and the
 //! runc-compatible command line. Set-up syscalls are never built here: the planner plans them
-//! and the executor replays them (see DESIGN.md).
+//! and the executor replays them (see docs/DESIGN.md).
+//!
+//! Rooms, each using only those listed after it (tests/layout.rs checks it):
+//! `cli` → `lifecycle` → `cache` → `state` → `cgroups` → `host` → `log`, `error` and this root.
+
+pub mod cli;
+pub mod lifecycle;
 
 pub mod cache;
 pub mod cgroups;
-pub mod cli;
-pub mod commands;
-pub mod console;
-pub mod container;
-pub mod error;
-pub mod exec;
-pub mod hooks;
-pub mod log;
-pub mod manage;
-pub mod notify;
-pub mod procfs;
-pub mod sealed;
+pub mod host;
 pub mod state;
+
+pub mod error;
+pub mod log;
+
+/// The runtime spec version ferrun reports in states and features.
+pub const OCI_VERSION: &str = "1.2.0";
 
 /// The calling thread's errno.
 pub(crate) fn errno() -> i32 {

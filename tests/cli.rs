@@ -221,10 +221,10 @@ fn signals_are_parsed_like_runc() {
         ("TERM", 15),
         ("SIGUSR1", 10),
     ] {
-        assert_eq!(ferrun::container::parse_signal(s).expect(s), n, "{s}");
+        assert_eq!(ferrun::lifecycle::parse_signal(s).expect(s), n, "{s}");
     }
     for bad in ["0", "65", "NOPE", ""] {
-        assert!(ferrun::container::parse_signal(bad).is_err(), "{bad:?}");
+        assert!(ferrun::lifecycle::parse_signal(bad).is_err(), "{bad:?}");
     }
 }
 

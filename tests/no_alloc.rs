@@ -56,12 +56,12 @@ fn arm() {
 
 fn run_armed(b: &common::Bundle, id: &str) -> i32 {
     let store = ferrun::state::Store::new(&b.state_root());
-    let opts = ferrun::container::CreateOpts {
+    let opts = ferrun::lifecycle::CreateOpts {
         id: id.into(),
         bundle: b.path().to_path_buf(),
         ..Default::default()
     };
-    match ferrun::container::run(&store, &opts, false, Some(&arm)) {
+    match ferrun::lifecycle::run(&store, &opts, false, Some(&arm)) {
         Ok(code) => code,
         Err(e) => panic!("{id}: {e}"),
     }

@@ -139,6 +139,30 @@ pub struct CloneFds {
     pub tasks: Vec<std::os::fd::RawFd>,
 }
 
+/// The layout a container's cgroups were made on, in the order its hierarchies are stored.
+pub fn layout_of(c: &Cgroup) -> CgroupLayout {
+    let mut layout = CgroupLayout::default();
+    for h in &c.hierarchies {
+        if h.v2 {
+            let controllers = std::fs::read_to_string(format!("{}/cgroup.controllers", h.mount))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            layout.unified = Some(ferrun_plans::cgroups::Unified {
+                mount: h.mount.clone(),
+                controllers,
+            });
+        } else {
+            layout.v1.push(ferrun_plans::cgroups::V1Hierarchy {
+                controllers: h.name.split(',').map(String::from).collect(),
+                mount: h.mount.clone(),
+            });
+        }
+    }
+    layout
+}
+
 /// Which manager a layout calls for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Manager {
@@ -313,7 +337,7 @@ impl Cgroup {
             let f = opts
                 .open(&path)
                 .map_err(|e| Error(format!("open {}: {}", path.display(), io_err(e))))?;
-            let f = crate::container::above(std::os::fd::OwnedFd::from(f), min_fd)?;
+            let f = crate::host::fd::above(std::os::fd::OwnedFd::from(f), min_fd)?;
             if into == Some(i as u8) {
                 out.clone_into = f.as_raw_fd();
                 out.tasks.push(-1);

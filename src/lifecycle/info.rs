@@ -1,13 +1,14 @@
 //! The commands that are not the lifecycle: `list`, `spec`, `features`, `plan`.
 
+use crate::OCI_VERSION;
 use crate::bail;
 use crate::cache;
-use crate::container::oci_state_json;
 use crate::error::{Context, Result};
-use crate::state::{OCI_VERSION, Store};
+use crate::state::Store;
+use crate::state::oci_state_json;
 use ferrun_planner::Options;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `ferrun list`: runc's table, or `--format json`, or ids only with `--quiet`.
 pub fn list(store: &Store, format: &str, quiet: bool) -> Result<String> {
@@ -281,8 +282,8 @@ fn parse_arg(s: &str) -> Result<u64> {
 }
 
 /// `ferrun seccomp compile|dump|check`.
-pub fn seccomp(cmd: &crate::cli::SeccompCommand) -> Result<i32> {
-    use crate::cli::SeccompCommand as C;
+pub fn seccomp(cmd: &SeccompCommand) -> Result<i32> {
+    use SeccompCommand as C;
     use std::io::Write;
     match cmd {
         C::Compile { profile, arch, out } => {
@@ -319,4 +320,36 @@ pub fn seccomp(cmd: &crate::cli::SeccompCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `ferrun seccomp …`. PROFILE is a `linux.seccomp` object or a whole config.json.
+#[derive(clap::Subcommand, Debug)]
+pub enum SeccompCommand {
+    /// Compile a profile to BPF (the kernel's sock_filter array).
+    Compile {
+        profile: PathBuf,
+        /// Host arch to compile for: x86_64 or aarch64 (default: this machine's).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Write the BPF here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Disassemble a profile's compiled filter, syscalls named.
+    Dump {
+        profile: PathBuf,
+        #[arg(long)]
+        arch: Option<String>,
+    },
+    /// Which action a call gets, evaluated on the compiled BPF.
+    Check {
+        profile: PathBuf,
+        /// Syscall name or number.
+        syscall: String,
+        /// Up to six arguments, decimal or 0x-hex.
+        args: Vec<String>,
+        /// ABI of the calling process: x86_64, x86, x32, aarch64, arm (default: native).
+        #[arg(long)]
+        arch: Option<String>,
+    },
 }

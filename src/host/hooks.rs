@@ -18,7 +18,7 @@ pub fn state(hooks: &Hooks, id: &str, status: &str, pid: i32, bundle: &str) -> S
         .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
         .collect();
     serde_json::json!({
-        "ociVersion": crate::state::OCI_VERSION,
+        "ociVersion": crate::OCI_VERSION,
         "id": id,
         "status": status,
         "pid": pid,

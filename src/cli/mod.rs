@@ -1,7 +1,8 @@
 //! The runc-compatible command line.
 
-use crate::container::{self, CreateOpts};
 use crate::error::{Context, Result};
+use crate::lifecycle::info::SeccompCommand;
+use crate::lifecycle::{self, CreateOpts};
 use crate::log;
 use crate::state::Store;
 use clap::{Args, Parser, Subcommand};
@@ -245,8 +246,8 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
-    fn opts(&self) -> crate::exec::ExecOpts {
-        crate::exec::ExecOpts {
+    fn opts(&self) -> crate::lifecycle::exec::ExecOpts {
+        crate::lifecycle::exec::ExecOpts {
             id: self.id.clone(),
             process: self.process.clone(),
             args: self.command.clone(),
@@ -309,8 +310,8 @@ pub struct UpdateArgs {
 }
 
 impl UpdateArgs {
-    fn flags(&self) -> crate::manage::UpdateFlags {
-        crate::manage::UpdateFlags {
+    fn flags(&self) -> crate::lifecycle::update::UpdateFlags {
+        crate::lifecycle::update::UpdateFlags {
             resources: self.resources.clone(),
             memory: self.memory.clone(),
             memory_reservation: self.memory_reservation.clone(),
@@ -332,38 +333,6 @@ impl UpdateArgs {
     }
 }
 
-/// `ferrun seccomp …`. PROFILE is a `linux.seccomp` object or a whole config.json.
-#[derive(Subcommand, Debug)]
-pub enum SeccompCommand {
-    /// Compile a profile to BPF (the kernel's sock_filter array).
-    Compile {
-        profile: PathBuf,
-        /// Host arch to compile for: x86_64 or aarch64 (default: this machine's).
-        #[arg(long)]
-        arch: Option<String>,
-        /// Write the BPF here instead of stdout.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Disassemble a profile's compiled filter, syscalls named.
-    Dump {
-        profile: PathBuf,
-        #[arg(long)]
-        arch: Option<String>,
-    },
-    /// Which action a call gets, evaluated on the compiled BPF.
-    Check {
-        profile: PathBuf,
-        /// Syscall name or number.
-        syscall: String,
-        /// Up to six arguments, decimal or 0x-hex.
-        args: Vec<String>,
-        /// ABI of the calling process: x86_64, x86, x32, aarch64, arm (default: native).
-        #[arg(long)]
-        arch: Option<String>,
-    },
-}
-
 fn print(s: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(s.as_bytes());
@@ -380,8 +349,8 @@ pub fn main() -> i32 {
         .skip(1)
         .any(|a| matches!(a.to_str(), Some("create" | "run" | "exec")));
     if starts
-        && !crate::sealed::protected()
-        && let Err(e) = crate::sealed::reexec()
+        && !crate::host::sealed::protected()
+        && let Err(e) = crate::host::sealed::reexec()
     {
         eprintln!("ferrun: {}", e.0);
         return 1;
@@ -418,7 +387,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             "ferrun version {}\ncommit: {}\nspec: {}\n+SECCOMP +EBPF +CGROUPV1 +CGROUPV2 +HOOKS -SYSTEMD -SELINUX -APPARMOR\n",
             env!("CARGO_PKG_VERSION"),
             option_env!("FERRUN_COMMIT").unwrap_or("unknown"),
-            crate::state::OCI_VERSION
+            crate::OCI_VERSION
         ));
         return Ok(0);
     }
@@ -438,43 +407,45 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         return Ok(1);
     };
     match command {
-        Command::Create(a) => container::create(&store, &a.opts(cli.systemd())).map(|_| 0),
-        Command::Start { id } => container::start(&store, id).map(|_| 0),
+        Command::Create(a) => lifecycle::create(&store, &a.opts(cli.systemd())).map(|_| 0),
+        Command::Start { id } => lifecycle::start(&store, id).map(|_| 0),
         Command::State { id } => {
-            print(&(container::state_json(&store, id)? + "\n"));
+            print(&(lifecycle::state_json(&store, id)? + "\n"));
             Ok(0)
         }
-        Command::Kill { id, signal, all } => container::kill(&store, id, signal, *all).map(|_| 0),
-        Command::Delete { id, force } => container::delete(&store, id, *force).map(|_| 0),
+        Command::Kill { id, signal, all } => lifecycle::kill(&store, id, signal, *all).map(|_| 0),
+        Command::Delete { id, force } => lifecycle::delete(&store, id, *force).map(|_| 0),
         Command::Run { create, detach, .. } => {
-            container::run(&store, &create.opts(cli.systemd()), *detach, None)
+            lifecycle::run(&store, &create.opts(cli.systemd()), *detach, None)
         }
         Command::List { format, quiet } => {
-            print(&crate::commands::list(&store, format, *quiet)?);
+            print(&crate::lifecycle::info::list(&store, format, *quiet)?);
             Ok(0)
         }
-        Command::Spec { bundle, rootless } => crate::commands::spec(bundle, *rootless).map(|_| 0),
+        Command::Spec { bundle, rootless } => {
+            crate::lifecycle::info::spec(bundle, *rootless).map(|_| 0)
+        }
         Command::Features => {
-            print(&crate::commands::features());
+            print(&crate::lifecycle::info::features());
             Ok(0)
         }
-        Command::Seccomp { command } => crate::commands::seccomp(command),
+        Command::Seccomp { command } => crate::lifecycle::info::seccomp(command),
         Command::Exec(a) => {
             if let Some(c) = &a.cgroup {
                 crate::bail!(
                     "exec --cgroup {c}: sub-cgroups are not supported; the process joins the container's cgroup"
                 );
             }
-            crate::exec::exec(&store, &a.opts())
+            crate::lifecycle::exec::exec(&store, &a.opts())
         }
-        Command::Pause { id } => crate::manage::pause(&store, id).map(|_| 0),
-        Command::Resume { id } => crate::manage::resume(&store, id).map(|_| 0),
+        Command::Pause { id } => crate::lifecycle::pause::pause(&store, id).map(|_| 0),
+        Command::Resume { id } => crate::lifecycle::pause::resume(&store, id).map(|_| 0),
         Command::Ps {
             format,
             id,
             ps_args,
         } => {
-            print(&crate::manage::ps(&store, id, format, ps_args)?);
+            print(&crate::lifecycle::ps::ps(&store, id, format, ps_args)?);
             Ok(0)
         }
         Command::Events {
@@ -483,16 +454,19 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             interval,
         } => {
             let every = parse_duration(interval)?;
-            crate::manage::events(&store, id, *stats, every).map(|_| 0)
+            crate::lifecycle::events::events(&store, id, *stats, every).map(|_| 0)
         }
-        Command::Update(a) => crate::manage::update(&store, &a.id, &a.flags()).map(|_| 0),
+        Command::Update(a) => {
+            crate::lifecycle::update::update(&store, &a.id, &a.flags()).map(|_| 0)
+        }
         Command::Plan {
             bundle,
             format,
             out,
             no_pivot,
         } => {
-            let text = crate::commands::plan(&store, bundle, format, *no_pivot, cli.systemd())?;
+            let text =
+                crate::lifecycle::info::plan(&store, bundle, format, *no_pivot, cli.systemd())?;
             match out {
                 Some(path) => {
                     std::fs::write(path, text).ctx(|| format!("write {}", path.display()))?

@@ -1,8 +1,9 @@
 //! The caller's terminal as the container's console, for `run` with `terminal: true` and no
 //! `--console-socket`: raw mode, window size, and copying both ways.
 
-use crate::error::Result;
+use crate::error::{Context, Result};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -84,4 +85,36 @@ impl Proxy {
             unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
         }
     }
+}
+
+/// `process.consoleSize` on a fresh pty.
+pub(crate) fn set_console_size(master: &OwnedFd, size: Option<(u16, u16)>) {
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ on a pty master we hold, with a valid winsize.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+}
+
+/// Sends the pty master to `--console-socket`.
+pub(crate) fn send_console(socket: &Path, master: &OwnedFd) -> Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .ctx(|| format!("connect to console socket {}", socket.display()))?;
+    let fds = [master.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .ctx(|| format!("send the pty to {}", socket.display()))?;
+    Ok(())
 }

@@ -3,16 +3,18 @@
 //! pidfd of its first process, joins its cgroups, and gets its user, capabilities, rlimits,
 //! `no_new_privs` and seccomp filter before `execve`.
 
+use super::failure::render_failure;
+use super::pidfd_of;
 use crate::bail;
 use crate::cgroups::Cgroup;
-use crate::container::{
-    above, block, forwarded_signals, pidfd_of, recv_record, render_failure, send_byte,
-    send_console, seqpacket_pair, wait_forwarding, write_pid_file,
-};
 use crate::error::{Context, Error, Result};
+use crate::host::console::send_console;
+use crate::host::fd::{above, recv_record, send_byte, seqpacket_pair};
+use crate::host::files::write_pid_file;
+use crate::host::signals::{block, forwarded_signals, wait_forwarding};
 use crate::state::{Status, Store};
 use ferrun_executor::{ChildFds, MSG_PTY, MSG_READY, Prepared};
-use ferrun_plans::HostStep;
+use ferrun_plans::{HostStep, Plan};
 use serde_json::{Value, json};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -130,7 +132,81 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
     r
 }
 
+/// `exec` in the plan's phases: the plan for the process, the namespaces joined and the clone,
+/// the host steps after it, set-up until ready, and the hand-over (start, then wait or detach).
 fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> Result<i32> {
+    let (s, pidfd, plan) = plan_for(store, opts)?;
+    let cg = s.cgroup.as_ref();
+    let min_fd = 3 + opts.preserve_fds;
+    let pidfd = above(pidfd, min_fd)?;
+    let (parent_sock, child_sock) = seqpacket_pair()?;
+    let parent_sock = above(parent_sock, min_fd)?;
+    let child_sock = above(child_sock, min_fd)?;
+    let page = ferrun_executor::SharedPage::new()
+        .ctx(|| "map the page shared with the exec process".into())?;
+    let fds = ChildFds {
+        parent_sync: parent_sock.as_raw_fd(),
+        shared: page.ptr(),
+        sync: child_sock.as_raw_fd(),
+        start: child_sock.as_raw_fd(),
+        ns: {
+            let mut ns = [-1; 8];
+            ns[0] = pidfd.as_raw_fd();
+            ns
+        },
+        preserve: opts.preserve_fds,
+    };
+    let child = clone_into_container(&s, &plan, &pidfd, &fds, min_fd)?;
+    drop(child_sock);
+    let kill_child = |why: Error| {
+        // SAFETY: our own child: killed and reaped, then the error goes up.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                child.pidfd,
+                libc::SIGKILL,
+                0,
+                0,
+            );
+            libc::waitpid(child.pid, std::ptr::null_mut(), 0);
+        }
+        why
+    };
+    after_clone(&plan, &child).map_err(kill_child)?;
+    let pty = match until_ready(opts, &plan, &parent_sock, &page, &child, cg) {
+        Ok(pty) => pty,
+        Err(Dead(why)) => return Err(why),
+        Err(Alive(why)) => return Err(kill_child(why)),
+    };
+    send_byte(&parent_sock).map_err(kill_child)?;
+    match recv_record(&parent_sock).map_err(kill_child)? {
+        Some((r, _)) => return Err(kill_child(Error(render_failure(&plan, r)))),
+        // A filter that refused the report left the failure on the page.
+        None if page.progress().failure.is_some() => {
+            let why = super::failure::describe_death(&plan, &page, 0, cg);
+            return Err(kill_child(Error(why)));
+        }
+        None => {}
+    }
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, child.pid).map_err(kill_child)?;
+    }
+    if opts.detach {
+        // SAFETY: closing our handle; the process stays, to be reaped by our caller's subreaper.
+        unsafe { libc::close(child.pidfd) };
+        return Ok(0);
+    }
+    let console = pty.map(crate::host::console::Proxy::start).transpose()?;
+    let code = wait_forwarding(child.pid, child.pidfd, forwarded, console.as_ref());
+    if let Some(c) = console {
+        c.finish();
+    }
+    code
+}
+
+/// The container's state and init pidfd, and the plan of the process: the config's `process`
+/// with exec's flags applied, planned on the container's own cgroup layout.
+fn plan_for(store: &Store, opts: &ExecOpts) -> Result<(crate::state::State, OwnedFd, Plan)> {
     let s = store.load(&opts.id)?;
     match store.status(&s) {
         Status::Running | Status::Created => {}
@@ -164,7 +240,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
     host.cgroups = s
         .cgroup
         .as_ref()
-        .map(crate::manage::layout_of)
+        .map(crate::cgroups::layout_of)
         .unwrap_or_default();
     let filters = crate::cache::FilterFiles::new(&store.root);
     let input = ferrun_planner::Input {
@@ -183,17 +259,23 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         bail!("exec --tty --detach needs --console-socket to hand the pty to");
     }
     crate::log::debug(&format!("exec plan:\n{plan}"));
+    Ok((s, pidfd, plan))
+}
 
-    let min_fd = 3 + opts.preserve_fds;
-    let pidfd = above(pidfd, min_fd)?;
-    let (parent_sock, child_sock) = seqpacket_pair()?;
-    let parent_sock = above(parent_sock, min_fd)?;
-    let child_sock = above(child_sock, min_fd)?;
-
+/// Joins the container's pid, time, net, ipc and uts namespaces through its pidfd, clones the
+/// process into them (and into the container's cgroup2 directory, or init's own when that is no
+/// leaf any more), then returns to ferrun's own namespaces.
+fn clone_into_container(
+    s: &crate::state::State,
+    plan: &Plan,
+    pidfd: &OwnedFd,
+    fds: &ChildFds,
+    min_fd: u32,
+) -> Result<ferrun_executor::Child> {
     // The container's cgroups: born in its cgroup2 directory, written into v1 ones.
     let cg: Option<&Cgroup> = s.cgroup.as_ref();
     let clone_fds = match cg {
-        Some(c) => Some(c.clone_fds(&plan, min_fd)?),
+        Some(c) => Some(c.clone_fds(plan, min_fd)?),
         None => None,
     };
     let clone_into = clone_fds.as_ref().map_or(-1, |c| c.clone_into);
@@ -201,28 +283,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         .as_ref()
         .map(|c| c.tasks.clone())
         .unwrap_or_default();
-    // Our own namespaces, to return to once the process is cloned: threads (the console proxy)
-    // cannot be made while the namespace for children differs from ours.
-    let mut own = Vec::new();
-    for h in &plan.before_clone {
-        if let HostStep::JoinContainer { flags } = h {
-            for ns in ferrun_plans::Namespace::ALL {
-                if *flags & ns.clone_flag() != 0 {
-                    let name = match ns {
-                        ferrun_plans::Namespace::Pid => "pid",
-                        ferrun_plans::Namespace::Time => "time",
-                        ferrun_plans::Namespace::Network => "net",
-                        ferrun_plans::Namespace::Ipc => "ipc",
-                        ferrun_plans::Namespace::Uts => "uts",
-                        _ => continue,
-                    };
-                    let f = std::fs::File::open(format!("/proc/self/ns/{name}"))
-                        .ctx(|| format!("open /proc/self/ns/{name}"))?;
-                    own.push((f, ns.clone_flag()));
-                }
-            }
-        }
-    }
+    let own = own_namespaces(plan)?;
     for h in &plan.before_clone {
         match h {
             HostStep::JoinContainer { flags } => {
@@ -230,7 +291,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
                 if unsafe { libc::setns(pidfd.as_raw_fd(), *flags as libc::c_int) } < 0 {
                     bail!(
                         "exec: join the namespaces of container {}: {}",
-                        opts.id,
+                        s.id,
                         crate::error::errno_text(crate::errno())
                     );
                 }
@@ -238,20 +299,8 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
             other => bail!("exec plan: {other} cannot run before clone"),
         }
     }
-    let mut ns = [-1; 8];
-    ns[0] = pidfd.as_raw_fd();
-    let page = ferrun_executor::SharedPage::new()
-        .ctx(|| "map the page shared with the exec process".into())?;
-    let fds = ChildFds {
-        parent_sync: parent_sock.as_raw_fd(),
-        shared: page.ptr(),
-        sync: child_sock.as_raw_fd(),
-        start: child_sock.as_raw_fd(),
-        ns,
-        preserve: opts.preserve_fds,
-    };
-    let prepared = Prepared::new(&plan).with_cgroups(Vec::new(), clone_into, tasks.clone());
-    let mut spawned = ferrun_executor::spawn(&prepared, &fds, None);
+    let prepared = Prepared::new(plan).with_cgroups(Vec::new(), clone_into, tasks.clone());
+    let mut spawned = ferrun_executor::spawn(&prepared, fds, None);
     if let Err(e) = &spawned
         && clone_into >= 0
         && matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOENT))
@@ -265,8 +314,8 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
                 .open(&dir)
                 .ctx(|| format!("open cgroup {}", dir.display()))?;
             let f = above(OwnedFd::from(f), min_fd)?;
-            let prepared = Prepared::new(&plan).with_cgroups(Vec::new(), f.as_raw_fd(), tasks);
-            spawned = ferrun_executor::spawn(&prepared, &fds, None);
+            let prepared = Prepared::new(plan).with_cgroups(Vec::new(), f.as_raw_fd(), tasks);
+            spawned = ferrun_executor::spawn(&prepared, fds, None);
         }
     }
     let mut restored = Ok(());
@@ -280,9 +329,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         }
     }
     let child = spawned.ctx(|| "clone3 the exec process".into())?;
-    drop(child_sock);
-    drop(clone_fds);
-    let kill_child = |why: Error| {
+    if let Err(e) = restored {
         // SAFETY: our own child: killed and reaped, then the error goes up.
         unsafe {
             libc::syscall(
@@ -294,64 +341,90 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
             );
             libc::waitpid(child.pid, std::ptr::null_mut(), 0);
         }
-        why
-    };
-    restored.map_err(kill_child)?;
-    for h in &plan.after_clone {
-        if let HostStep::OomScoreAdj { value } = h {
-            crate::procfs::ProcFs::open()
-                .and_then(|p| p.write(&format!("{}/oom_score_adj", child.pid), value.bytes()))
-                .map_err(|e| kill_child(Error(format!("process.oomScoreAdj: {}", e.0))))?;
+        return Err(e);
+    }
+    Ok(child)
+}
+
+/// Our own namespaces that `JoinContainer` leaves, to return to once the process is cloned:
+/// threads (the console proxy) cannot be made while the namespace for children differs.
+fn own_namespaces(plan: &Plan) -> Result<Vec<(std::fs::File, u64)>> {
+    let mut own = Vec::new();
+    for h in &plan.before_clone {
+        let HostStep::JoinContainer { flags } = h else {
+            continue;
+        };
+        for ns in ferrun_plans::Namespace::ALL {
+            if *flags & ns.clone_flag() == 0 {
+                continue;
+            }
+            let name = match ns {
+                ferrun_plans::Namespace::Pid => "pid",
+                ferrun_plans::Namespace::Time => "time",
+                ferrun_plans::Namespace::Network => "net",
+                ferrun_plans::Namespace::Ipc => "ipc",
+                ferrun_plans::Namespace::Uts => "uts",
+                _ => continue,
+            };
+            let f = std::fs::File::open(format!("/proc/self/ns/{name}"))
+                .ctx(|| format!("open /proc/self/ns/{name}"))?;
+            own.push((f, ns.clone_flag()));
         }
     }
+    Ok(own)
+}
+
+/// The plan's host steps after clone: the oom score, through a procfs of ferrun's own.
+fn after_clone(plan: &Plan, child: &ferrun_executor::Child) -> Result<()> {
+    for h in &plan.after_clone {
+        if let HostStep::OomScoreAdj { value } = h {
+            crate::host::procfs::ProcFs::open()
+                .and_then(|p| p.write(&format!("{}/oom_score_adj", child.pid), value.bytes()))
+                .map_err(|e| Error(format!("process.oomScoreAdj: {}", e.0)))?;
+        }
+    }
+    Ok(())
+}
+
+/// How set-up failed: the process is gone already, or still to be killed.
+enum SetupError {
+    Dead(Error),
+    Alive(Error),
+}
+use SetupError::{Alive, Dead};
+
+/// Serves the exec process until it reports ready: its pty, or its failure.
+fn until_ready(
+    opts: &ExecOpts,
+    plan: &Plan,
+    parent_sock: &OwnedFd,
+    page: &ferrun_executor::SharedPage,
+    child: &ferrun_executor::Child,
+    cg: Option<&Cgroup>,
+) -> std::result::Result<Option<OwnedFd>, SetupError> {
     let mut pty = None;
     loop {
-        match recv_record(&parent_sock).map_err(kill_child)? {
+        match recv_record(parent_sock).map_err(Alive)? {
             Some((r, Some(master))) if r.step == MSG_PTY => {
-                crate::container::set_console_size(&master, plan.console_size);
+                crate::host::console::set_console_size(&master, plan.console_size);
                 match &opts.console_socket {
-                    Some(sock) => send_console(sock, &master).map_err(kill_child)?,
+                    Some(sock) => send_console(sock, &master).map_err(Alive)?,
                     None => pty = Some(master),
                 }
             }
-            Some((r, _)) if r.step == MSG_READY => break,
-            Some((r, _)) => return Err(kill_child(Error(render_failure(&plan, r)))),
+            Some((r, _)) if r.step == MSG_READY => return Ok(pty),
+            Some((r, _)) => return Err(Alive(Error(render_failure(plan, r)))),
             None => {
                 let mut status = 0;
                 // SAFETY: reaping our own child.
                 unsafe { libc::waitpid(child.pid, &mut status, 0) };
-                let why = crate::container::describe_death(&plan, &page, status, cg).replacen(
+                let why = super::failure::describe_death(plan, page, status, cg).replacen(
                     "container process",
                     "exec process",
                     1,
                 );
-                return Err(Error(why));
+                return Err(Dead(Error(why)));
             }
         }
     }
-    send_byte(&parent_sock).map_err(kill_child)?;
-    match recv_record(&parent_sock).map_err(kill_child)? {
-        Some((r, _)) => return Err(kill_child(Error(render_failure(&plan, r)))),
-        None => {
-            // A filter that refused the report left the failure on the page.
-            if page.progress().failure.is_some() {
-                let why = crate::container::describe_death(&plan, &page, 0, cg);
-                return Err(kill_child(Error(why)));
-            }
-        }
-    }
-    if let Some(p) = &opts.pid_file {
-        write_pid_file(p, child.pid).map_err(kill_child)?;
-    }
-    if opts.detach {
-        // SAFETY: closing our handle; the process stays, to be reaped by our caller's subreaper.
-        unsafe { libc::close(child.pidfd) };
-        return Ok(0);
-    }
-    let console = pty.map(crate::console::Proxy::start).transpose()?;
-    let code = wait_forwarding(child.pid, child.pidfd, forwarded, console.as_ref());
-    if let Some(c) = console {
-        c.finish();
-    }
-    code
 }

@@ -2,8 +2,13 @@
 //! `state.json` (written atomically) and, while the container is `created`, `exec.fifo`, which
 //! `start` writes to release the container process.
 
+pub mod oci;
+
+pub use oci::{OciState, oci_state_json};
+
 use crate::bail;
 use crate::error::{Context, Error, Result};
+use crate::host::files::stale;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -60,22 +65,6 @@ impl Status {
         }
     }
 }
-
-/// The OCI state as `ferrun state` prints it (runc's field set).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OciState<'a> {
-    pub oci_version: &'a str,
-    pub id: &'a str,
-    pub pid: i32,
-    pub status: &'a str,
-    pub bundle: &'a str,
-    pub rootfs: &'a str,
-    pub created: &'a str,
-    pub owner: &'a str,
-}
-
-pub const OCI_VERSION: &str = "1.2.0";
 
 /// A container id: letters, digits, `_ + - .`, not `.` or `..`; no `/` or control characters.
 pub fn check_id(id: &str) -> Result<()> {
@@ -254,16 +243,6 @@ impl Store {
             Err(e) => Err(e).ctx(|| format!("remove {}", dir.display())),
         }
     }
-}
-
-/// A temporary file or directory its writer left: older than a minute. A writer holds one for
-/// microseconds; the age, unlike a pid, means the same in every pid namespace sharing the root.
-pub fn stale(path: &Path) -> bool {
-    std::fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age > std::time::Duration::from_secs(60))
 }
 
 /// Field 22 (starttime) and field 3 (state) of `/proc/<pid>/stat`.

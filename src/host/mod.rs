@@ -1,0 +1,13 @@
+//! Host plumbing that the lifecycle commands are built from: the sync protocol's fds, the
+//! console, signals, hooks, the notify socket, the sealed (read-only) binary, writes under
+//! `/proc`, and small files. Uses only `log`, `error` and the plans and executor crates; knows
+//! nothing of containers' state.
+
+pub mod console;
+pub mod fd;
+pub mod files;
+pub mod hooks;
+pub mod notify;
+pub mod procfs;
+pub mod sealed;
+pub mod signals;

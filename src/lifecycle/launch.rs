@@ -1,0 +1,532 @@
+//! The parent side of a container start, shared by `create` and `run`, in the plan's own
+//! phases: [`prepare`] (the plan, the checks, the claimed state), [`open_sync`] and
+//! [`before_clone`] (the host steps: namespaces to join, cgroups), [`clone_child`] (`clone3`
+//! into the executor), [`after_clone`] (id maps, the oom score, release), [`until_ready`] (the
+//! records the container process sends: the pty, the create hooks, the seccomp listener, a
+//! failed step) and [`ready`]. A [`Guard`] undoes whatever a failing phase leaves.
+
+use super::checks::{check_rootfs, check_sysctls, open_namespace, socket_activation};
+use super::failure::{describe_death, render_failure};
+use super::{CreateOpts, absolute};
+use crate::bail;
+use crate::cache;
+use crate::cgroups::Cgroup;
+use crate::error::{Context, Error, Result, errno_text};
+use crate::host::console::{send_console, set_console_size};
+use crate::host::fd::{above, recv_record, send_byte, seqpacket_pair};
+use crate::log;
+use crate::state::{State, Store, proc_stat};
+use ferrun_executor::{Child, ChildFds, MSG_PTY, MSG_READY, Prepared, SharedPage};
+use ferrun_planner::Options;
+use ferrun_plans::{HostStep, IdMapKind, Plan};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Leave the container waiting on its exec fifo.
+    Create,
+    /// Start it at once from this process.
+    Run,
+}
+
+/// Removes what a failed create made: kills the container process, removes the state dir.
+pub(crate) struct Guard<'a> {
+    store: &'a Store,
+    id: String,
+    pub(crate) child: Option<(libc::pid_t, RawFd)>,
+    cgroup: Option<Cgroup>,
+    /// `poststop` hooks and the state they read, once the container existed.
+    poststop: Option<(Vec<ferrun_plans::Hook>, String)>,
+    /// The cache key of a plan no other container could use, removed with the container.
+    private_plan: Option<String>,
+    pub(crate) armed: bool,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some((pid, pidfd)) = self.child {
+            // SAFETY: plain syscalls on our own child.
+            unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(c) = &self.cgroup
+            && let Err(e) = c.remove(true)
+        {
+            // The state stays, so that `delete` can try again.
+            log::warn(&format!(
+                "clean up after {}: {e}; `delete --force {}` retries",
+                self.id, self.id
+            ));
+            return;
+        }
+        let _ = self.store.remove(&self.id);
+        if let Some(key) = &self.private_plan {
+            cache::forget(&self.store.root, key);
+        }
+        if let Some((hooks, state)) = &self.poststop {
+            crate::host::hooks::run_warn("poststop", hooks, state);
+        }
+    }
+}
+
+/// A container process that finished set-up.
+pub(crate) struct Launched<'a> {
+    pub(crate) guard: Guard<'a>,
+    pub(crate) child: ferrun_executor::Child,
+    pub(crate) sync: OwnedFd,
+    pub(crate) pty: Option<OwnedFd>,
+    pub(crate) plan: Plan,
+    pub(crate) page: SharedPage,
+}
+
+/// What the phases share: the plan and what has been made for it so far.
+struct Launch<'a> {
+    store: &'a Store,
+    opts: &'a CreateOpts,
+    mode: Mode,
+    bundle: PathBuf,
+    plan: Plan,
+    state: State,
+    cgroup: Option<Cgroup>,
+    guard: Guard<'a>,
+    /// `--preserve-fds` plus socket activation's fds: they follow stdio into the container.
+    preserve_fds: u32,
+}
+
+/// The parent's fds for the clone: the sync socket pair, the exec fifo, namespaces to join.
+struct SyncFds {
+    parent: OwnedFd,
+    child: OwnedFd,
+    fifo: Option<OwnedFd>,
+    ns: [RawFd; 8],
+    ns_files: Vec<OwnedFd>,
+}
+
+/// Starts a container process and waits until it is set up (`Ready`): the state then holds its
+/// pid. A failure anywhere is undone by the guard.
+pub(crate) fn launch<'a>(
+    store: &'a Store,
+    opts: &'a CreateOpts,
+    mode: Mode,
+    hook: Option<&dyn Fn()>,
+) -> Result<Launched<'a>> {
+    let mut l = prepare(store, opts, mode)?;
+    let mut sync = open_sync(&l)?;
+    before_clone(&mut l, &mut sync)?;
+    let page = SharedPage::new().ctx(|| "map the page shared with the container process".into())?;
+    let (child, parent) = clone_child(&mut l, sync, &page, hook)?;
+    after_clone(&l, &parent, &child)?;
+    let pty = until_ready(&mut l, &parent, &page, &child)?;
+    ready(l, child, parent, pty, page)
+}
+
+/// The plan (from the cache or planned now), the checks on the live system, and the state,
+/// claimed: nothing else is made yet.
+fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Launch<'a>> {
+    crate::state::check_id(&opts.id)?;
+    let bundle = absolute(&opts.bundle)?;
+    let options = Options {
+        no_pivot: opts.no_pivot,
+        systemd_cgroup: opts.systemd_cgroup,
+    };
+    let loaded = cache::load_or_plan(&store.root, &bundle, opts.config.as_deref(), options)?;
+    log::debug(&format!("plan {} ({})", loaded.key, loaded.origin));
+    for np in &loaded.plan.not_planned {
+        log::debug(&format!("not yet planned: {}: {}", np.field, np.why));
+    }
+    let private = loaded.private_to(&opts.id, &bundle);
+    let key = loaded.key;
+    let mut plan = loaded.plan;
+    let listen_fds = socket_activation(&mut plan);
+    let preserve_fds = opts.preserve_fds.saturating_add(listen_fds).min(65536);
+    if plan.terminal && opts.console_socket.is_none() && mode == Mode::Create {
+        bail!("process.terminal is true: create needs --console-socket to hand the pty to");
+    }
+    check_rootfs(&plan, &bundle)?;
+    check_sysctls(&plan)?;
+    crate::host::hooks::check(&plan.hooks)?;
+    // Resolved (and a path the kernel would refuse refused) before anything is made.
+    let cgroup = plan
+        .cgroups
+        .as_ref()
+        .map(|c| Cgroup::resolve(c, &opts.id))
+        .transpose()?;
+    let state = State {
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.to_string_lossy().into_owned(),
+        rootfs: plan.rootfs.clone(),
+        created: log::rfc3339_now(),
+        owner: String::new(),
+        plan_private: private,
+        plan: key.clone(),
+        cgroup: cgroup.clone(),
+        hooks: (!plan.hooks.is_empty()).then(|| plan.hooks.clone()),
+        notify: crate::host::notify::host_socket(),
+        config: opts
+            .config
+            .as_ref()
+            .and_then(|c| std::fs::canonicalize(c).ok())
+            .map(|c| c.to_string_lossy().into_owned()),
+    };
+    // The directory appears with its state in it (see `Store::claim`).
+    let dir = store.claim(&state)?;
+    let guard = Guard {
+        store,
+        id: opts.id.clone(),
+        child: None,
+        cgroup: cgroup.clone(),
+        poststop: None,
+        private_plan: private.then_some(key),
+        armed: true,
+    };
+    if state.notify.is_some() {
+        crate::host::notify::prepare(&mut plan, &dir)?;
+    }
+    Ok(Launch {
+        store,
+        opts,
+        mode,
+        bundle,
+        plan,
+        state,
+        cgroup,
+        guard,
+        preserve_fds,
+    })
+}
+
+/// The sync socket pair and, for `create`, the exec fifo, all above the preserved fds.
+fn open_sync(l: &Launch<'_>) -> Result<SyncFds> {
+    let min_fd = 3 + l.preserve_fds;
+    let (parent, child) = seqpacket_pair()?;
+    let parent = above(parent, min_fd)?;
+    let child = above(child, min_fd)?;
+    let fifo = match l.mode {
+        Mode::Create => {
+            let path = l.store.fifo(&l.opts.id);
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .ctx(|| format!("create {}", path.display()))?;
+            // O_RDWR: opening does not block, and the child's read blocks until `start` writes.
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .ctx(|| format!("open {}", path.display()))?;
+            Some(above(OwnedFd::from(f), min_fd)?)
+        }
+        Mode::Run => None,
+    };
+    Ok(SyncFds {
+        parent,
+        child,
+        fifo,
+        ns: [-1; 8],
+        ns_files: Vec::new(),
+    })
+}
+
+/// The plan's host steps before clone: namespaces opened (or joined, so the clone is born in
+/// them), the cgroups made and written.
+fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
+    let min_fd = 3 + l.preserve_fds;
+    let no_cgroup = || Error("plan: a cgroup step without cgroups".into());
+    for h in &l.plan.before_clone {
+        match h {
+            HostStep::OpenNamespace { slot, ns, path } => {
+                let f = above(OwnedFd::from(open_namespace(*ns, path)?), min_fd)?;
+                if let Some(s) = sync.ns.get_mut(usize::from(*slot)) {
+                    *s = f.as_raw_fd();
+                }
+                sync.ns_files.push(f);
+            }
+            HostStep::JoinBeforeClone { ns, path } => {
+                let f = open_namespace(*ns, path)?;
+                let flags = nix::sched::CloneFlags::from_bits_truncate(ns.clone_flag() as i32);
+                nix::sched::setns(&f, flags)
+                    .ctx(|| format!("join {} namespace {}", ns.oci_name(), path.text()))?;
+            }
+            HostStep::CgroupCreate => {
+                let (Some(cg), Some(c)) = (&mut l.cgroup, &l.plan.cgroups) else {
+                    return Err(no_cgroup());
+                };
+                let made = cg.create(&c.v2_controllers, c.shared);
+                // What ferrun really made, known now: kept for clean-up and for delete.
+                l.guard.cgroup = Some(cg.clone());
+                made?;
+                l.state.cgroup = Some(cg.clone());
+                l.store.save(&l.state)?;
+            }
+            HostStep::CgroupWrite(w) => {
+                let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;
+                cg.write(usize::from(w.hierarchy), &w.file, &w.value, &w.field)?;
+            }
+            HostStep::CgroupDevices { hierarchy, program } => {
+                let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;
+                cg.attach_devices(usize::from(*hierarchy), program)?;
+            }
+            other => bail!("plan: {other} cannot run before clone"),
+        }
+    }
+    Ok(())
+}
+
+/// `clone3` into the executor, born in the container's cgroup2 directory; the parent then drops
+/// its copies of what only the child needs and keeps its end of the sync socket.
+fn clone_child(
+    l: &mut Launch<'_>,
+    sync: SyncFds,
+    page: &SharedPage,
+    hook: Option<&dyn Fn()>,
+) -> Result<(Child, OwnedFd)> {
+    let fds = ChildFds {
+        parent_sync: sync.parent.as_raw_fd(),
+        shared: page.ptr(),
+        sync: sync.child.as_raw_fd(),
+        start: sync
+            .fifo
+            .as_ref()
+            .map_or(sync.child.as_raw_fd(), |f| f.as_raw_fd()),
+        ns: sync.ns,
+        preserve: l.preserve_fds,
+    };
+    // The cgroup2 directory the clone is born in, the v1 `tasks` files it writes itself into.
+    let clone_fds = match &l.cgroup {
+        Some(cg) => Some(cg.clone_fds(&l.plan, 3 + l.preserve_fds)?),
+        None => None,
+    };
+    let cgroup_dirs = l
+        .cgroup
+        .as_ref()
+        .map(|c| {
+            c.dirs
+                .iter()
+                .filter_map(|d| ferrun_plans::CBuf::new(&d.to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let prepared = Prepared::new(&l.plan).with_cgroups(
+        cgroup_dirs,
+        clone_fds.as_ref().map_or(-1, |c| c.clone_into),
+        clone_fds
+            .as_ref()
+            .map(|c| c.tasks.clone())
+            .unwrap_or_default(),
+    );
+    let child = ferrun_executor::spawn(&prepared, &fds, hook)
+        .ctx(|| "clone3 the container process".into())?;
+    l.guard.child = Some((child.pid, child.pidfd));
+    if !l.plan.hooks.poststop.is_empty() {
+        // From here the container exists: its poststop hooks run however it ends.
+        let bundle = l.bundle.to_string_lossy();
+        let stopped = crate::host::hooks::state(&l.plan.hooks, &l.opts.id, "stopped", 0, &bundle);
+        l.guard.poststop = Some((l.plan.hooks.poststop.clone(), stopped));
+    }
+    Ok((child, sync.parent))
+}
+
+/// The plan's host steps after clone: id maps and the oom score, written through a procfs of
+/// ferrun's own, then the release.
+fn after_clone(l: &Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()> {
+    let mut proc = None;
+    for h in &l.plan.after_clone {
+        match h {
+            HostStep::WriteIdMap { kind, map } => {
+                let file = match kind {
+                    IdMapKind::Uid => "uid_map",
+                    IdMapKind::Gid => "gid_map",
+                };
+                let proc = proc_root(&mut proc)?;
+                proc.write(&format!("{}/{file}", child.pid), map.bytes())?;
+            }
+            HostStep::OomScoreAdj { value } => {
+                let proc = proc_root(&mut proc)?;
+                proc.write(&format!("{}/oom_score_adj", child.pid), value.bytes())
+                    .map_err(|e| Error(format!("process.oomScoreAdj: {}", e.0)))?;
+            }
+            HostStep::Release => send_byte(parent)?,
+            other => bail!("plan: {other} cannot run after clone"),
+        }
+    }
+    Ok(())
+}
+
+/// Serves the container process until it reports ready: its pty, the create hooks at
+/// `AwaitHooks`, the seccomp listener; a failed step (or a death without a word) is the error.
+fn until_ready(
+    l: &mut Launch<'_>,
+    parent: &OwnedFd,
+    page: &SharedPage,
+    child: &Child,
+) -> Result<Option<OwnedFd>> {
+    let mut pty = None;
+    loop {
+        match recv_record(parent)? {
+            Some((r, fd)) if r.step == MSG_PTY => {
+                let master = fd.ok_or_else(|| Error("container process sent no pty".into()))?;
+                set_console_size(&master, l.plan.console_size);
+                match &l.opts.console_socket {
+                    Some(sock) => send_console(sock, &master)?,
+                    None => pty = Some(master),
+                }
+            }
+            Some((r, _)) if r.step == MSG_READY => return Ok(pty),
+            Some((r, _)) if r.step == ferrun_executor::MSG_HOOKS => {
+                create_hooks(l, child)?;
+                send_byte(parent)?;
+            }
+            Some((r, _)) if r.step == ferrun_executor::MSG_SECCOMP => {
+                let Some(listener) = &l.plan.seccomp_listener else {
+                    bail!("container process announced a seccomp listener the plan has none of");
+                };
+                let who = (child.pidfd, child.pid, l.opts.id.as_str());
+                hand_over_listener(parent.as_raw_fd(), page, listener, who, &l.bundle)?;
+            }
+            Some((r, _)) => return Err(Error(render_failure(&l.plan, r))),
+            None => {
+                let mut status = 0;
+                // SAFETY: reaping our own child.
+                unsafe { libc::waitpid(child.pid, &mut status, 0) };
+                l.guard.child = None;
+                let cgroup = l.guard.cgroup.as_ref();
+                return Err(Error(describe_death(&l.plan, page, status, cgroup)));
+            }
+        }
+    }
+}
+
+/// `prestart`, `createRuntime` and `createContainer`, once the runtime environment exists.
+fn create_hooks(l: &Launch<'_>, child: &Child) -> Result<()> {
+    let h = &l.plan.hooks;
+    let bundle = l.bundle.to_string_lossy();
+    let st = crate::host::hooks::state(h, &l.opts.id, "creating", child.pid, &bundle);
+    crate::host::hooks::run("prestart", &h.prestart, &st, None)?;
+    crate::host::hooks::run("createRuntime", &h.create_runtime, &st, None)?;
+    let ns = Some((child.pidfd, h.container_ns));
+    crate::host::hooks::run("createContainer", &h.create_container, &st, ns)
+}
+
+/// The container process is set up: its pid goes into the state.
+fn ready<'a>(
+    mut l: Launch<'a>,
+    child: Child,
+    sync: OwnedFd,
+    pty: Option<OwnedFd>,
+    page: SharedPage,
+) -> Result<Launched<'a>> {
+    l.state.pid = child.pid;
+    l.state.pid_start = proc_stat(child.pid).map_or(0, |(s, _)| s);
+    l.store.save(&l.state)?;
+    Ok(Launched {
+        guard: l.guard,
+        child,
+        sync,
+        pty,
+        plan: l.plan,
+        page,
+    })
+}
+
+/// Takes the seccomp listener fd out of the container process (which waits without making a
+/// syscall) and sends it to `listenerPath` with the container process state, as the runtime
+/// spec describes; then lets the container process go on.
+fn hand_over_listener(
+    sync: RawFd,
+    page: &SharedPage,
+    listener: &ferrun_plans::Listener,
+    (pidfd, pid, id): (RawFd, i32, &str),
+    bundle: &Path,
+) -> Result<bool> {
+    use nix::sys::socket::{
+        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, connect, sendmsg,
+        socket,
+    };
+    let fd = match page.wait_published(sync, std::time::Duration::from_secs(10)) {
+        ferrun_executor::Published::Fd(fd) => fd,
+        // The install failed: the child's record says why.
+        ferrun_executor::Published::ChildSpoke => return Ok(false),
+        ferrun_executor::Published::TimedOut => {
+            bail!("linux.seccomp: the container process did not publish its listener fd")
+        }
+    };
+    // SAFETY: pidfd_getfd returns a new fd in this process, or -1.
+    let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) };
+    if got < 0 {
+        let e = crate::errno();
+        let hint = if e == libc::EPERM {
+            " (ptrace restrictions? see kernel.yama.ptrace_scope)"
+        } else {
+            ""
+        };
+        bail!(
+            "linux.seccomp: take the listener fd: {}{hint}",
+            errno_text(e)
+        );
+    }
+    // SAFETY: fresh fd.
+    let got = unsafe { OwnedFd::from_raw_fd(got as RawFd) };
+    let state = serde_json::json!({
+        "ociVersion": crate::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": listener.metadata,
+        "state": {
+            "ociVersion": crate::OCI_VERSION,
+            "id": id,
+            "status": "creating",
+            "pid": pid,
+            "bundle": bundle,
+        }
+    })
+    .to_string();
+    // Non-blocking: an agent that does not accept must not hold create (and the spinning
+    // container process) up.
+    let stream = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .ctx(|| "socket".into())?;
+    let addr = UnixAddr::new(listener.path.as_str())
+        .ctx(|| format!("linux.seccomp.listenerPath {}", listener.path))?;
+    connect(stream.as_raw_fd(), &addr)
+        .ctx(|| format!("linux.seccomp.listenerPath: connect to {}", listener.path))?;
+    let fds = [got.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(state.as_bytes())];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )
+    .ctx(|| {
+        format!(
+            "linux.seccomp.listenerPath: send the listener fd to {}",
+            listener.path
+        )
+    })?;
+    page.release();
+    Ok(true)
+}
+
+/// The procfs the parent writes a child's files through, opened at the first write.
+fn proc_root(
+    slot: &mut Option<crate::host::procfs::ProcFs>,
+) -> Result<&crate::host::procfs::ProcFs> {
+    if slot.is_none() {
+        *slot = Some(crate::host::procfs::ProcFs::open()?);
+    }
+    match slot {
+        Some(p) => Ok(p),
+        None => bail!("open /proc"),
+    }
+}
