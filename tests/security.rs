@@ -54,6 +54,22 @@ fn push_mount(c: &mut Value, m: Value) {
     c["mounts"].as_array_mut().expect("mounts").push(m);
 }
 
+/// An image whose /data is a symlink to `target`, and a tmpfs volume mounted at /data.
+fn tmpfs_on_data_linked_to(target: &str) -> Bundle {
+    let mut b = Bundle::new(&["true"]);
+    let root = private_rootfs(&b);
+    std::fs::remove_dir_all(root.join("data")).expect("rmdir");
+    std::os::unix::fs::symlink(target, root.join("data")).expect("symlink");
+    b.edit(|c| {
+        c["root"]["path"] = json!(root);
+        push_mount(
+            c,
+            json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs"}),
+        );
+    });
+    b
+}
+
 fn printk_burst() -> String {
     std::fs::read_to_string("/proc/sys/kernel/printk_ratelimit_burst").expect("host sysctl")
 }
@@ -119,18 +135,10 @@ fn a_namespaced_sysctl_cannot_reach_a_host_sysctl_and_nothing_is_mounted_inside_
     refused(&b, "it resolves inside /proc");
 
     // 4. The same through /data -> /proc/sys/kernel with a tmpfs volume.
-    let mut b = Bundle::new(&["true"]);
-    let root = private_rootfs(&b);
-    std::fs::remove_dir_all(root.join("data")).expect("rmdir");
-    std::os::unix::fs::symlink("/proc/sys/kernel", root.join("data")).expect("symlink");
-    b.edit(|c| {
-        c["root"]["path"] = json!(root);
-        push_mount(
-            c,
-            json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs"}),
-        );
-    });
-    refused(&b, "it resolves inside /proc");
+    refused(
+        &tmpfs_on_data_linked_to("/proc/sys/kernel"),
+        "it resolves inside /proc",
+    );
 
     // 5. A bind of another directory onto /proc itself.
     let mut b = Bundle::new(&["true"]);
@@ -152,18 +160,10 @@ fn a_namespaced_sysctl_cannot_reach_a_host_sysctl_and_nothing_is_mounted_inside_
         )
     });
     refused(&b, "/proc takes a proc mount or a bind of the host's /proc");
-    let mut b = Bundle::new(&["true"]);
-    let root = private_rootfs(&b);
-    std::fs::remove_dir_all(root.join("data")).expect("rmdir");
-    std::os::unix::fs::symlink("/proc", root.join("data")).expect("symlink");
-    b.edit(|c| {
-        c["root"]["path"] = json!(root);
-        push_mount(
-            c,
-            json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs"}),
-        );
-    });
-    refused(&b, "it resolves inside /proc");
+    refused(
+        &tmpfs_on_data_linked_to("/proc"),
+        "it resolves inside /proc",
+    );
 
     // 7. A device node inside /proc (a bind of the host's file in a user namespace).
     let mut b = Bundle::new(&["true"]);

@@ -125,3 +125,12 @@ pub(crate) fn wait_forwarding(
         }
     }
 }
+
+/// SIGKILL through the pidfd, then the wait: our own child, gone when this returns.
+pub fn kill_and_reap(pid: libc::pid_t, pidfd: RawFd) {
+    // SAFETY: plain syscalls on our own child.
+    unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}

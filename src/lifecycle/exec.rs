@@ -11,7 +11,7 @@ use crate::error::{Context, Error, Result};
 use crate::host::console::send_console;
 use crate::host::fd::{above, recv_record, send_byte, seqpacket_pair};
 use crate::host::files::write_pid_file;
-use crate::host::signals::{block, forwarded_signals, wait_forwarding};
+use crate::host::signals::{block, forwarded_signals, kill_and_reap, wait_forwarding};
 use crate::state::{Status, Store};
 use ferrun_executor::{ChildFds, MSG_PTY, MSG_READY, Prepared};
 use ferrun_plans::{HostStep, Plan};
@@ -159,17 +159,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
     let child = clone_into_container(&s, &plan, &pidfd, &fds, min_fd)?;
     drop(child_sock);
     let kill_child = |why: Error| {
-        // SAFETY: our own child: killed and reaped, then the error goes up.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                child.pidfd,
-                libc::SIGKILL,
-                0,
-                0,
-            );
-            libc::waitpid(child.pid, std::ptr::null_mut(), 0);
-        }
+        kill_and_reap(child.pid, child.pidfd);
         why
     };
     after_clone(&plan, &child).map_err(kill_child)?;
@@ -330,17 +320,7 @@ fn clone_into_container(
     }
     let child = spawned.ctx(|| "clone3 the exec process".into())?;
     if let Err(e) = restored {
-        // SAFETY: our own child: killed and reaped, then the error goes up.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                child.pidfd,
-                libc::SIGKILL,
-                0,
-                0,
-            );
-            libc::waitpid(child.pid, std::ptr::null_mut(), 0);
-        }
+        kill_and_reap(child.pid, child.pidfd);
         return Err(e);
     }
     Ok(child)

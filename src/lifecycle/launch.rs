@@ -49,11 +49,7 @@ impl Drop for Guard<'_> {
             return;
         }
         if let Some((pid, pidfd)) = self.child {
-            // SAFETY: plain syscalls on our own child.
-            unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+            crate::host::signals::kill_and_reap(pid, pidfd);
         }
         if let Some(c) = &self.cgroup
             && let Err(e) = c.remove(true)
