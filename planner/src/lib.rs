@@ -274,9 +274,10 @@ impl<'a> Planner<'a> {
     }
 
     /// `exec`: a process entering the running container. Its namespaces are joined through
-    /// the container's pidfd (pid, time, net, ipc, uts and cgroup by the parent before clone,
-    /// user and mount by the process), its cgroups by clone (cgroup2) and by the process itself
-    /// (v1); then the process part as for `create`.
+    /// the container's pidfd (pid, time, net, ipc and uts by the parent before clone; user,
+    /// mount and cgroup by the process, the cgroup one once it is in the container's cgroup), its
+    /// cgroups by clone (cgroup2) and by the process itself (v1); then the process part as for
+    /// `create`.
     fn build_exec(mut self, process: &oci_spec::runtime::Process) -> Result<Plan, PlanError> {
         self.namespaces()?;
         let listed = |p: &Self, pred: &dyn Fn(Namespace) -> bool| {

@@ -8,6 +8,9 @@
 //! controllers plus a cgroup2 mount for whatever is bound there: on such hosts the freezer and
 //! device rules come from v1 when mounted there, the cgroup2 directory is joined too and is the
 //! one `clone3` places the process in).
+//!
+//! It may use `host` (fds above the preserved range) and the leaves; nothing of the lifecycle,
+//! the state or the caches.
 
 mod bpf;
 pub mod stats;

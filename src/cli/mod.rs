@@ -1,7 +1,9 @@
-//! The runc-compatible command line.
+//! The runc-compatible command line: clap's structs and the dispatch to one lifecycle function
+//! per command, after the re-exec from a read-only image (`host::sealed`). It may use every room
+//! below it; none of them uses it.
 
 use crate::error::{Context, Result};
-use crate::lifecycle::info::SeccompCommand;
+use crate::lifecycle::info::SeccompQuery;
 use crate::lifecycle::{self, CreateOpts};
 use crate::log;
 use crate::state::Store;
@@ -333,6 +335,65 @@ impl UpdateArgs {
     }
 }
 
+/// `ferrun seccomp …`. PROFILE is a `linux.seccomp` object or a whole config.json.
+#[derive(Subcommand, Debug)]
+pub enum SeccompCommand {
+    /// Compile a profile to BPF (the kernel's sock_filter array).
+    Compile {
+        profile: PathBuf,
+        /// Host arch to compile for: x86_64 or aarch64 (default: this machine's).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Write the BPF here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Disassemble a profile's compiled filter, syscalls named.
+    Dump {
+        profile: PathBuf,
+        #[arg(long)]
+        arch: Option<String>,
+    },
+    /// Which action a call gets, evaluated on the compiled BPF.
+    Check {
+        profile: PathBuf,
+        /// Syscall name or number.
+        syscall: String,
+        /// Up to six arguments, decimal or 0x-hex.
+        args: Vec<String>,
+        /// ABI of the calling process: x86_64, x86, x32, aarch64, arm (default: native).
+        #[arg(long)]
+        arch: Option<String>,
+    },
+}
+
+impl SeccompCommand {
+    fn query(&self) -> SeccompQuery<'_> {
+        match self {
+            SeccompCommand::Compile { profile, arch, out } => SeccompQuery::Compile {
+                profile,
+                arch: arch.as_deref(),
+                out: out.as_deref(),
+            },
+            SeccompCommand::Dump { profile, arch } => SeccompQuery::Dump {
+                profile,
+                arch: arch.as_deref(),
+            },
+            SeccompCommand::Check {
+                profile,
+                syscall,
+                args,
+                arch,
+            } => SeccompQuery::Check {
+                profile,
+                syscall,
+                args,
+                arch: arch.as_deref(),
+            },
+        }
+    }
+}
+
 fn print(s: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(s.as_bytes());
@@ -410,7 +471,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Create(a) => lifecycle::create(&store, &a.opts(cli.systemd())).map(|_| 0),
         Command::Start { id } => lifecycle::start(&store, id).map(|_| 0),
         Command::State { id } => {
-            print(&(lifecycle::state_json(&store, id)? + "\n"));
+            print(&(lifecycle::info::state_json(&store, id)? + "\n"));
             Ok(0)
         }
         Command::Kill { id, signal, all } => lifecycle::kill(&store, id, signal, *all).map(|_| 0),
@@ -429,7 +490,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print(&crate::lifecycle::info::features());
             Ok(0)
         }
-        Command::Seccomp { command } => crate::lifecycle::info::seccomp(command),
+        Command::Seccomp { command } => crate::lifecycle::info::seccomp(command.query()),
         Command::Exec(a) => {
             if let Some(c) = &a.cgroup {
                 crate::bail!(

@@ -1,7 +1,7 @@
 //! Host plumbing that the lifecycle commands are built from: the sync protocol's fds, the
 //! console, signals, hooks, the notify socket, the sealed (read-only) binary, writes under
-//! `/proc`, and small files. Uses only `log`, `error` and the plans and executor crates; knows
-//! nothing of containers' state.
+//! `/proc`, and small files. It may use only `log`, `error` and the plans and executor crates;
+//! it knows nothing of containers' state.
 
 pub mod console;
 pub mod fd;

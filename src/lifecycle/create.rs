@@ -1,6 +1,6 @@
 //! `ferrun create`: set the container up and leave it waiting for `start`.
 
-use super::CreateOpts;
+use super::common::CreateOpts;
 use super::launch::{Mode, launch};
 use crate::error::Result;
 use crate::host::files::write_pid_file;

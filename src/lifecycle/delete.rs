@@ -1,7 +1,7 @@
 //! `ferrun delete`: kill what is left (with `--force`), remove the cgroups, the state and a plan
 //! no other container can use, run the `poststop` hooks.
 
-use super::{container_pids, pidfd_of};
+use super::common::{container_pids, pidfd_of};
 use crate::bail;
 use crate::cache;
 use crate::error::{Error, Result};

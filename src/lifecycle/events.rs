@@ -1,7 +1,7 @@
 //! `ferrun events`: runc's stats events once or every interval, and OOM events, until the
 //! container stops.
 
-use super::{live, pidfd_of};
+use super::common::{live, pidfd_of};
 use crate::bail;
 use crate::cgroups::Cgroup;
 use crate::error::{Context, Result};

@@ -3,8 +3,8 @@
 //! pidfd of its first process, joins its cgroups, and gets its user, capabilities, rlimits,
 //! `no_new_privs` and seccomp filter before `execve`.
 
+use super::common::pidfd_of;
 use super::failure::render_failure;
-use super::pidfd_of;
 use crate::bail;
 use crate::cgroups::Cgroup;
 use crate::error::{Context, Error, Result};
@@ -156,7 +156,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         },
         preserve: opts.preserve_fds,
     };
-    let child = clone_into_container(&s, &plan, &pidfd, &fds, min_fd)?;
+    let child = clone_into_container(&opts.id, &s, &plan, &pidfd, (&fds, min_fd))?;
     drop(child_sock);
     let kill_child = |why: Error| {
         kill_and_reap(child.pid, child.pidfd);
@@ -181,6 +181,16 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, child.pid).map_err(kill_child)?;
     }
+    hand_over(opts, &child, pty, forwarded)
+}
+
+/// The process runs: detached, or waited for with the console served and signals forwarded.
+fn hand_over(
+    opts: &ExecOpts,
+    child: &ferrun_executor::Child,
+    pty: Option<OwnedFd>,
+    forwarded: &libc::sigset_t,
+) -> Result<i32> {
     if opts.detach {
         // SAFETY: closing our handle; the process stays, to be reaped by our caller's subreaper.
         unsafe { libc::close(child.pidfd) };
@@ -256,11 +266,11 @@ fn plan_for(store: &Store, opts: &ExecOpts) -> Result<(crate::state::State, Owne
 /// process into them (and into the container's cgroup2 directory, or init's own when that is no
 /// leaf any more), then returns to ferrun's own namespaces.
 fn clone_into_container(
+    id: &str,
     s: &crate::state::State,
     plan: &Plan,
     pidfd: &OwnedFd,
-    fds: &ChildFds,
-    min_fd: u32,
+    (fds, min_fd): (&ChildFds, u32),
 ) -> Result<ferrun_executor::Child> {
     // The container's cgroups: born in its cgroup2 directory, written into v1 ones.
     let cg: Option<&Cgroup> = s.cgroup.as_ref();
@@ -281,7 +291,7 @@ fn clone_into_container(
                 if unsafe { libc::setns(pidfd.as_raw_fd(), *flags as libc::c_int) } < 0 {
                     bail!(
                         "exec: join the namespaces of container {}: {}",
-                        s.id,
+                        id,
                         crate::error::errno_text(crate::errno())
                     );
                 }

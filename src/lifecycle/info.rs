@@ -1,14 +1,15 @@
-//! The commands that are not the lifecycle: `list`, `spec`, `features`, `plan`.
+//! The informational commands: `state`, `list`, `spec`, `features`, `plan` and `seccomp`
+//! (compile, dump, check a profile). They change nothing of a container.
 
 use crate::OCI_VERSION;
 use crate::bail;
 use crate::cache;
 use crate::error::{Context, Result};
 use crate::state::Store;
-use crate::state::oci_state_json;
+use crate::state::oci::oci_state_json;
 use ferrun_planner::Options;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `ferrun list`: runc's table, or `--format json`, or ids only with `--quiet`.
 pub fn list(store: &Store, format: &str, quiet: bool) -> Result<String> {
@@ -282,12 +283,34 @@ fn parse_arg(s: &str) -> Result<u64> {
 }
 
 /// `ferrun seccomp compile|dump|check`.
-pub fn seccomp(cmd: &SeccompCommand) -> Result<i32> {
-    use SeccompCommand as C;
+/// What `ferrun seccomp` is asked; PROFILE is a `linux.seccomp` object or a whole config.
+pub enum SeccompQuery<'a> {
+    /// The profile's BPF, to `out` or stdout.
+    Compile {
+        profile: &'a Path,
+        arch: Option<&'a str>,
+        out: Option<&'a Path>,
+    },
+    /// Its disassembly.
+    Dump {
+        profile: &'a Path,
+        arch: Option<&'a str>,
+    },
+    /// The action a call gets.
+    Check {
+        profile: &'a Path,
+        syscall: &'a str,
+        args: &'a [String],
+        arch: Option<&'a str>,
+    },
+}
+
+pub fn seccomp(query: SeccompQuery<'_>) -> Result<i32> {
+    use SeccompQuery as C;
     use std::io::Write;
-    match cmd {
+    match query {
         C::Compile { profile, arch, out } => {
-            let (c, _) = compile_profile(profile, arch.as_deref())?;
+            let (c, _) = compile_profile(profile, arch)?;
             let bytes = ferrun_planner::seccomp::bpf::to_bytes(&c.insns);
             match out {
                 Some(p) => std::fs::write(p, &bytes).ctx(|| format!("write {}", p.display()))?,
@@ -297,7 +320,7 @@ pub fn seccomp(cmd: &SeccompCommand) -> Result<i32> {
             }
         }
         C::Dump { profile, arch } => {
-            let (c, _) = compile_profile(profile, arch.as_deref())?;
+            let (c, _) = compile_profile(profile, arch)?;
             print!("{}", ferrun_planner::seccomp::dump(&c));
         }
         C::Check {
@@ -306,50 +329,24 @@ pub fn seccomp(cmd: &SeccompCommand) -> Result<i32> {
             args,
             arch,
         } => {
-            let host_arch = match arch.as_deref() {
+            let host_arch = match arch {
                 Some("x86") | Some("x32") => Some("x86_64"),
                 Some("arm") => Some("aarch64"),
                 other => other,
             };
             let (c, host) = compile_profile(profile, host_arch)?;
             let args: Vec<u64> = args.iter().map(|a| parse_arg(a)).collect::<Result<_>>()?;
-            let verdict =
-                ferrun_planner::seccomp::check(&c, &host, arch.as_deref(), syscall, &args)
-                    .map_err(crate::error::Error)?;
+            let verdict = ferrun_planner::seccomp::check(&c, &host, arch, syscall, &args)
+                .map_err(crate::error::Error)?;
             println!("{}", ferrun_planner::seccomp::bpf::action_name(verdict));
         }
     }
     Ok(0)
 }
 
-/// `ferrun seccomp …`. PROFILE is a `linux.seccomp` object or a whole config.json.
-#[derive(clap::Subcommand, Debug)]
-pub enum SeccompCommand {
-    /// Compile a profile to BPF (the kernel's sock_filter array).
-    Compile {
-        profile: PathBuf,
-        /// Host arch to compile for: x86_64 or aarch64 (default: this machine's).
-        #[arg(long)]
-        arch: Option<String>,
-        /// Write the BPF here instead of stdout.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Disassemble a profile's compiled filter, syscalls named.
-    Dump {
-        profile: PathBuf,
-        #[arg(long)]
-        arch: Option<String>,
-    },
-    /// Which action a call gets, evaluated on the compiled BPF.
-    Check {
-        profile: PathBuf,
-        /// Syscall name or number.
-        syscall: String,
-        /// Up to six arguments, decimal or 0x-hex.
-        args: Vec<String>,
-        /// ABI of the calling process: x86_64, x86, x32, aarch64, arm (default: native).
-        #[arg(long)]
-        arch: Option<String>,
-    },
+/// `ferrun state`'s JSON.
+pub fn state_json(store: &Store, id: &str) -> Result<String> {
+    let s = store.load(id)?;
+    let status = store.status(&s);
+    Ok(oci_state_json(&s, status, true))
 }

@@ -1,6 +1,6 @@
 //! `ferrun kill`: a signal to the container's process, or to all of them (`--all`).
 
-use super::{container_pids, pidfd_of};
+use super::common::{container_pids, pidfd_of};
 use crate::bail;
 use crate::error::{Error, Result, errno_text};
 use crate::state::{Status, Store};

@@ -6,8 +6,8 @@
 //! failed step) and [`ready`]. A [`Guard`] undoes whatever a failing phase leaves.
 
 use super::checks::{check_rootfs, check_sysctls, open_namespace, socket_activation};
+use super::common::{CreateOpts, absolute};
 use super::failure::{describe_death, render_failure};
-use super::{CreateOpts, absolute};
 use crate::bail;
 use crate::cache;
 use crate::cgroups::Cgroup;

@@ -1,6 +1,6 @@
 //! `ferrun pause` and `ferrun resume`: freeze and thaw every process of the container.
 
-use super::live;
+use super::common::live;
 use crate::bail;
 use crate::error::Result;
 use crate::state::{Status, Store};

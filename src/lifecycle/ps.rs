@@ -1,6 +1,6 @@
 //! `ferrun ps`: the container's processes, as host pids or `ps` lines.
 
-use super::live;
+use super::common::live;
 use crate::bail;
 use crate::error::{Context, Result};
 use crate::state::Store;

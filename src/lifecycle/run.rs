@@ -1,9 +1,9 @@
 //! `ferrun run`: create and start from one process; in the foreground, serve the console and
 //! forward signals until the container exits, then delete it.
 
+use super::common::{CreateOpts, absolute, config_process};
 use super::failure::{failure_under_filter, render_failure};
 use super::launch::{Launched, Mode, launch};
-use super::{CreateOpts, absolute, config_process};
 use crate::bail;
 use crate::error::{Error, Result};
 use crate::host::fd::{recv_record, send_byte};

@@ -1,7 +1,7 @@
 //! `ferrun start`: run the `startContainer` hooks, release a created container through its exec
 //! fifo, forward its READY=1, run the `poststart` hooks.
 
-use super::{config_process, pidfd_of};
+use super::common::{config_process, pidfd_of};
 use crate::bail;
 use crate::error::{Context, Result};
 use crate::state::{Status, Store};

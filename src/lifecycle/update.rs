@@ -1,7 +1,7 @@
 //! `ferrun update`: new limits for a live container, from flags or a `linux.resources` document,
 //! planned as `create` plans them and written to its cgroups.
 
-use super::live;
+use super::common::live;
 use crate::bail;
 use crate::cgroups::{Cgroup, layout_of};
 use crate::error::{Context, Error, Result};

@@ -1,10 +1,9 @@
 //! The state store: one directory per container under the root (`/run/ferrun/<id>/`) holding
 //! `state.json` (written atomically) and, while the container is `created`, `exec.fifo`, which
-//! `start` writes to release the container process.
+//! `start` writes to release the container process. A directory appears with its state in it
+//! (claimed by rename). It may use `cgroups` (a state holds its cgroups), `host` and the leaves.
 
 pub mod oci;
-
-pub use oci::{OciState, oci_state_json};
 
 use crate::bail;
 use crate::error::{Context, Error, Result};

@@ -19,7 +19,7 @@ pub struct OciState<'a> {
 }
 
 pub fn oci_state_json(s: &State, status: Status, pretty: bool) -> String {
-    let o = crate::state::OciState {
+    let o = OciState {
         oci_version: crate::OCI_VERSION,
         id: &s.id,
         pid: if status == Status::Stopped { 0 } else { s.pid },
