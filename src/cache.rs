@@ -90,9 +90,8 @@ impl ferrun_planner::seccomp::FilterCache for FilterFiles {
     }
 
     fn put(&self, key: &str, bytes: &[u8]) {
-        if store(&self.dir, &self.dir.join(format!("{key}.bpf")), bytes).is_ok() {
-            sweep(&self.dir, "bpf");
-        }
+        sweep(&self.dir, "bpf");
+        let _ = store(&self.dir, &self.dir.join(format!("{key}.bpf")), bytes);
     }
 
     fn reused(&self, reused: bool) {
@@ -150,14 +149,13 @@ pub fn load_or_plan(
         Err(_) => None,
     };
     let plan = ferrun_planner::plan(&input)?;
+    // Before the store: a full disk that refuses it still gets its stale files swept.
+    sweep(&dir, "plan");
     let origin = match store(&dir, &path, &plan.encode()) {
-        Ok(()) => {
-            sweep(&dir, "plan");
-            match stale {
-                Some(why) => Origin::Rebuilt(why),
-                None => Origin::Stored,
-            }
-        }
+        Ok(()) => match stale {
+            Some(why) => Origin::Rebuilt(why),
+            None => Origin::Stored,
+        },
         Err(e) => Origin::Uncached(e.to_string()),
     };
     Ok(Loaded {
@@ -209,7 +207,7 @@ fn store(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     written.ctx(|| format!("store {}", path.display()))
 }
 
-/// After a store: removes temporary files a writer left (killed mid-write), and the oldest
+/// On a miss, before a store: removes temporary files a writer left (killed mid-write), and the oldest
 /// entries once the directory holds more than [`MAX_ENTRIES`]. Runs on a cache miss only, so a
 /// hit never pays for it.
 fn sweep(dir: &Path, ext: &str) {

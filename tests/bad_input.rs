@@ -144,9 +144,18 @@ fn bad_input_is_refused_cleanly() {
         (
             "a relative root.path out of the bundle",
             Box::new(|b: &mut Bundle| {
-                b.edit(|c| c["root"]["path"] = json!("../rootfs"));
+                // A real rootfs beside the bundle, which a create would otherwise use.
+                let name = format!(
+                    "{}-outside",
+                    b.path().file_name().and_then(|n| n.to_str()).expect("name")
+                );
+                let beside = b.path().with_file_name(&name);
+                if !beside.exists() {
+                    std::os::unix::fs::symlink(common::rootfs(), &beside).expect("symlink");
+                }
+                b.edit(|c| c["root"]["path"] = json!(format!("../{name}")));
             }),
-            "root.path: ../rootfs leads to",
+            "leads to",
         ),
         (
             "a namespace path that is a FIFO",

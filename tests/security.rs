@@ -50,6 +50,15 @@ fn refused(b: &Bundle, want: &str) {
     assert_eq!(host_mounts(), before, "a mount was left on the host");
 }
 
+/// Deletes a container when dropped, also when an assertion fails first: nothing outlives a test.
+struct Deleted<'a>(&'a Bundle, &'a str);
+
+impl Drop for Deleted<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.ferrun(&["delete", "--force", self.1]);
+    }
+}
+
 fn push_mount(c: &mut Value, m: Value) {
     c["mounts"].as_array_mut().expect("mounts").push(m);
 }
@@ -118,7 +127,7 @@ fn a_namespaced_sysctl_cannot_reach_a_host_sysctl_and_nothing_is_mounted_inside_
         "/proc/sys/kernel cannot be mounted because it is inside /proc",
     );
 
-    // 3. No /proc in the config at all: the image has /data2 -> /proc/sys/net/ipv4, and a
+    // 3. No mount into /proc in the config: the image has /data2 -> /proc/sys/net/ipv4, and a
     //    volume is mounted at /data2 (podman sets ping_group_range by default).
     let mut b = Bundle::new(&["true"]);
     let root = private_rootfs(&b);
@@ -140,7 +149,8 @@ fn a_namespaced_sysctl_cannot_reach_a_host_sysctl_and_nothing_is_mounted_inside_
         "it resolves inside /proc",
     );
 
-    // 5. A bind of another directory onto /proc itself.
+    // 5. A bind of another directory onto /proc itself, by absolute path and relative to the
+    //    bundle ("proc" is no /proc), while a bind of a real procfs root works.
     let mut b = Bundle::new(&["true"]);
     let dir = fake(&b);
     b.edit(|c| {
@@ -149,7 +159,30 @@ fn a_namespaced_sysctl_cannot_reach_a_host_sysctl_and_nothing_is_mounted_inside_
             json!({"destination": "/proc", "type": "bind", "source": dir, "options": ["rbind"]}),
         )
     });
-    refused(&b, "/proc takes a proc mount or a bind of the host's /proc");
+    refused(&b, "the file reached is not on procfs");
+    let mut b = Bundle::new(&["true"]);
+    std::fs::create_dir(b.path().join("proc")).expect("mkdir");
+    b.edit(|c| {
+        push_mount(
+            c,
+            json!({"destination": "/proc", "type": "bind", "source": "proc", "options": ["rbind"]}),
+        )
+    });
+    refused(&b, "the file reached is not on procfs");
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().expect("mounts");
+        mounts.retain(|m| m["destination"] != "/proc");
+        mounts.insert(
+            0,
+            json!({"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind"]}),
+        );
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("ns")
+            .retain(|n| n["type"] != "pid");
+    });
+    assert_eq!(b.sh("test -e /proc/self/stat && echo procfs"), "procfs\n");
 
     // 6. A tmpfs over /proc itself, and one reaching the procfs through /data -> /proc.
     let mut b = Bundle::new(&["true"]);
@@ -159,7 +192,10 @@ fn a_namespaced_sysctl_cannot_reach_a_host_sysctl_and_nothing_is_mounted_inside_
             json!({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}),
         )
     });
-    refused(&b, "/proc takes a proc mount or a bind of the host's /proc");
+    refused(
+        &b,
+        "/proc takes a proc mount or a bind of a procfs, nothing else",
+    );
     refused(
         &tmpfs_on_data_linked_to("/proc"),
         "it resolves inside /proc",
@@ -293,6 +329,7 @@ fn uid_and_gid_minus_one_are_refused_from_the_config_and_from_exec() {
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     });
     b.run_detached("u", &[]);
+    let _u = Deleted(&b, "u");
     for args in [
         &["exec", "--user", "4294967295:4294967295", "u", "id"][..],
         &["exec", "--user", "0:4294967295", "u", "id"][..],
@@ -349,6 +386,7 @@ fn a_created_container_holds_no_host_fd_until_start() {
     let mut cmd = std::process::Command::new("sh");
     cmd.args(["-c", &script]).stdin(std::process::Stdio::null());
     let o = common::output_via_files(cmd);
+    let _fd1 = Deleted(&b, "fd1");
     assert!(o.status.success(), "{}", stderr(&o));
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .expect("pid")
@@ -387,6 +425,43 @@ fn a_created_container_holds_no_host_fd_until_start() {
     let o = b.ferrun(&["exec", "fd1", "sh", "-c", "ls /proc/1/fd | wc -l"]);
     let n: usize = ok(&o).trim().parse().expect("count");
     assert_eq!(n, 5, "stdio, the fifo and the sync socket");
+    // A gap in the preserved range (fd 4 of --preserve-fds 2 is not open) is where the
+    // container process's own rootfs and procfs fds land: they are closed all the same.
+    let mut g = Bundle::new(&["sleep", "30"]);
+    g.edit(|c| c["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 0"}));
+    let gbundle = g.path().to_str().expect("utf-8").to_string();
+    let gpid_file = format!("{gbundle}/pid");
+    let script = format!(
+        "exec 3</dev/null 6</; exec {} --root {} create --preserve-fds 2 --bundle {gbundle} \
+         --pid-file {gpid_file} gap",
+        common::ferrun_bin(),
+        g.state_root().display()
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script]).stdin(std::process::Stdio::null());
+    let o = common::output_via_files(cmd);
+    let _gap = Deleted(&g, "gap");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let gpid: i32 = std::fs::read_to_string(&gpid_file)
+        .expect("pid")
+        .parse()
+        .expect("pid");
+    let held = fds_of(gpid);
+    let gfifo = g
+        .state_root()
+        .join("gap/exec.fifo")
+        .to_string_lossy()
+        .into_owned();
+    let extra: Vec<&(u32, String)> = held
+        .iter()
+        .filter(|(n, w)| *n > 3 && *w != gfifo && !w.starts_with("socket:["))
+        .collect();
+    assert!(extra.is_empty(), "held in the gap: {held:?}");
+    assert_eq!(
+        held.iter().find(|(n, _)| *n == 3).map(|(_, w)| w.as_str()),
+        Some("/dev/null")
+    );
+    assert!(g.ferrun(&["delete", "-f", "gap"]).status.success());
     // start still works: the fifo and the sync socket were kept.
     assert!(b.ferrun(&["start", "fd1"]).status.success());
     let st = ok(&b.ferrun(&["state", "fd1"]));
@@ -398,6 +473,7 @@ fn a_created_container_holds_no_host_fd_until_start() {
 fn delete_force_of_a_paused_container_thaws_and_kills_it() {
     let b = Bundle::new(&["sleep", "60"]);
     let pid = b.run_detached("paused", &[]);
+    let _paused = Deleted(&b, "paused");
     assert!(ok(&b.ferrun(&["pause", "paused"])).is_empty());
     assert!(ok(&b.ferrun(&["state", "paused"])).contains("\"paused\""));
     let o = b.ferrun(&["delete", "--force", "paused"]);
@@ -508,12 +584,15 @@ fn a_cgroups_path_the_kernel_cannot_name_is_refused_before_anything_is_made() {
     let base = b.cgroup_path();
     let long = format!("{base}/{}", "a/".repeat(2100));
     b.edit(|c| c["linux"]["cgroupsPath"] = json!(long));
-    refused(&b, "longer than the kernel's PATH_MAX (4096)");
+    refused(&b, "too long for the kernel's PATH_MAX (4096)");
     b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("{base}/{}", "n".repeat(300))));
     refused(&b, "is longer than 255 bytes");
-    // And nothing for delete --force to trip over.
-    let o = b.ferrun(&["delete", "--force", "bad"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    // Just under PATH_MAX is still too long: the cgroup's own files would not fit.
+    let mount = "/sys/fs/cgroup/memory";
+    let room = 4096 - 20 - mount.len() - base.len() - 1;
+    let name = "b/".repeat(room / 2);
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("{base}/{}", name.trim_end_matches('/'))));
+    refused(&b, "too long for the kernel's PATH_MAX (4096)");
 }
 
 #[test]

@@ -57,6 +57,16 @@ pub(crate) fn on_procfs(fd: c_int) -> Result<bool, i32> {
     Ok(st.f_type as i64 == PROC_SUPER_MAGIC)
 }
 
+/// Whether `fd` is the root of a procfs instance (inode 1).
+pub(crate) fn is_procfs_root(fd: c_int) -> Result<bool, i32> {
+    // SAFETY: an all-zero stat is a valid out-buffer for fstat on our fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return Err(errno());
+    }
+    Ok(st.st_ino == 1 && on_procfs(fd)?)
+}
+
 /// A procfs of this process's own: a fresh instance (`fsopen`), else a detached clone of the
 /// `/proc` mount (submounts included only where a user namespace locks them together; lookups
 /// never cross into them). Nothing the container made can be mounted on either.

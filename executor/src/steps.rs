@@ -122,8 +122,15 @@ fn check_not_in_proc(fd: c_int, dest: &CBuf) -> Result<(), i32> {
     Ok(())
 }
 
-/// Closes every fd from 3 + preserved on, but the sync socket and the start fd.
+/// Closes every fd from 3 + preserved on, but the sync socket and the start fd; and the rootfs and
+/// procfs fds this process opened, wherever they are (a gap in the preserved range takes them).
 fn close_strays(ctx: &mut Ctx<'_>) -> Result<(), i32> {
+    for fd in [ctx.rootfd, ctx.procfd] {
+        if fd >= 0 {
+            // SAFETY: fds this process opened and no later step uses.
+            unsafe { libc::close(fd) };
+        }
+    }
     let mut keep = [ctx.fds.sync, ctx.fds.start];
     if keep[0] > keep[1] {
         keep.swap(0, 1);
@@ -237,10 +244,12 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             } => {
                 let target = target_fd(ctx, dest, Target::LikeSource, Some(source))?;
                 check_not_in_proc(target.0, dest)?;
+                // Only a procfs may cover /proc (the masks and read-only paths go on it next).
+                let procfs_only = dest.bytes() == b"/proc";
                 bind_tree(
                     source.as_ptr(),
                     target.0,
-                    *recursive,
+                    (*recursive, procfs_only),
                     (*set, *clear),
                     (*rset, *rclear),
                 )
@@ -264,7 +273,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 };
                 let target = target_fd(ctx, dest, Target::Dir, None)?;
                 check_not_in_proc(target.0, dest)?;
-                bind_tree(source.as_ptr(), target.0, false, (*set, 0), (0, 0))
+                bind_tree(source.as_ptr(), target.0, (false, false), (*set, 0), (0, 0))
             }
             Step::TmpfsCopyUp { dest, flags, data } => {
                 let old = target_fd(ctx, dest, Target::Dir, None)?;
@@ -842,7 +851,7 @@ fn send_fd(sock: c_int, fd: c_int) -> Result<(), i32> {
 unsafe fn bind_tree(
     source: *const libc::c_char,
     target: c_int,
-    recursive: bool,
+    (recursive, procfs_only): (bool, bool),
     (set, clear): (u64, u64),
     (rset, rclear): (u64, u64),
 ) -> Result<(), i32> {
@@ -861,6 +870,9 @@ unsafe fn bind_tree(
             OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
         ))?;
         let tree = Fd(tree as c_int);
+        if procfs_only && !crate::fs::is_procfs_root(tree.0)? {
+            return Err(crate::E_NOT_PROCFS);
+        }
         if rset | rclear != 0 {
             mount_setattr(
                 tree.0,

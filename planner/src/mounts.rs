@@ -214,24 +214,19 @@ const PROC_FILES: &[&str] = &[
 ];
 
 /// runc's rule: nothing is mounted inside `/proc` but [`PROC_FILES`], and `/proc` itself takes a
-/// filesystem (proc) or a bind of the host's `/proc`. The executor judges the destination again
+/// proc mount or a bind of a procfs root (which the executor checks on the source it opened). The executor judges the destination again
 /// once resolved, so a symlink in the image cannot lead a mount there either.
 pub(crate) fn check_proc_destination(
     field: &str,
     dest: &str,
     (is_bind, typ): (bool, Option<&str>),
-    source: Option<&str>,
 ) -> Result<(), PlanError> {
     if dest == "/proc" {
-        let ok = if is_bind {
-            source.map(clean_abs).as_deref() == Some("/proc")
-        } else {
-            typ == Some("proc")
-        };
-        if !ok {
+        // A bind's source is judged once resolved: the executor requires a procfs root.
+        if !is_bind && typ != Some("proc") {
             return err(
                 format!("{field}.destination"),
-                "/proc takes a proc mount or a bind of the host's /proc, nothing else",
+                "/proc takes a proc mount or a bind of a procfs, nothing else",
             );
         }
         return Ok(());
@@ -324,7 +319,7 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
         } else {
             Some(cbuf(&format!("{field}.options"), &data.join(","))?)
         };
-        check_proc_destination(&field, &dest, (is_bind, typ), source)?;
+        check_proc_destination(&field, &dest, (is_bind, typ))?;
         let dest_buf = cbuf(&format!("{field}.destination"), &dest)?;
         let mut steps = Vec::new();
         if is_bind {

@@ -570,10 +570,13 @@ fn check_path_len(dir: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     const PATH_MAX: usize = 4096;
     const NAME_MAX: usize = 255;
+    // Room for the longest file ferrun reads or writes in it (`/memory.kmem.tcp.max_usage_in_bytes`).
+    const FILE_ROOM: usize = 64;
     let len = dir.as_os_str().len();
-    if len >= PATH_MAX {
+    if len + FILE_ROOM >= PATH_MAX {
         bail!(
-            "linux.cgroupsPath: {}: {len} bytes, longer than the kernel's PATH_MAX ({PATH_MAX})",
+            "linux.cgroupsPath: {}: {len} bytes, too long for the kernel's PATH_MAX ({PATH_MAX}) \
+             with the cgroup's files in it",
             ferrun_plans::clip(&dir.to_string_lossy(), 120)
         );
     }

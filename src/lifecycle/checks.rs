@@ -131,7 +131,7 @@ pub(crate) fn socket_activation(plan: &mut Plan) -> u32 {
     let ours = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
-        .is_none_or(|p| p == std::process::id());
+        .is_some_and(|p| p == std::process::id());
     if !ours {
         return 0;
     }

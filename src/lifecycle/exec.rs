@@ -156,6 +156,8 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         },
         preserve: opts.preserve_fds,
     };
+    // Only an OOM kill after this one is blamed for a death.
+    let oom = (cg, cg.map_or(0, |c| c.oom_kills()));
     let child = clone_into_container(&opts.id, &s, &plan, &pidfd, (&fds, min_fd))?;
     drop(child_sock);
     let kill_child = |why: Error| {
@@ -163,7 +165,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         why
     };
     after_clone(&plan, &child).map_err(kill_child)?;
-    let pty = match until_ready(opts, &plan, &parent_sock, &page, &child, cg) {
+    let pty = match until_ready(opts, &plan, &parent_sock, &page, &child, oom) {
         Ok(pty) => pty,
         Err(Dead(why)) => return Err(why),
         Err(Alive(why)) => return Err(kill_child(why)),
@@ -173,7 +175,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         Some((r, _)) => return Err(kill_child(Error(render_failure(&plan, r)))),
         // A filter that refused the report left the failure on the page.
         None if page.progress().failure.is_some() => {
-            let why = super::failure::describe_death(&plan, &page, 0, cg);
+            let why = super::failure::describe_death(&plan, &page, 0, oom);
             return Err(kill_child(Error(why)));
         }
         None => {}
@@ -390,7 +392,7 @@ fn until_ready(
     parent_sock: &OwnedFd,
     page: &ferrun_executor::SharedPage,
     child: &ferrun_executor::Child,
-    cg: Option<&Cgroup>,
+    oom: (Option<&Cgroup>, u64),
 ) -> std::result::Result<Option<OwnedFd>, SetupError> {
     let mut pty = None;
     loop {
@@ -408,7 +410,7 @@ fn until_ready(
                 let mut status = 0;
                 // SAFETY: reaping our own child.
                 unsafe { libc::waitpid(child.pid, &mut status, 0) };
-                let why = super::failure::describe_death(plan, page, status, cg).replacen(
+                let why = super::failure::describe_death(plan, page, status, oom).replacen(
                     "container process",
                     "exec process",
                     1,

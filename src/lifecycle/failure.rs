@@ -16,7 +16,8 @@ pub fn render_failure(plan: &Plan, r: Record) -> String {
         );
     };
     if let Step::ResolveExec { name, .. } = step {
-        let name = name.text();
+        let text = name.text();
+        let name = ferrun_plans::clip(&text, 300);
         return match r.errno {
             libc::ENOENT if name.contains('/') => {
                 format!("exec: {name:?}: stat {name}: no such file or directory")
@@ -29,7 +30,7 @@ pub fn render_failure(plan: &Plan, r: Record) -> String {
     if let Step::Exec { argv, .. } = step {
         let name = argv
             .first()
-            .map(|a| a.text().into_owned())
+            .map(|a| ferrun_plans::clip(&a.text(), 300).into_owned())
             .unwrap_or_default();
         return format!("exec {name:?}: {}", errno_text(r.errno).to_lowercase());
     }
@@ -76,7 +77,7 @@ pub(crate) fn describe_death(
     plan: &Plan,
     page: &SharedPage,
     status: i32,
-    cgroup: Option<&Cgroup>,
+    (cgroup, oom_before): (Option<&Cgroup>, u64),
 ) -> String {
     let progress = page.progress();
     if let Some(r) = progress.failure {
@@ -99,7 +100,7 @@ pub(crate) fn describe_death(
         let name = nix::sys::signal::Signal::try_from(sig)
             .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string());
         let filter = at.and_then(|(i, _)| filter_before(plan, i + 1));
-        let cause = if sig == libc::SIGKILL && cgroup.is_some_and(|c| c.oom_kills() > 0) {
+        let cause = if sig == libc::SIGKILL && cgroup.is_some_and(|c| c.oom_kills() > oom_before) {
             ": the OOM killer (linux.resources.memory.limit too low?)".to_string()
         } else if sig == libc::SIGSYS
             && let Some(n) = filter

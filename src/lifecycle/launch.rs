@@ -93,6 +93,8 @@ struct Launch<'a> {
     guard: Guard<'a>,
     /// `--preserve-fds` plus socket activation's fds: they follow stdio into the container.
     preserve_fds: u32,
+    /// OOM kills the container's cgroup had before the clone: only a new one is blamed.
+    oom_before: u64,
 }
 
 /// The parent's fds for the clone: the sync socket pair, the exec fifo, namespaces to join.
@@ -196,6 +198,7 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
         cgroup,
         guard,
         preserve_fds,
+        oom_before: 0,
     })
 }
 
@@ -259,6 +262,7 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
                 made?;
                 l.state.cgroup = Some(cg.clone());
                 l.store.save(&l.state)?;
+                l.oom_before = cg.oom_kills();
             }
             HostStep::CgroupWrite(w) => {
                 let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;
@@ -391,7 +395,7 @@ fn until_ready(
                 // SAFETY: reaping our own child.
                 unsafe { libc::waitpid(child.pid, &mut status, 0) };
                 l.guard.child = None;
-                let cgroup = l.guard.cgroup.as_ref();
+                let cgroup = (l.guard.cgroup.as_ref(), l.oom_before);
                 return Err(Error(describe_death(&l.plan, page, status, cgroup)));
             }
         }
@@ -491,10 +495,18 @@ fn hand_over_listener(
         None,
     )
     .ctx(|| "socket".into())?;
-    let addr = UnixAddr::new(listener.path.as_str())
-        .ctx(|| format!("linux.seccomp.listenerPath {}", listener.path))?;
-    connect(stream.as_raw_fd(), &addr)
-        .ctx(|| format!("linux.seccomp.listenerPath: connect to {}", listener.path))?;
+    let addr = UnixAddr::new(listener.path.as_str()).ctx(|| {
+        format!(
+            "linux.seccomp.listenerPath {}",
+            ferrun_plans::clip(&listener.path, 300)
+        )
+    })?;
+    connect(stream.as_raw_fd(), &addr).ctx(|| {
+        format!(
+            "linux.seccomp.listenerPath: connect to {}",
+            ferrun_plans::clip(&listener.path, 300)
+        )
+    })?;
     let fds = [got.as_raw_fd()];
     let iov = [std::io::IoSlice::new(state.as_bytes())];
     sendmsg::<()>(
@@ -507,7 +519,7 @@ fn hand_over_listener(
     .ctx(|| {
         format!(
             "linux.seccomp.listenerPath: send the listener fd to {}",
-            listener.path
+            ferrun_plans::clip(&listener.path, 300)
         )
     })?;
     page.release();
