@@ -386,3 +386,64 @@ fn crun_flags_config_and_cgroup_manager() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("--cgroup-manager"));
 }
+
+#[test]
+fn profile_times_every_step_and_the_phases_add_up() {
+    let b = Bundle::new(&["true"]);
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let started = std::time::Instant::now();
+    let o = b.ferrun(&["run", "--profile=json", "--bundle", &bundle, "prof"]);
+    let wall = started.elapsed().as_secs_f64() * 1000.0;
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(err.trim()).expect("one JSON document");
+    // Every step of the plan has a duration: the host's and the container process's.
+    let plan = common::ok(&b.ferrun(&["plan", "--format", "json", "--bundle", &bundle]));
+    let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan json");
+    // The numbered lines of the listing: host steps, clone3, container steps.
+    let listed = plan["listing"]
+        .as_array()
+        .expect("listing")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|l| {
+            let t = l.trim_start();
+            t.split("  ")
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .count();
+    let steps = doc["steps"].as_array().expect("steps");
+    let numbers: Vec<u64> = steps.iter().filter_map(|s| s["step"].as_u64()).collect();
+    assert_eq!(numbers, (1..=listed as u64).collect::<Vec<_>>(), "{doc}");
+    for s in steps {
+        assert!(s["ms"].as_f64().is_some_and(|m| m >= 0.0), "{s}");
+    }
+    // The phases are the whole run, from ferrun's start (before its re-exec) to its end.
+    let phases: f64 = doc["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter_map(|p| p["ms"].as_f64())
+        .sum();
+    let total = doc["total_ms"].as_f64().expect("total");
+    assert!(
+        (phases - total).abs() <= total * 0.01 + 0.01,
+        "{phases} vs {total}"
+    );
+    assert!(
+        total > 0.0 && total <= wall,
+        "ferrun's own {total} ms within the {wall} ms seen here"
+    );
+    // The text form: the listing with durations, then the phases.
+    let o = b.ferrun(&["run", "--profile", "--bundle", &bundle, "prof"]);
+    let (_, err) = text(&o);
+    assert!(err.starts_with("profile (ms):\n"), "{err}");
+    assert!(err.contains("execve argv [\"true\"]"), "{err}");
+    assert!(
+        err.contains("phases:\n") && err.contains(" total "),
+        "{err}"
+    );
+    let o = b.ferrun(&["run", "--profile=yaml", "--bundle", &bundle, "prof"]);
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -91,6 +91,26 @@ pub struct Shared {
     pub failed: std::sync::atomic::AtomicU32,
     pub failed_step: std::sync::atomic::AtomicU32,
     pub failed_errno: std::sync::atomic::AtomicI32,
+    /// 1 when the parent asks for a profile (`--profile`): each step is stamped.
+    pub profile: std::sync::atomic::AtomicU32,
+    /// `CLOCK_MONOTONIC` nanoseconds at the start of each step, while profiling.
+    pub stamps: [std::sync::atomic::AtomicU64; MAX_STAMPS],
+}
+
+/// How many steps a profile stamps (the page holds that many; later steps go unstamped).
+pub const MAX_STAMPS: usize = 480;
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the vDSO's clock, no syscall, no allocation.
+pub fn now_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills our stack timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(t.tv_nsec as u64)
 }
 
 /// `Handoff::state`: nothing yet, fd published, fd taken.
@@ -147,6 +167,23 @@ impl SharedPage {
     fn get(&self) -> &Shared {
         // SAFETY: the mapping lives as long as self and holds a zero-initialised Shared.
         unsafe { &*self.ptr }
+    }
+
+    /// Asks the child to stamp each step (before the clone).
+    pub fn set_profile(&self) {
+        self.get()
+            .profile
+            .store(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The start stamps of the first `n` steps (0 for a step not reached or not stamped).
+    pub fn stamps(&self, n: usize) -> Vec<u64> {
+        let p = self.get();
+        p.stamps
+            .iter()
+            .take(n)
+            .map(|s| s.load(std::sync::atomic::Ordering::Acquire))
+            .collect()
     }
 
     /// Where the child got to, and its failure if it recorded one.
@@ -409,10 +446,15 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
     };
     // SAFETY: the parent's page (or null) outlives the child's use of it.
     let shared = unsafe { fds.shared.as_ref() };
+    let profiling =
+        shared.is_some_and(|p| p.profile.load(std::sync::atomic::Ordering::Acquire) == 1);
     for (i, step) in prepared.plan.steps.iter().enumerate() {
         use std::sync::atomic::Ordering;
         if let Some(p) = shared {
             p.at.store(i as u32 + 1, Ordering::Release);
+            if profiling && let Some(s) = p.stamps.get(i) {
+                s.store(now_ns(), Ordering::Release);
+            }
         }
         if let Err(errno) = steps::run(step, &mut ctx, prepared) {
             // Recorded first, without a syscall: a seccomp filter may refuse the send, and

@@ -38,6 +38,10 @@ pub struct Cli {
     /// cgroups at all).
     #[arg(long = "cgroup-manager", global = true)]
     pub cgroup_manager: Option<String>,
+    /// Time every step of a run, create or exec, and print the plan listing with durations
+    /// (and the phases' totals) on stderr: `text` or `json`.
+    #[arg(long = "profile", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "text", value_name = "text|json")]
+    pub timing: Option<String>,
     /// Print the version.
     #[arg(short = 'v', long)]
     pub version: bool,
@@ -406,6 +410,20 @@ pub fn main() -> i32 {
     // shebang is /proc/self/exe would run it on): before anything else, commands that start
     // one re-execute from a read-only image, so that nothing in a container can write the
     // host's binary (CVE-2019-5736). A stray match (an id named "run") costs one exec, no more.
+    // A profile starts here, before the re-exec: the child process is told when.
+    if std::env::args_os()
+        .skip(1)
+        .any(|a| a.to_str().is_some_and(|a| a.starts_with("--profile")))
+        && std::env::var_os(lifecycle::profile::T0_ENV).is_none()
+    {
+        // SAFETY: single-threaded here, before anything reads the environment.
+        unsafe {
+            std::env::set_var(
+                lifecycle::profile::T0_ENV,
+                ferrun_executor::now_ns().to_string(),
+            )
+        };
+    }
     let starts = std::env::args_os()
         .skip(1)
         .any(|a| matches!(a.to_str(), Some("create" | "run" | "exec")));
@@ -432,13 +450,29 @@ pub fn main() -> i32 {
         }
     };
     log::init(cli.log.clone(), format, cli.debug);
-    match dispatch(&cli) {
+    if let Some(p) = &cli.timing {
+        if p != "text" && p != "json" {
+            eprintln!("ferrun: invalid --profile {p:?}: use text or json");
+            return 1;
+        }
+        let t0 = std::env::var(lifecycle::profile::T0_ENV)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(ferrun_executor::now_ns);
+        lifecycle::profile::start(p == "json", t0);
+        lifecycle::profile::mark("start-up (exec, re-exec, arguments)");
+    }
+    let code = match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
             log::error(&e.0);
             1
         }
+    };
+    if let Some(r) = lifecycle::profile::report() {
+        eprint!("{r}");
     }
+    code
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {

@@ -5,6 +5,7 @@
 
 use super::common::pidfd_of;
 use super::failure::render_failure;
+use super::profile;
 use crate::bail;
 use crate::cgroups::Cgroup;
 use crate::error::{Context, Error, Result};
@@ -136,6 +137,7 @@ pub fn exec(store: &Store, opts: &ExecOpts) -> Result<i32> {
 /// the host steps after it, set-up until ready, and the hand-over (start, then wait or detach).
 fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> Result<i32> {
     let (s, pidfd, plan) = plan_for(store, opts)?;
+    profile::mark("plan");
     let cg = s.cgroup.as_ref();
     let min_fd = 3 + opts.preserve_fds;
     let pidfd = above(pidfd, min_fd)?;
@@ -158,7 +160,11 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
     };
     // Only an OOM kill after this one is blamed for a death.
     let oom = (cg, cg.map_or(0, |c| c.oom_kills()));
+    if profile::enabled() {
+        page.set_profile();
+    }
     let child = clone_into_container(&opts.id, &s, &plan, &pidfd, (&fds, min_fd))?;
+    profile::mark("join the container's namespaces, clone3");
     drop(child_sock);
     let kill_child = |why: Error| {
         kill_and_reap(child.pid, child.pidfd);
@@ -170,6 +176,7 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         Err(Dead(why)) => return Err(why),
         Err(Alive(why)) => return Err(kill_child(why)),
     };
+    profile::mark("exec process set-up, until ready");
     send_byte(&parent_sock).map_err(kill_child)?;
     match recv_record(&parent_sock).map_err(kill_child)? {
         Some((r, _)) => return Err(kill_child(Error(render_failure(&plan, r)))),
@@ -180,10 +187,17 @@ fn exec_blocked(store: &Store, opts: &ExecOpts, forwarded: &libc::sigset_t) -> R
         }
         None => {}
     }
+    if profile::enabled() {
+        let stamps = page.stamps(plan.steps.len());
+        profile::container(&plan, &stamps, ferrun_executor::now_ns());
+        profile::mark("start, execve");
+    }
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, child.pid).map_err(kill_child)?;
     }
-    hand_over(opts, &child, pty, forwarded)
+    let code = hand_over(opts, &child, pty, forwarded);
+    profile::mark("the process runs");
+    code
 }
 
 /// The process runs: detached, or waited for with the console served and signals forwarded.

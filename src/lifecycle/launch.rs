@@ -8,6 +8,7 @@
 use super::checks::{check_rootfs, check_sysctls, open_namespace, socket_activation};
 use super::common::{CreateOpts, absolute};
 use super::failure::{describe_death, render_failure};
+use super::profile;
 use crate::bail;
 use crate::cache;
 use crate::cgroups::Cgroup;
@@ -118,9 +119,25 @@ pub(crate) fn launch<'a>(
     let mut sync = open_sync(&l)?;
     before_clone(&mut l, &mut sync)?;
     let page = SharedPage::new().ctx(|| "map the page shared with the container process".into())?;
+    if profile::enabled() {
+        page.set_profile();
+    }
+    profile::mark("host steps before clone");
     let (child, parent) = clone_child(&mut l, sync, &page, hook)?;
+    profile::mark("clone3");
     after_clone(&l, &parent, &child)?;
+    profile::mark("host steps after clone");
     let pty = until_ready(&mut l, &parent, &page, &child)?;
+    profile::mark("container set-up, until ready");
+    if l.mode == Mode::Create && profile::enabled() {
+        let upto = l
+            .plan
+            .steps
+            .iter()
+            .position(|s| matches!(s, ferrun_plans::Step::Ready));
+        let n = upto.map_or(l.plan.steps.len(), |i| i + 1);
+        profile::container(&l.plan, &page.stamps(n), ferrun_executor::now_ns());
+    }
     ready(l, child, parent, pty, page)
 }
 
@@ -134,6 +151,11 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
         systemd_cgroup: opts.systemd_cgroup,
     };
     let loaded = cache::load_or_plan(&store.root, &bundle, opts.config.as_deref(), options)?;
+    profile::mark(if loaded.origin == cache::Origin::Hit {
+        "plan (cache hit)"
+    } else {
+        "plan (planned)"
+    });
     log::debug(&format!("plan {} ({})", loaded.key, loaded.origin));
     for np in &loaded.plan.not_planned {
         log::debug(&format!("not yet planned: {}: {}", np.field, np.why));
@@ -188,6 +210,7 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
     if state.notify.is_some() {
         crate::host::notify::prepare(&mut plan, &dir)?;
     }
+    profile::mark("checks, state claimed");
     Ok(Launch {
         store,
         opts,
@@ -237,7 +260,10 @@ fn open_sync(l: &Launch<'_>) -> Result<SyncFds> {
 fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
     let min_fd = 3 + l.preserve_fds;
     let no_cgroup = || Error("plan: a cgroup step without cgroups".into());
-    for h in &l.plan.before_clone {
+    for (i, h) in l.plan.before_clone.iter().enumerate() {
+        if profile::enabled() {
+            profile::host_step(i + 1, h.to_string());
+        }
         match h {
             HostStep::OpenNamespace { slot, ns, path } => {
                 let f = above(OwnedFd::from(open_namespace(*ns, path)?), min_fd)?;
@@ -320,6 +346,10 @@ fn clone_child(
             .map(|c| c.tasks.clone())
             .unwrap_or_default(),
     );
+    if profile::enabled() {
+        let flags = ferrun_plans::clone_flag_names(l.plan.clone_flags);
+        profile::host_step(l.plan.before_clone.len() + 1, format!("clone3 {flags}"));
+    }
     let child = ferrun_executor::spawn(&prepared, &fds, hook)
         .ctx(|| "clone3 the container process".into())?;
     l.guard.child = Some((child.pid, child.pidfd));
@@ -336,7 +366,11 @@ fn clone_child(
 /// ferrun's own, then the release.
 fn after_clone(l: &Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()> {
     let mut proc = None;
-    for h in &l.plan.after_clone {
+    let first = l.plan.before_clone.len() + 2;
+    for (j, h) in l.plan.after_clone.iter().enumerate() {
+        if profile::enabled() {
+            profile::host_step(first + j, h.to_string());
+        }
         match h {
             HostStep::WriteIdMap { kind, map } => {
                 let file = match kind {

@@ -17,6 +17,7 @@ pub mod info;
 pub mod kill;
 pub mod launch;
 pub mod pause;
+pub mod profile;
 pub mod ps;
 pub mod run;
 pub mod start;

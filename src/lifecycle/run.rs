@@ -54,6 +54,12 @@ fn run_blocked(
     };
     send_byte(&l.sync)?;
     await_exec(&l)?;
+    if super::profile::enabled() {
+        // The sync socket closed with execve: the last stamped step ends there.
+        let stamps = l.page.stamps(l.plan.steps.len());
+        super::profile::container(&l.plan, &stamps, ferrun_executor::now_ns());
+        super::profile::mark("startContainer hooks, start, execve");
+    }
     if let Some((sock, host)) = notify {
         if detach {
             crate::host::notify::wait_ready(&sock, l.child.pidfd, l.child.pid, &host)?;
@@ -93,6 +99,7 @@ fn run_blocked(
         .map(crate::host::console::Proxy::start)
         .transpose()?;
     let code = wait_forwarding(l.child.pid, l.child.pidfd, forwarded, console.as_ref());
+    super::profile::mark("the container's program runs");
     if let Some(c) = console {
         c.finish();
     }
