@@ -224,12 +224,7 @@ fn sysctl_in_the_container_namespace() {
 fn user_namespace_with_mappings() {
     let mut b = Bundle::new(&[]);
     b.edit(|c| {
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .expect("ns")
-            .push(json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        common::user_namespace(c, 100000, 100000);
         // sysfs cannot be mounted fresh in a user namespace that does not own the network one.
         let mounts = c["mounts"].as_array_mut().expect("mounts");
         mounts.retain(|m| m["destination"] != "/sys" && m["destination"] != "/sys/fs/cgroup");

@@ -97,12 +97,7 @@ fn a_full_replay_allocates_nothing() {
 
     // And with a new user namespace: id maps, the parent's release, devices bound from the host.
     b.edit(|c| {
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .expect("ns")
-            .push(json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        common::user_namespace(c, 200000, 200000);
         c["mounts"]
             .as_array_mut()
             .expect("mounts")

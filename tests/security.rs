@@ -303,15 +303,7 @@ fn uid_and_gid_minus_one_are_refused_from_the_config_and_from_exec() {
     });
     refused(&b, "linux.devices[0].uid: 4294967295: uids and gids");
     let mut b = Bundle::new(&["id"]);
-    b.edit(|c| {
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .expect("ns")
-            .push(json!({"type": "user"}));
-        c["linux"]["uidMappings"] =
-            json!([{"containerID": 0, "hostID": 4_294_901_760u64, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    });
+    b.edit(|c| common::user_namespace(c, 4_294_901_760, 100000));
     refused(
         &b,
         "linux.uidMappings[0]: hostID 4294901760 size 65536 reaches 4294967295",
@@ -321,12 +313,7 @@ fn uid_and_gid_minus_one_are_refused_from_the_config_and_from_exec() {
     // the caller, host root.
     let mut b = Bundle::new(&["sleep", "30"]);
     b.edit(|c| {
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .expect("ns")
-            .push(json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        common::user_namespace(c, 100000, 100000);
     });
     b.run_detached("u", &[]);
     let _u = Deleted(&b, "u");

@@ -23,6 +23,22 @@ struct OpenHow {
 /// An fd that closes when dropped.
 pub(crate) struct Fd(pub c_int);
 
+impl Fd {
+    /// Gives the fd up without closing it: its new holder closes it.
+    pub(crate) fn into_raw(self) -> c_int {
+        let fd = self.0;
+        std::mem::forget(self);
+        fd
+    }
+
+    /// Hands the fd over to an `OwnedFd`.
+    pub(crate) fn into_owned(self) -> std::os::fd::OwnedFd {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the fd was ours, and we gave our handle on it up.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(self.into_raw()) }
+    }
+}
+
 impl Drop for Fd {
     fn drop(&mut self) {
         if self.0 >= 0 {

@@ -489,6 +489,27 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
     unsafe { libc::_exit(1) }
 }
 
+/// A procfs of the calling process's own: a fresh instance, else a detached clone of `/proc`.
+/// The runtime's own writes under `/proc` use it too.
+pub fn open_procfs() -> Result<std::os::fd::OwnedFd, i32> {
+    fs::open_procfs().map(fs::Fd::into_owned)
+}
+
+/// Opens `rel` below the procfs root `procfd`: no symlink followed, no mount crossed, and the file
+/// checked to be on procfs.
+pub fn open_in_procfs(
+    procfd: c_int,
+    rel: &std::ffi::CStr,
+    flags: c_int,
+) -> Result<std::os::fd::OwnedFd, i32> {
+    fs::open_in_procfs(procfd, rel.to_bytes_with_nul(), flags).map(fs::Fd::into_owned)
+}
+
+/// Whether `fd` is the root of a procfs instance.
+pub fn is_procfs_root(fd: c_int) -> Result<bool, i32> {
+    fs::is_procfs_root(fd)
+}
+
 pub(crate) fn errno() -> i32 {
     io::Error::last_os_error()
         .raw_os_error()

@@ -473,10 +473,8 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 0,
             ),
             Step::OpenProcfs => {
-                let fd = open_procfs()?;
-                ctx.procfd = fd.0;
                 // Kept until `CloseStrayFds`.
-                std::mem::forget(fd);
+                ctx.procfd = open_procfs()?.into_raw();
                 Ok(())
             }
             Step::CloseStrayFds => close_strays(ctx),

@@ -145,6 +145,15 @@ impl Cgroup {
         Value::Object(data)
     }
 
+    /// `oom_kills`, unless ferrun made the memory cgroup just now (then it is 0, and is not read).
+    pub fn oom_kills_so_far(&self) -> u64 {
+        let fresh = self
+            .v1_index("memory")
+            .or_else(|| self.v2_index())
+            .is_some_and(|i| self.created[i]);
+        if fresh { 0 } else { self.oom_kills() }
+    }
+
     /// How many processes the OOM killer has killed in the container's memory cgroup.
     pub fn oom_kills(&self) -> u64 {
         match self.dir_of("memory") {

@@ -288,7 +288,7 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
                 made?;
                 l.state.cgroup = Some(cg.clone());
                 l.store.save(&l.state)?;
-                l.oom_before = cg.oom_kills();
+                l.oom_before = cg.oom_kills_so_far();
             }
             HostStep::CgroupWrite(w) => {
                 let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;

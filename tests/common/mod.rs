@@ -238,6 +238,16 @@ impl Bundle {
     }
 }
 
+/// Adds a new user namespace to `config`, mapping 65536 ids from `uid` and `gid` on the host.
+pub fn user_namespace(config: &mut Value, uid: u64, gid: u64) {
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("ns")
+        .push(json!({"type": "user"}));
+    config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 65536}]);
+    config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 65536}]);
+}
+
 /// The value of a `Key:\tvalue` line of /proc/<pid>/status output.
 pub fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
     status
