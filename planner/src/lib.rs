@@ -314,6 +314,7 @@ impl<'a> Planner<'a> {
                 clone_into,
                 v2_controllers: vec![],
                 shared: true,
+                systemd: None,
             });
         }
         self.steps.push(Step::SetNsContainer { flags: inside });
@@ -622,29 +623,58 @@ impl<'a> Planner<'a> {
             }
             return Ok(());
         }
-        let path = cgroups::cgroup_path(
-            linux
-                .and_then(|l| l.cgroups_path().as_ref())
-                .and_then(|p| p.to_str()),
-            self.input.options.systemd_cgroup,
-        )?;
+        let raw_path = linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .and_then(|p| p.to_str());
+        let systemd = self.input.options.systemd_cgroup;
+        let path = cgroups::cgroup_path(raw_path, systemd)?;
         // Without `linux.resources` the device rules still apply: deny all but the defaults.
         let none = oci_spec::runtime::LinuxResources::default();
         let res = linux.and_then(|l| l.resources().as_ref()).unwrap_or(&none);
         let applied = cgroups::resources(res, layout, "linux.resources", true)?;
         let hierarchies = layout.hierarchies();
-        let clone_into = layout.unified.as_ref().map(|_| layout.v1.len() as u8);
-        self.before_clone.push(HostStep::CgroupCreate);
-        self.before_clone
-            .extend(applied.writes.into_iter().map(HostStep::CgroupWrite));
+        let scope = if systemd {
+            Some(self.systemd_scope(raw_path, &applied.writes)?)
+        } else {
+            None
+        };
+        // systemd makes the scope only once it has the container's pid: then the process is
+        // cloned in the caller's cgroup, placed by systemd and limited before it is released.
+        let clone_into = match scope {
+            Some(_) => None,
+            None => layout.unified.as_ref().map(|_| layout.v1.len() as u8),
+        };
+        let mut host = vec![if scope.is_some() {
+            HostStep::StartScope
+        } else {
+            HostStep::CgroupCreate
+        }];
+        host.extend(applied.writes.into_iter().map(HostStep::CgroupWrite));
         if let Some((hierarchy, program)) = applied.device_program {
-            self.before_clone
-                .push(HostStep::CgroupDevices { hierarchy, program });
+            host.push(HostStep::CgroupDevices { hierarchy, program });
+        }
+        if scope.is_some() {
+            match self
+                .after_clone
+                .iter()
+                .position(|h| matches!(h, HostStep::Release))
+            {
+                Some(at) => {
+                    self.after_clone.splice(at..at, host);
+                }
+                None => {
+                    self.after_clone.extend(host);
+                    self.after_clone.push(HostStep::Release);
+                    self.steps.push(Step::WaitParent);
+                }
+            }
+        } else {
+            self.before_clone.extend(host);
         }
         self.warnings.extend(applied.warnings);
         // The container process joins its v1 cgroups itself, first thing after clone.
         let joins: Vec<Step> = (0..hierarchies.len() as u8)
-            .filter(|h| Some(*h) != clone_into)
+            .filter(|h| Some(*h) != clone_into && scope.is_none())
             .map(|hierarchy| Step::JoinCgroup { hierarchy })
             .collect();
         let at = self.steps.len().min(1);
@@ -673,8 +703,47 @@ impl<'a> Planner<'a> {
                 .as_ref()
                 .and_then(|a| a.get(SHARED_CGROUP_ANNOTATION))
                 .is_some_and(|v| v == "true"),
+            systemd: scope,
         });
         Ok(())
+    }
+
+    /// `--systemd-cgroup`: the scope for `slice:prefix:name`, on a host whose cgroups systemd
+    /// can delegate (one cgroup2 hierarchy).
+    fn systemd_scope(
+        &self,
+        raw_path: Option<&str>,
+        writes: &[ferrun_plans::CgroupWrite],
+    ) -> Result<ferrun_plans::cgroups::SystemdScope, PlanError> {
+        let field = "linux.cgroupsPath";
+        let layout = &self.input.host.cgroups;
+        let Some(raw) = raw_path.filter(|p| !p.is_empty()) else {
+            return err(
+                field,
+                "--systemd-cgroup needs a path of the form slice:prefix:name",
+            );
+        };
+        if layout.unified.is_none() || !layout.v1.is_empty() {
+            return err(
+                field,
+                "--systemd-cgroup: ferrun asks systemd for scopes on a pure cgroup v2 host only, \
+                 and this host mounts cgroup v1 hierarchies; use the cgroupfs manager",
+            );
+        }
+        let (slice, unit) = cgroups::systemd_unit(raw)?;
+        if unit.ends_with(".slice") {
+            return err(
+                field,
+                format!(
+                    "{raw:?}: a container in a slice unit of its own is not supported; name a scope"
+                ),
+            );
+        }
+        Ok(ferrun_plans::cgroups::SystemdScope {
+            slice,
+            unit,
+            properties: cgroups::unit_properties(writes, 0),
+        })
     }
 
     fn join_and_map(&mut self) -> Result<(), PlanError> {

@@ -329,6 +329,41 @@ fn systemd_cgroups_path_maps_to_the_slice_tree() {
     );
 }
 
+#[test]
+fn systemd_driver_asks_for_a_scope_after_clone() {
+    let systemd = Options {
+        systemd_cgroup: true,
+        ..Options::default()
+    };
+    let mut v: Value = serde_json::from_slice(
+        &std::fs::read(data("config/podman-run-tty-limits.json")).expect("read"),
+    )
+    .expect("json");
+    v["linux"]["cgroupsPath"] = json!("machine.slice:libpod:abc");
+    let bytes = serde_json::to_vec(&v).expect("encode");
+    let p = plan_on(&bytes, systemd, host_on(v2_layout())).expect("plan");
+    let listing = p.to_string();
+    // Not born in the cgroup (systemd makes it once the pid exists): placed, limited, released.
+    assert!(!listing.contains("cloned into"), "{listing}");
+    let after = listing.find("parent, after clone:").expect(&listing);
+    let scope = listing.find("StartTransientUnit").expect(&listing);
+    let release = listing
+        .find("release the container process")
+        .expect(&listing);
+    let wait = listing.find("wait for the parent").expect(&listing);
+    assert!(
+        after < scope && scope < release && release < wait,
+        "{listing}"
+    );
+    settings().bind(|| {
+        insta::assert_snapshot!("cgroups-v2-systemd-podman-run-tty-limits", cgroup_lines(&p))
+    });
+    // systemd delegates one cgroup2 tree: on v1 or hybrid hosts the driver is refused by name.
+    let e = plan_on(&bytes, systemd, host_on(hybrid_layout())).expect_err("hybrid");
+    assert!(e.to_string().contains("linux.cgroupsPath"), "{e}");
+    assert!(e.to_string().contains("cgroup v1"), "{e}");
+}
+
 /// Applies `(JSON pointer, new value)` edits to a copy of runc's default spec; `Value::Null`
 /// removes the field.
 fn variant(edits: &[(&str, Value)]) -> Vec<u8> {

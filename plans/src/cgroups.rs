@@ -133,6 +133,55 @@ pub struct Cgroups {
     /// An existing cgroup that holds processes may be joined (annotation
     /// `ferrun.cgroup.shared: "true"`); otherwise create refuses it.
     pub shared: bool,
+    /// `--systemd-cgroup`: systemd makes the cgroup, as a transient scope, once the container
+    /// process exists; ferrun then writes the resources into the delegated directory.
+    pub systemd: Option<SystemdScope>,
+}
+
+/// The transient unit systemd is asked for (`StartTransientUnit`) with the container's pid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemdScope {
+    /// The slice it goes in, e.g. `machine.slice`.
+    pub slice: String,
+    /// The unit's name, e.g. `libpod-1af7….scope`.
+    pub unit: String,
+    /// The resources systemd has properties for, as it spells them (`MemoryMax`, `TasksMax`,
+    /// …); everything else is only written to the cgroup's files.
+    pub properties: Vec<UnitProperty>,
+}
+
+/// One unit property, typed as systemd's D-Bus API wants it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitProperty {
+    pub name: String,
+    pub value: UnitValue,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnitValue {
+    /// D-Bus `t`.
+    U64(u64),
+    /// D-Bus `b`.
+    Bool(bool),
+    /// D-Bus `ay` (a CPU or NUMA node bitmask).
+    Bytes(Vec<u8>),
+}
+
+impl std::fmt::Display for UnitProperty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            UnitValue::U64(u64::MAX) => write!(f, "{}=infinity", self.name),
+            UnitValue::U64(v) => write!(f, "{}={v}", self.name),
+            UnitValue::Bool(b) => write!(f, "{}={}", self.name, if *b { "yes" } else { "no" }),
+            UnitValue::Bytes(b) => {
+                write!(f, "{}=", self.name)?;
+                for x in b {
+                    write!(f, "{x:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// One write into a cgroup file.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// Magic prefix of an encoded plan file.
 pub const MAGIC: &[u8; 8] = b"FERRUNPL";
@@ -193,6 +193,9 @@ pub enum HostStep {
     /// Create the container's cgroup in every hierarchy (with its missing parents), and enable
     /// the planned controllers in the cgroup2 ancestors.
     CgroupCreate,
+    /// `--systemd-cgroup`: ask systemd for the transient scope with the container's pid (the
+    /// unit is [`Cgroups::systemd`]), and wait until its job is done.
+    StartScope,
     /// Write a cgroup file.
     CgroupWrite(CgroupWrite),
     /// `exec`: join the running container's namespaces in `flags` through its pidfd, so that
@@ -555,6 +558,7 @@ impl Plan {
                 HostStep::Release
                 | HostStep::JoinContainer { .. }
                 | HostStep::CgroupCreate
+                | HostStep::StartScope
                 | HostStep::CgroupWrite(_)
                 | HostStep::CgroupDevices { .. } => {}
             }

@@ -47,6 +47,10 @@ impl Display for HostStep {
                 clone_flag_names(*flags)
             ),
             HostStep::CgroupCreate => write!(f, "cgroup: create the container's cgroup"),
+            HostStep::StartScope => write!(
+                f,
+                "cgroup: systemd StartTransientUnit of the scope with the container's pid, wait for the job"
+            ),
             HostStep::CgroupWrite(w) => write!(
                 f,
                 "cgroup: write {:?} to {}#{} ({})",
@@ -344,6 +348,13 @@ impl Display for Plan {
             }
             if let Some(i) = c.clone_into {
                 writeln!(f, "      cloned into #{i}")?;
+            }
+            if let Some(s) = &c.systemd {
+                writeln!(f, "      systemd scope {} in {}", s.unit, s.slice)?;
+                if !s.properties.is_empty() {
+                    let props: Vec<String> = s.properties.iter().map(|p| p.to_string()).collect();
+                    writeln!(f, "      unit properties {}", props.join(" "))?;
+                }
             }
             if !c.v2_controllers.is_empty() {
                 writeln!(

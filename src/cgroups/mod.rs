@@ -14,6 +14,7 @@
 
 mod bpf;
 pub mod stats;
+pub mod systemd;
 
 use crate::bail;
 use crate::error::{Error, Result, errno_text};
@@ -183,6 +184,9 @@ pub struct Cgroup {
     pub dirs: Vec<PathBuf>,
     /// Whether ferrun made that directory (only those are removed).
     pub created: Vec<bool>,
+    /// `--systemd-cgroup`: the scope systemd made the cgroup for; stopped at removal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
 }
 
 fn io_err(e: std::io::Error) -> String {
@@ -199,6 +203,15 @@ impl Cgroup {
             (false, true) => Manager::V2,
             _ => Manager::V1,
         };
+        if let Some(s) = &c.systemd
+            && !systemd::running()
+        {
+            bail!(
+                "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system), \
+                 so it cannot make the scope {}; use the cgroupfs manager",
+                s.unit
+            );
+        }
         let mut dirs = Vec::new();
         let mut created = Vec::new();
         let own = match c.path {
@@ -229,6 +242,16 @@ impl Cgroup {
             }
             let dir = Path::new(&h.mount).join(rel);
             check_path_len(&dir)?;
+            if let Some(s) = &c.systemd
+                && dir.exists()
+            {
+                bail!(
+                    "linux.cgroupsPath: the cgroup of systemd unit {} exists already ({}): \
+                     another container's?",
+                    s.unit,
+                    dir.display()
+                );
+            }
             created.push(!dir.exists());
             dirs.push(dir);
         }
@@ -237,7 +260,45 @@ impl Cgroup {
             hierarchies: c.hierarchies.clone(),
             dirs,
             created,
+            systemd_unit: c.systemd.as_ref().map(|s| s.unit.clone()),
         })
+    }
+
+    /// `--systemd-cgroup`: systemd makes the cgroup as a scope holding `pid`; then the planned
+    /// controllers must be there, delegated to it.
+    pub fn start_scope(
+        &mut self,
+        scope: &ferrun_plans::cgroups::SystemdScope,
+        pid: i32,
+        id: &str,
+        controllers: &[String],
+    ) -> Result<()> {
+        systemd::start_scope(scope, pid, id)?;
+        let Some(i) = self.v2_index() else {
+            bail!("--systemd-cgroup: no cgroup2 hierarchy");
+        };
+        let dir = &self.dirs[i];
+        let have = std::fs::read_to_string(dir.join("cgroup.controllers")).map_err(|e| {
+            Error(format!(
+                "systemd scope {}: its cgroup {}: {}",
+                scope.unit,
+                dir.display(),
+                io_err(e)
+            ))
+        })?;
+        let missing: Vec<&str> = controllers
+            .iter()
+            .map(String::as_str)
+            .filter(|c| !have.split_whitespace().any(|h| h == *c))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "linux.resources: systemd did not delegate the {} controller(s) to {}",
+                missing.join(" "),
+                scope.unit
+            );
+        }
+        Ok(())
     }
 
     fn v2_index(&self) -> Option<usize> {
@@ -532,6 +593,26 @@ impl Cgroup {
     /// Removes the directories ferrun made, killing leftovers first when `kill` is set.
     /// rmdir is retried while the kernel still counts exiting tasks (EBUSY).
     pub fn remove(&self, kill: bool) -> Result<()> {
+        if let Some(unit) = self.systemd_unit.as_deref().filter(|_| self.owned()) {
+            if kill && !self.pids().is_empty() {
+                let _ = self.signal_all(libc::SIGKILL);
+            }
+            // systemd removes the scope's cgroup. Without systemd (gone since the create) there
+            // is no unit to stop, only directories.
+            if systemd::running() {
+                systemd::stop_scope(unit)?;
+            }
+            let mut failed: Vec<String> = Vec::new();
+            for dir in self.dirs.iter().filter(|d| d.exists()) {
+                if let Err(e) = remove_tree(dir) {
+                    failed.push(format!("{}: {e}", dir.display()));
+                }
+            }
+            if !failed.is_empty() {
+                bail!("remove cgroup {}", failed.join("; "));
+            }
+            return Ok(());
+        }
         // The common case, an empty cgroup, costs one rmdir per hierarchy.
         let mut busy = Vec::new();
         for (dir, created) in self.dirs.iter().zip(&self.created) {

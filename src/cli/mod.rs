@@ -479,7 +479,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     if cli.version {
         // runc's shape (podman shows it in `podman info`), with crun's features line.
         print(&format!(
-            "ferrun version {}\ncommit: {}\nspec: {}\n+SECCOMP +EBPF +CGROUPV1 +CGROUPV2 +HOOKS -SYSTEMD -SELINUX -APPARMOR\n",
+            "ferrun version {}\ncommit: {}\nspec: {}\n+SECCOMP +EBPF +CGROUPV1 +CGROUPV2 +HOOKS +SYSTEMD -SELINUX -APPARMOR\n",
             env!("CARGO_PKG_VERSION"),
             option_env!("FERRUN_COMMIT").unwrap_or("unknown"),
             crate::OCI_VERSION

@@ -125,7 +125,7 @@ pub(crate) fn launch<'a>(
     profile::mark("host steps before clone");
     let (child, parent) = clone_child(&mut l, sync, &page, hook)?;
     profile::mark("clone3");
-    after_clone(&l, &parent, &child)?;
+    after_clone(&mut l, &parent, &child)?;
     profile::mark("host steps after clone");
     let pty = until_ready(&mut l, &parent, &page, &child)?;
     profile::mark("container set-up, until ready");
@@ -364,8 +364,9 @@ fn clone_child(
 
 /// The plan's host steps after clone: id maps and the oom score, written through a procfs of
 /// ferrun's own, then the release.
-fn after_clone(l: &Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()> {
+fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()> {
     let mut proc = None;
+    let no_cgroup = || Error("plan: a cgroup step without cgroups".into());
     let first = l.plan.before_clone.len() + 2;
     for (j, h) in l.plan.after_clone.iter().enumerate() {
         if profile::enabled() {
@@ -384,6 +385,32 @@ fn after_clone(l: &Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()> {
                 let proc = proc_root(&mut proc)?;
                 proc.write(&format!("{}/oom_score_adj", child.pid), value.bytes())
                     .map_err(|e| Error(format!("process.oomScoreAdj: {}", e.0)))?;
+            }
+            HostStep::StartScope => {
+                let (Some(cg), Some(c)) = (&mut l.cgroup, &l.plan.cgroups) else {
+                    return Err(no_cgroup());
+                };
+                let Some(scope) = &c.systemd else {
+                    return Err(no_cgroup());
+                };
+                match cg.start_scope(scope, child.pid, &l.opts.id, &c.v2_controllers) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        // A unit that systemd refused may be another's: not ours to stop.
+                        if e.0.contains("UnitExists") {
+                            l.guard.cgroup = None;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            HostStep::CgroupWrite(w) => {
+                let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;
+                cg.write(usize::from(w.hierarchy), &w.file, &w.value, &w.field)?;
+            }
+            HostStep::CgroupDevices { hierarchy, program } => {
+                let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;
+                cg.attach_devices(usize::from(*hierarchy), program)?;
             }
             HostStep::Release => send_byte(parent)?,
             other => bail!("plan: {other} cannot run after clone"),

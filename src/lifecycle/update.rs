@@ -145,6 +145,12 @@ pub fn update(store: &Store, id: &str, flags: &UpdateFlags) -> Result<()> {
         check_memory(&c, &layout, m, what)?;
         order_memory_writes(&c, &mut writes);
     }
+    if let Some(unit) = &c.systemd_unit {
+        // systemd would otherwise put its own idea of the limits back at its next reload.
+        let v2 = layout.v1.len() as u8;
+        let props = ferrun_planner::cgroups::unit_properties(&writes, v2);
+        crate::cgroups::systemd::set_properties(unit, &props)?;
+    }
     for w in &writes {
         c.write(usize::from(w.hierarchy), &w.file, &w.value, &w.field)?;
     }

@@ -3,8 +3,10 @@
 //! (v1, v2 or hybrid). `ferrun update` uses [`resources`] on its own.
 
 mod devices;
+mod systemd;
 
 pub use devices::{DeviceRule, default_rules, device_program, v1_lines};
+pub use systemd::unit_properties;
 
 use crate::{PlanError, err};
 use ferrun_plans::cgroups::CgroupMode;
@@ -723,7 +725,9 @@ pub fn cgroup_path(path: Option<&str>, systemd: bool) -> Result<CgroupPath, Plan
         return err(field, "must not contain control characters");
     }
     let raw = if systemd {
-        systemd_path(raw)?
+        let (slice, unit) = systemd_unit(raw)?;
+        let expanded = expand_slice(&slice).unwrap_or_default();
+        format!("{expanded}/{unit}")
     } else {
         raw.to_string()
     };
@@ -748,10 +752,9 @@ pub fn cgroup_path(path: Option<&str>, systemd: bool) -> Result<CgroupPath, Plan
     })
 }
 
-/// `slice:prefix:name` → `/<expanded slice>/<prefix>-<name>.scope` (or `/<slice>/<name>` when
-/// `name` is itself a slice), the path systemd would give the unit. No D-Bus is involved: the
-/// cgroups are made by ferrun at the path systemd uses.
-fn systemd_path(raw: &str) -> Result<String, PlanError> {
+/// `slice:prefix:name` → the slice and the unit systemd makes: `<prefix>-<name>.scope` (or
+/// `<name>` when it is itself a slice). Its cgroup is `/<expanded slice>/<unit>`.
+pub fn systemd_unit(raw: &str) -> Result<(String, String), PlanError> {
     let field = "linux.cgroupsPath";
     let parts: Vec<&str> = raw.split(':').collect();
     let [slice, prefix, name] = parts.as_slice() else {
@@ -768,10 +771,12 @@ fn systemd_path(raw: &str) -> Result<String, PlanError> {
     } else {
         slice
     };
-    let expanded = expand_slice(slice).ok_or_else(|| PlanError {
-        field: field.into(),
-        problem: format!("{slice:?} is not a systemd slice name (like machine-foo.slice)"),
-    })?;
+    if expand_slice(slice).is_none() {
+        return err(
+            field,
+            format!("{slice:?} is not a systemd slice name (like machine-foo.slice)"),
+        );
+    }
     let unit = if name.ends_with(".slice") {
         if expand_slice(name).is_none() {
             return err(field, format!("{name:?} is not a systemd slice name"));
@@ -785,7 +790,7 @@ fn systemd_path(raw: &str) -> Result<String, PlanError> {
     if unit.contains('/') {
         return err(field, format!("{unit:?} must not contain /"));
     }
-    Ok(format!("{expanded}/{unit}"))
+    Ok((slice.to_string(), unit))
 }
 
 /// `a-b-c.slice` → `/a.slice/a-b.slice/a-b-c.slice`; `-.slice` → the root.

@@ -1,0 +1,737 @@
+//! The scenarios the guest runs (pure cgroup v2, systemd as PID 1, kernel 6.1): every cgroup2
+//! resource ferrun plans, read back inside the container and felt where it can be; the
+//! lifecycle's cgroup operations; the systemd cgroup driver; podman with its distribution
+//! defaults. The runtime-neutral ones run with ferrun, crun and runc alike, so
+//! that a difference is ferrun's, not the harness's.
+
+use crate::common::{self, Bundle, ok};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+const IMAGE: &str = "localhost/busybox";
+
+type Scenario = (&'static str, fn());
+
+pub fn main() {
+    let results = std::env::var("FERRUN_VM_RESULTS").expect("FERRUN_VM_RESULTS");
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&results)
+        .expect("results file");
+    let t0 = Instant::now();
+    let scenarios: &[Scenario] = &[
+        (
+            "guest_is_pure_cgroup2_with_systemd_on_kernel_6_1",
+            guest_is_what_users_run,
+        ),
+        ("cgroup2_resources_read_back_inside", resources_read_back),
+        ("cpu_idle_reads_back", cpu_idle),
+        ("memory_hog_is_oom_killed_and_named", memory_hog_oom_killed),
+        ("fork_bomb_is_held_by_pids_max", fork_bomb_held),
+        ("cpu_max_throttles", cpu_throttled),
+        ("device_rules_through_ebpf", device_rules),
+        (
+            "freeze_update_events_exec_kill_delete",
+            lifecycle_on_cgroup2,
+        ),
+        (
+            "rdma_and_misc_without_the_device_are_refused_by_name",
+            rdma_and_misc_refused,
+        ),
+        ("systemd_scope_ferrun", || systemd_scope("ferrun")),
+        ("systemd_scope_crun", || systemd_scope("crun")),
+        ("systemd_scope_runc", || systemd_scope("runc")),
+        (
+            "systemd_scope_gone_after_sigkill_mid_create",
+            sigkill_mid_create,
+        ),
+        (
+            "systemd_cgroup_refused_clearly_with_a_bad_path",
+            systemd_bad_path,
+        ),
+        ("podman_systemd_defaults_ferrun", || {
+            podman_defaults("ferrun")
+        }),
+        ("podman_systemd_defaults_crun", || podman_defaults("crun")),
+        ("podman_systemd_defaults_runc", || podman_defaults("runc")),
+        ("nothing_left_behind", nothing_left_behind),
+    ];
+    let only = std::env::var("FERRUN_VM_ONLY").unwrap_or_default();
+    for (name, f) in scenarios {
+        if !only.is_empty() && !only.split(',').any(|o| name.contains(o)) {
+            continue;
+        }
+        let t = Instant::now();
+        eprintln!("=== {name}");
+        let line = match std::panic::catch_unwind(f) {
+            Ok(()) => format!("ok {name} ({:.1} s)", t.elapsed().as_secs_f64()),
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into());
+                format!("FAIL {name}: {}", msg.replace('\n', "\u{1}"))
+            }
+        };
+        eprintln!("{line}");
+        writeln!(out, "{line}").expect("write result");
+        out.sync_all().ok();
+    }
+    writeln!(out, "done {:.1}", t0.elapsed().as_secs_f64()).expect("write result");
+    out.sync_all().ok();
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?} stdout {:?} stderr {:?}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run(cmd: &str, args: &[&str]) -> Output {
+    common::output_via_files({
+        let mut c = Command::new(cmd);
+        c.args(args).stdin(Stdio::null());
+        c
+    })
+}
+
+/// A bundle whose process is `sh -c script`, with a cgroup namespace (so that the container's
+/// `/sys/fs/cgroup` is its own cgroup) and `resources`.
+fn bundle(script: &str, resources: Value) -> Bundle {
+    let mut b = Bundle::new(&["sh", "-c", script]);
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("ns")
+            .push(json!({"type": "cgroup"}));
+        c["linux"]["resources"] = resources;
+    });
+    b
+}
+
+fn cgroup_dir(b: &Bundle) -> PathBuf {
+    Path::new("/sys/fs/cgroup").join(b.cgroup_path().trim_start_matches('/'))
+}
+
+/// `key=value` lines into a lookup.
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("{key} missing from {out}"))
+        .trim()
+}
+
+fn guest_is_what_users_run() {
+    let st = run("stat", &["-f", "-c", "%T", "/sys/fs/cgroup"]);
+    assert_eq!(String::from_utf8_lossy(&st.stdout).trim(), "cgroup2fs");
+    let comm = std::fs::read_to_string("/proc/1/comm").expect("comm");
+    assert_eq!(comm.trim(), "systemd");
+    assert!(Path::new("/run/systemd/system").is_dir());
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    assert!(release.starts_with("6.1."), "{release}");
+    let v = ok(&run(common::ferrun_bin(), &["--version"]));
+    assert!(v.contains("+SYSTEMD"), "{v}");
+    let f: Value = serde_json::from_str(&ok(&run(common::ferrun_bin(), &["features"])))
+        .expect("features json");
+    assert_eq!(f["linux"]["cgroup"]["systemd"], json!(true), "{f}");
+    assert_eq!(f["linux"]["cgroup"]["v2"], json!(true), "{f}");
+}
+
+/// The virtio disk's `major:minor`, for the io rules.
+fn disk() -> String {
+    std::fs::read_to_string("/sys/block/vda/dev")
+        .expect("/sys/block/vda/dev")
+        .trim()
+        .to_string()
+}
+
+fn resources_read_back() {
+    let dev = disk();
+    let (major, minor) = dev.split_once(':').expect("maj:min");
+    let (major, minor): (i64, i64) = (major.parse().expect("major"), minor.parse().expect("minor"));
+    let files = "memory.max memory.low memory.high memory.min memory.swap.max cpu.max \
+                 cpu.weight cpuset.cpus cpuset.mems pids.max io.max io.weight hugetlb.2MB.max \
+                 memory.oom.group";
+    let script = format!(
+        "cd /sys/fs/cgroup && for f in {files}; do echo \"$f=$(tr '\\n' ' ' < $f)\"; done; \
+         echo cgroup=$(cat /proc/self/cgroup); grep ' /sys/fs/cgroup ' /proc/self/mounts"
+    );
+    let mut b = bundle(
+        &script,
+        json!({
+            "memory": {"limit": 268435456, "reservation": 134217728, "swap": 536870912},
+            "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+            "pids": {"limit": 64},
+            "blockIO": {"weight": 500,
+                        "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+                        "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 50}]},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+            "unified": {"memory.high": "201326592", "memory.min": "1048576", "memory.oom.group": "1"}
+        }),
+    );
+    let out = b.sh(&script);
+    assert_eq!(field(&out, "memory.max"), "268435456", "{out}");
+    assert_eq!(field(&out, "memory.low"), "134217728", "{out}");
+    assert_eq!(field(&out, "memory.high"), "201326592", "{out}");
+    assert_eq!(field(&out, "memory.min"), "1048576", "{out}");
+    // v1's swap is memory plus swap; cgroup2's is swap alone.
+    assert_eq!(field(&out, "memory.swap.max"), "268435456", "{out}");
+    assert_eq!(field(&out, "memory.oom.group"), "1", "{out}");
+    assert_eq!(field(&out, "cpu.max"), "50000 100000", "{out}");
+    // The quadratic shares-to-weight mapping of crun and runc 1.3 (shares 1024 → weight 100).
+    assert_eq!(field(&out, "cpu.weight"), "59", "{out}");
+    assert_eq!(field(&out, "cpuset.cpus"), "0", "{out}");
+    assert_eq!(field(&out, "cpuset.mems"), "0", "{out}");
+    assert_eq!(field(&out, "pids.max"), "64", "{out}");
+    assert_eq!(
+        field(&out, "io.max"),
+        format!("{dev} rbps=1048576 wbps=max riops=max wiops=50"),
+        "{out}"
+    );
+    // blkio 10..1000 → io 1..10000: 1 + (500 - 10) * 9999 / 990.
+    assert_eq!(field(&out, "io.weight"), "default 4950", "{out}");
+    assert_eq!(field(&out, "hugetlb.2MB.max"), "4194304", "{out}");
+    // The cgroup namespace's root is the container's cgroup, mounted read-only.
+    assert_eq!(field(&out, "cgroup"), "0::/", "{out}");
+    assert!(out.contains("cgroup2 /sys/fs/cgroup cgroup2 ro"), "{out}");
+    assert!(
+        !cgroup_dir(&b).exists(),
+        "the cgroup outlived the container"
+    );
+}
+
+fn cpu_idle() {
+    let mut b = bundle("", json!({"cpu": {"idle": 1}}));
+    let out = b.sh("cat /sys/fs/cgroup/cpu.idle");
+    assert_eq!(out.trim(), "1");
+}
+
+fn memory_hog_oom_killed() {
+    // tail of a file without a newline keeps it all: the container's only process is the hog.
+    let mut b = Bundle::new(&["tail", "/dev/zero"]);
+    b.edit(|c| c["linux"]["resources"] = json!({"memory": {"limit": 33554432, "swap": 33554432}}));
+    let pid = b.run_detached("hog", &[]);
+    assert!(
+        common::wait_until(|| std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.contains(") Z"))),
+        "the hog outlived its limit"
+    );
+    // The cgroup stays until delete: its events say why the process died.
+    let events = std::fs::read_to_string(cgroup_dir(&b).join("memory.events")).expect("events");
+    let kills: u64 = field(&events.replace(' ', "="), "oom_kill")
+        .parse()
+        .expect("oom_kill");
+    assert!(kills >= 1, "{events}");
+    let state: Value = serde_json::from_str(&ok(&b.ferrun(&["state", "hog"]))).expect("state");
+    assert_eq!(state["status"], json!("stopped"), "{state}");
+    ok(&b.ferrun(&["delete", "hog"]));
+    assert!(!cgroup_dir(&b).exists());
+}
+
+fn fork_bomb_held() {
+    // The forks run in a subshell (a shell that cannot fork gives up); at the limit only
+    // builtins work, so the count is read with `read`, and the sleepers go before `cat`.
+    let script = "(i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; \
+                  read cur < /sys/fs/cgroup/pids.current; kill -9 -1; wait; \
+                  echo current=$cur; echo events=$(cat /sys/fs/cgroup/pids.events)";
+    let mut b = bundle(script, json!({"pids": {"limit": 10}}));
+    let out = b.sh(script);
+    let current: u32 = field(&out, "current").parse().expect("pids.current");
+    assert!(current <= 10, "{out}");
+    let refused: u32 = field(&out, "events")
+        .trim_start_matches("max ")
+        .parse()
+        .expect("pids.events");
+    assert!(refused > 0, "no fork was refused: {out}");
+}
+
+fn cpu_throttled() {
+    let script = "timeout 2 sh -c 'while :; do :; done'; cat /sys/fs/cgroup/cpu.stat | tr ' ' '='";
+    let mut b = bundle(script, json!({"cpu": {"quota": 10000, "period": 100000}}));
+    let out = b.sh(script);
+    let n: u64 = field(&out, "nr_throttled").parse().expect("nr_throttled");
+    assert!(n > 0, "{out}");
+}
+
+fn device_rules() {
+    let script = "mknod /tmp/blk b 7 0 && mknod /tmp/nul c 1 3 && \
+                  (head -c1 /tmp/blk >/dev/null 2>&1 && echo blk=open || echo blk=denied); \
+                  (echo x > /tmp/nul && echo nul=open || echo nul=denied); \
+                  (head -c1 /dev/zero >/dev/null && echo zero=open || echo zero=denied)";
+    let mut b = bundle(script, Value::Null);
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .expect("caps")
+                .push(json!("CAP_MKNOD"));
+        }
+        c["linux"]["resources"] = json!({"devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"},
+            {"allow": true, "type": "b", "major": 7, "access": "m"}
+        ]});
+    });
+    let out = b.sh(script);
+    assert_eq!(field(&out, "blk"), "denied", "{out}");
+    assert_eq!(field(&out, "nul"), "open", "{out}");
+    assert_eq!(field(&out, "zero"), "open", "{out}");
+}
+
+fn lifecycle_on_cgroup2() {
+    let mut b = bundle("", json!({"memory": {"limit": 134217728}}));
+    b.edit(|c| c["process"]["args"] = json!(["sh", "-c", "sleep 1000 & sleep 1000"]));
+    let pid = b.run_detached("life", &[]);
+    let dir = cgroup_dir(&b);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let status = |b: &Bundle| {
+        let s: Value = serde_json::from_str(&ok(&b.ferrun(&["state", "life"]))).expect("state");
+        s["status"].as_str().unwrap_or_default().to_string()
+    };
+    ok(&b.ferrun(&["pause", "life"]));
+    assert_eq!(read("cgroup.freeze").trim(), "1");
+    assert!(read("cgroup.events").contains("frozen 1"));
+    assert_eq!(status(&b), "paused");
+    ok(&b.ferrun(&["resume", "life"]));
+    assert_eq!(read("cgroup.freeze").trim(), "0");
+    assert_eq!(status(&b), "running");
+    ok(&b.ferrun(&[
+        "update",
+        "--memory",
+        "67108864",
+        "--pids-limit",
+        "20",
+        "life",
+    ]));
+    assert_eq!(read("memory.max").trim(), "67108864");
+    assert_eq!(read("pids.max").trim(), "20");
+    let ev: Value =
+        serde_json::from_str(&ok(&b.ferrun(&["events", "--stats", "life"]))).expect("events json");
+    assert!(
+        ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        "{ev}"
+    );
+    // `sh -c 'a & b'` execs b: two processes.
+    assert_eq!(ev["data"]["pids"]["current"], json!(2), "{ev}");
+    let own = ok(&b.ferrun(&["exec", "life", "cat", "/proc/self/cgroup"]));
+    assert_eq!(own.trim(), "0::/");
+    let procs = read("cgroup.procs");
+    assert_eq!(procs.lines().count(), 2, "{procs}");
+    // kill --all goes through cgroup.kill on cgroup2.
+    ok(&b.ferrun(&["kill", "--all", "life", "KILL"]));
+    assert!(common::wait_until(|| !Path::new(&format!("/proc/{pid}"))
+        .exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.contains(") Z"))));
+    assert!(common::wait_until(|| read("cgroup.procs")
+        .trim()
+        .is_empty()));
+    ok(&b.ferrun(&["delete", "--force", "life"]));
+    assert!(!dir.exists(), "delete left {}", dir.display());
+    assert!(b.leftover_state().is_empty());
+}
+
+fn rdma_and_misc_refused() {
+    // No RDMA device and no misc resource in the guest: the kernel refuses, and the error must
+    // name the field, with nothing left behind.
+    let mut b = bundle("true", json!({"rdma": {"mlx5_0": {"hcaHandles": 3}}}));
+    let (code, _, err) = b.run("rdma");
+    assert_ne!(code, 0);
+    assert!(err.contains("linux.resources.rdma"), "{err}");
+    assert!(!cgroup_dir(&b).exists());
+    b.edit(|c| c["linux"]["resources"] = json!({"unified": {"misc.max": "sev 1"}}));
+    let (code, _, err) = b.run("misc");
+    assert_ne!(code, 0);
+    assert!(err.contains("linux.resources.unified"), "{err}");
+    assert!(!cgroup_dir(&b).exists());
+    assert!(b.leftover_state().is_empty());
+}
+
+fn runtime_bin(rt: &str) -> String {
+    match rt {
+        "ferrun" => common::ferrun_bin().to_string(),
+        "crun" => "/usr/bin/crun".into(),
+        _ => "/usr/sbin/runc".into(),
+    }
+}
+
+/// `systemctl show UNIT -p …` as `key=value` lines.
+fn unit(name: &str, props: &[&str]) -> String {
+    let mut args = vec!["show", name];
+    for p in props {
+        args.push("-p");
+        args.push(p);
+    }
+    ok(&run("systemctl", &args))
+}
+
+/// Deletes a container however the scenario ends, so that one failure leaves no scope for the
+/// next.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some((cmd, args)) = self.0.split_first() {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _ = run(cmd, &args);
+        }
+    }
+}
+
+/// The cgroup of a scope in `ferrun-test.slice` (systemd nests `a-b.slice` in `a.slice`).
+fn scope_cgroup(unit_name: &str) -> String {
+    format!("/ferrun.slice/ferrun-test.slice/{unit_name}")
+}
+
+fn systemd_scope(rt: &str) {
+    let id = format!("scope-{rt}");
+    let unit_name = format!("ferrun-{id}.scope");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("ferrun-test.slice:ferrun:{id}"));
+        c["linux"]["resources"] = json!({
+            "memory": {"limit": 67108864},
+            "pids": {"limit": 32},
+            "cpu": {"quota": 20000, "period": 100000}
+        });
+    });
+    let bundle_path = b.path().to_string_lossy().into_owned();
+    let root = b.state_root().to_string_lossy().into_owned();
+    let rtb = runtime_bin(rt);
+    let pid_file = format!("{bundle_path}/pid");
+    let _cleanup = Cleanup(
+        [
+            rtb.as_str(),
+            "--systemd-cgroup",
+            "--root",
+            &root,
+            "delete",
+            "--force",
+            &id,
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let o = run(
+        &rtb,
+        &[
+            "--systemd-cgroup",
+            "--root",
+            &root,
+            "run",
+            "-d",
+            "--bundle",
+            &bundle_path,
+            "--pid-file",
+            &pid_file,
+            &id,
+        ],
+    );
+    assert!(o.status.success(), "{rt} run: {}", text(&o));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let show = unit(
+        &unit_name,
+        &[
+            "ActiveState",
+            "Delegate",
+            "MemoryMax",
+            "TasksMax",
+            "CPUQuotaPerSecUSec",
+            "ControlGroup",
+            "Slice",
+        ],
+    );
+    assert_eq!(field(&show, "ActiveState"), "active", "{rt}: {show}");
+    assert_eq!(field(&show, "Delegate"), "yes", "{rt}: {show}");
+    // crun 1.8.1 writes the limits into the cgroup's files only: its unit says infinity.
+    let props = rt != "crun";
+    if props {
+        assert_eq!(field(&show, "MemoryMax"), "67108864", "{rt}: {show}");
+        assert_eq!(field(&show, "TasksMax"), "32", "{rt}: {show}");
+        assert_eq!(field(&show, "CPUQuotaPerSecUSec"), "200ms", "{rt}: {show}");
+    }
+    assert_eq!(field(&show, "Slice"), "ferrun-test.slice", "{rt}: {show}");
+    let cg = scope_cgroup(&unit_name);
+    assert_eq!(field(&show, "ControlGroup"), cg, "{rt}: {show}");
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    // crun puts the process one level down (`…/container`), keeping the scope's root empty.
+    assert!(own.trim().starts_with(&format!("0::{cg}")), "{rt}: {own}");
+    let cgls = ok(&run("systemd-cgls", &["--no-pager", "-u", &unit_name]));
+    assert!(cgls.contains(&format!("{pid} sleep 1000")), "{rt}: {cgls}");
+    let status =
+        String::from_utf8_lossy(&run("systemctl", &["status", "--no-pager", &unit_name]).stdout)
+            .into_owned();
+    assert!(status.contains(&pid.to_string()), "{rt}: {status}");
+    let dir = Path::new("/sys/fs/cgroup").join(cg.trim_start_matches('/'));
+    // The limits are in the process's own cgroup (crun's sub-cgroup, or the scope).
+    let own_dir = Path::new("/sys/fs/cgroup").join(own.trim().trim_start_matches("0::/"));
+    let file = |f: &str| std::fs::read_to_string(own_dir.join(f)).unwrap_or_default();
+    assert_eq!(file("memory.max").trim(), "67108864", "{rt}");
+    assert_eq!(file("pids.max").trim(), "32", "{rt}");
+    assert_eq!(file("cpu.max").trim(), "20000 100000", "{rt}");
+    // update changes the unit's properties, not only the files.
+    let update = [
+        "--systemd-cgroup",
+        "--root",
+        &root,
+        "update",
+        "--memory",
+        "134217728",
+        &id,
+    ];
+    let o = run(&rtb, &update);
+    assert!(o.status.success(), "{rt} update: {}", text(&o));
+    if props {
+        let show = unit(&unit_name, &["MemoryMax"]);
+        assert_eq!(field(&show, "MemoryMax"), "134217728", "{rt}: {show}");
+    }
+    assert_eq!(file("memory.max").trim(), "134217728", "{rt}");
+    let o = run(
+        &rtb,
+        &[
+            "--systemd-cgroup",
+            "--root",
+            &root,
+            "delete",
+            "--force",
+            &id,
+        ],
+    );
+    assert!(o.status.success(), "{rt} delete: {}", text(&o));
+    assert!(
+        common::wait_until(|| {
+            let s = unit(&unit_name, &["LoadState", "ActiveState"]);
+            s.contains("ActiveState=inactive")
+        }),
+        "{rt}: the scope outlived delete: {}",
+        unit(&unit_name, &["LoadState", "ActiveState"])
+    );
+    assert!(!dir.exists(), "{rt}: {} outlived delete", dir.display());
+}
+
+fn sigkill_mid_create() {
+    let id = "killed";
+    let unit_name = format!("ferrun-{id}.scope");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("ferrun-test.slice:ferrun:{id}"));
+        // The hook runs once the scope exists; it kills ferrun itself.
+        c["hooks"] = json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "kill -9 $PPID; sleep 5"]}
+        ]});
+    });
+    let bundle_path = b.path().to_string_lossy().into_owned();
+    let o = b.ferrun(&["--systemd-cgroup", "create", "--bundle", &bundle_path, id]);
+    assert!(!o.status.success(), "create survived: {}", text(&o));
+    // Killed, ferrun cleaned nothing up: the state (which names the unit) is still there.
+    assert_eq!(b.leftover_state(), [id], "{}", text(&o));
+    let o = b.ferrun(&["--systemd-cgroup", "delete", "--force", id]);
+    assert!(o.status.success(), "delete --force: {}", text(&o));
+    assert!(
+        common::wait_until(|| unit(&unit_name, &["ActiveState"]).contains("inactive")),
+        "{}",
+        unit(&unit_name, &["LoadState", "ActiveState"])
+    );
+    let cg = scope_cgroup(&unit_name);
+    assert!(
+        !Path::new("/sys/fs/cgroup")
+            .join(cg.trim_start_matches('/'))
+            .exists()
+    );
+    assert!(b.leftover_state().is_empty());
+}
+
+fn systemd_bad_path() {
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!("not-a-slice:ferrun:x"));
+    let bundle_path = b.path().to_string_lossy().into_owned();
+    let o = b.ferrun(&["--systemd-cgroup", "run", "--bundle", &bundle_path, "bad"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("linux.cgroupsPath"), "{err}");
+    assert!(b.leftover_state().is_empty());
+}
+
+/// Registers ferrun with podman (a drop-in; cgroup_manager and the rest stay Debian's) and
+/// imports the busybox image, once.
+fn podman_setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::fs::create_dir_all("/etc/containers/containers.conf.d").expect("conf.d");
+        std::fs::write(
+            "/etc/containers/containers.conf.d/ferrun.conf",
+            format!(
+                "[engine]\nruntime_supports_json = [\"crun\", \"runc\", \"ferrun\"]\n\
+                 [engine.runtimes]\nferrun = [\"{}\"]\n",
+                common::ferrun_bin()
+            ),
+        )
+        .expect("drop-in");
+        let info = ok(&run(
+            "podman",
+            &[
+                "info",
+                "--format",
+                "{{.Host.CgroupManager}} {{.Host.CgroupsVersion}}",
+            ],
+        ));
+        assert_eq!(info.trim(), "systemd v2", "podman's defaults: {info}");
+        let tar = std::env::temp_dir().join("ferrun-vm-busybox.tar");
+        let t = Command::new("tar")
+            .arg("-C")
+            .arg(common::rootfs())
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(t.success());
+        ok(&run("podman", &["import", &tar.to_string_lossy(), IMAGE]));
+    });
+}
+
+fn podman(rt: &str, args: &[&str]) -> Output {
+    let mut all = vec!["--runtime", rt];
+    all.extend_from_slice(args);
+    run("podman", &all)
+}
+
+fn podman_defaults(rt: &str) {
+    podman_setup();
+    let o = podman(
+        rt,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            IMAGE,
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{rt}: {}", text(&o));
+    let o = podman(
+        rt,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "50",
+            "--cpus",
+            "0.5",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max; cat /proc/self/cgroup",
+        ],
+    );
+    let out = ok(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"67108864"), "{rt}: {out}");
+    assert_eq!(lines.get(1), Some(&"50"), "{rt}: {out}");
+    assert_eq!(lines.get(2), Some(&"50000 100000"), "{rt}: {out}");
+    let name = format!("vm-{rt}");
+    let _ = podman(rt, &["rm", "-f", &name]);
+    let _cleanup = Cleanup(
+        ["podman", "--runtime", rt, "rm", "-f", "-t", "0", &name]
+            .map(String::from)
+            .to_vec(),
+    );
+    let id = ok(&podman(
+        rt,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            IMAGE,
+            "sleep",
+            "1000",
+        ],
+    ));
+    let id = id.trim().to_string();
+    let unit_name = format!("libpod-{id}.scope");
+    let show = unit(&unit_name, &["ActiveState", "Delegate", "ControlGroup"]);
+    assert_eq!(field(&show, "ActiveState"), "active", "{rt}: {show}");
+    assert_eq!(field(&show, "Delegate"), "yes", "{rt}: {show}");
+    let cgls = ok(&run("systemd-cgls", &["--no-pager", "-u", &unit_name]));
+    assert!(cgls.contains("sleep 1000"), "{rt}: {cgls}");
+    let status =
+        String::from_utf8_lossy(&run("systemctl", &["status", "--no-pager", &unit_name]).stdout)
+            .into_owned();
+    assert!(status.contains("active (running)"), "{rt}: {status}");
+    let hi = ok(&podman(rt, &["exec", &name, "echo", "hi"]));
+    assert_eq!(hi.trim(), "hi");
+    let stats = ok(&podman(
+        rt,
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.PIDs}} {{.MemUsage}}",
+            &name,
+        ],
+    ));
+    assert!(stats.trim().starts_with('1'), "{rt}: stats {stats}");
+    let o = podman(rt, &["update", "--memory", "128m", &name]);
+    assert!(o.status.success(), "{rt}: update {}", text(&o));
+    let mem = ok(&podman(
+        rt,
+        &["exec", &name, "cat", "/sys/fs/cgroup/memory.max"],
+    ));
+    assert_eq!(mem.trim(), "134217728", "{rt}");
+    ok(&podman(rt, &["stop", "-t", "1", &name]));
+    ok(&podman(rt, &["rm", &name]));
+    assert!(
+        common::wait_until(|| unit(&unit_name, &["ActiveState"]).contains("inactive")),
+        "{rt}: {}",
+        unit(&unit_name, &["LoadState", "ActiveState"])
+    );
+}
+
+fn nothing_left_behind() {
+    // The test slices are made by systemd for the scopes; they go too.
+    ok(&run(
+        "systemctl",
+        &["stop", "ferrun-test.slice", "ferrun.slice"],
+    ));
+    let units = ok(&run(
+        "systemctl",
+        &[
+            "list-units",
+            "--state=active",
+            "--no-legend",
+            "ferrun-*",
+            "libpod-*",
+        ],
+    ));
+    assert!(units.trim().is_empty(), "units left: {units}");
+    if Path::new("/sys/fs/cgroup/ferrun-test").exists() {
+        std::fs::remove_dir("/sys/fs/cgroup/ferrun-test").expect("a test cgroup was left behind");
+    }
+}
