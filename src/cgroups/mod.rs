@@ -184,9 +184,13 @@ pub struct Cgroup {
     pub dirs: Vec<PathBuf>,
     /// Whether ferrun made that directory (only those are removed).
     pub created: Vec<bool>,
-    /// `--systemd-cgroup`: the scope systemd made the cgroup for; stopped at removal.
+    /// `--systemd-cgroup`: the scope systemd made the cgroup for, once it exists; stopped at
+    /// removal if it is still that unit (`systemd_invocation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_unit: Option<String>,
+    /// The scope's `InvocationID`: a later unit of the same name is not ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_invocation: Option<String>,
 }
 
 fn io_err(e: std::io::Error) -> String {
@@ -203,14 +207,22 @@ impl Cgroup {
             (false, true) => Manager::V2,
             _ => Manager::V1,
         };
-        if let Some(s) = &c.systemd
-            && !systemd::running()
-        {
-            bail!(
-                "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system), \
-                 so it cannot make the scope {}; use the cgroupfs manager",
-                s.unit
-            );
+        if let Some(s) = &c.systemd {
+            if !systemd::running() {
+                bail!(
+                    "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system), \
+                     so it cannot make the scope {}; use the cgroupfs manager",
+                    s.unit
+                );
+            }
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                bail!(
+                    "--systemd-cgroup: the scope {} would be asked of the user's systemd, which \
+                     ferrun does not do yet; use the cgroupfs manager",
+                    s.unit
+                );
+            }
         }
         let mut dirs = Vec::new();
         let mut created = Vec::new();
@@ -252,7 +264,8 @@ impl Cgroup {
                     dir.display()
                 );
             }
-            created.push(!dir.exists());
+            // systemd's scope is ferrun's only once systemd has made it (`start_scope`).
+            created.push(c.systemd.is_none() && !dir.exists());
             dirs.push(dir);
         }
         Ok(Cgroup {
@@ -260,42 +273,74 @@ impl Cgroup {
             hierarchies: c.hierarchies.clone(),
             dirs,
             created,
-            systemd_unit: c.systemd.as_ref().map(|s| s.unit.clone()),
+            systemd_unit: None,
+            systemd_invocation: None,
         })
     }
 
-    /// `--systemd-cgroup`: systemd makes the cgroup as a scope holding `pid`; then the planned
-    /// controllers must be there, delegated to it.
+    /// `--systemd-cgroup`: systemd makes the cgroup as a scope holding `pid`. Once it exists
+    /// (even if its job then failed), the unit is recorded as the container's, to be stopped.
     pub fn start_scope(
         &mut self,
         scope: &ferrun_plans::cgroups::SystemdScope,
         pid: i32,
         id: &str,
-        controllers: &[String],
     ) -> Result<()> {
-        systemd::start_scope(scope, pid, id)?;
         let Some(i) = self.v2_index() else {
             bail!("--systemd-cgroup: no cgroup2 hierarchy");
         };
+        let (made, r) = match systemd::start_scope(scope, pid, id) {
+            Ok(inv) => (Some(inv), Ok(())),
+            Err(f) => (f.made, Err(f.error)),
+        };
+        if let Some(inv) = made {
+            self.systemd_unit = Some(scope.unit.clone());
+            self.systemd_invocation = Some(inv);
+            self.created[i] = true;
+        }
+        r
+    }
+
+    /// After `start_scope`: the process must sit in the scope's cgroup, and the planned
+    /// controllers be there. systemd delegates only those it manages: the others (hugetlb,
+    /// rdma, misc) are enabled down the ancestors, as runc does.
+    pub fn check_scope(&self, pid: i32, controllers: &[String]) -> Result<()> {
+        let (Some(i), Some(unit)) = (self.v2_index(), &self.systemd_unit) else {
+            bail!("--systemd-cgroup: no scope was made");
+        };
         let dir = &self.dirs[i];
-        let have = std::fs::read_to_string(dir.join("cgroup.controllers")).map_err(|e| {
-            Error(format!(
-                "systemd scope {}: its cgroup {}: {}",
-                scope.unit,
-                dir.display(),
-                io_err(e)
-            ))
-        })?;
-        let missing: Vec<&str> = controllers
-            .iter()
-            .map(String::as_str)
-            .filter(|c| !have.split_whitespace().any(|h| h == *c))
-            .collect();
-        if !missing.is_empty() {
+        let mount = Path::new(&self.hierarchies[i].mount);
+        let rel = Path::new("/").join(dir.strip_prefix(mount).unwrap_or(Path::new("")));
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if own.trim() != format!("0::{}", rel.display()) {
             bail!(
-                "linux.resources: systemd did not delegate the {} controller(s) to {}",
-                missing.join(" "),
-                scope.unit
+                "systemd scope {unit}: the container process is not in {} but in {:?}",
+                rel.display(),
+                own.trim()
+            );
+        }
+        let missing = |have: &str| -> Vec<String> {
+            controllers
+                .iter()
+                .filter(|c| !have.split_whitespace().any(|h| h == c.as_str()))
+                .cloned()
+                .collect()
+        };
+        let read = || std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        let first = missing(&read());
+        if first.is_empty() {
+            return Ok(());
+        }
+        let mut cur = mount.to_path_buf();
+        for comp in rel.components().skip(1) {
+            enable_controllers(&cur, &first, false)?;
+            cur.push(comp);
+        }
+        let still = missing(&read());
+        if !still.is_empty() {
+            bail!(
+                "linux.resources: the {} controller(s) are not delegated to {unit}",
+                still.join(" ")
             );
         }
         Ok(())
@@ -593,15 +638,17 @@ impl Cgroup {
     /// Removes the directories ferrun made, killing leftovers first when `kill` is set.
     /// rmdir is retried while the kernel still counts exiting tasks (EBUSY).
     pub fn remove(&self, kill: bool) -> Result<()> {
-        if let Some(unit) = self.systemd_unit.as_deref().filter(|_| self.owned()) {
+        if let (Some(unit), Some(inv)) = (&self.systemd_unit, &self.systemd_invocation) {
+            if !systemd::running() || !systemd::is_current(unit, inv) {
+                // The scope ended with its processes and systemd removed it; a unit or cgroup
+                // of that name now is another container's.
+                return Ok(());
+            }
             if kill && !self.pids().is_empty() {
                 let _ = self.signal_all(libc::SIGKILL);
             }
-            // systemd removes the scope's cgroup. Without systemd (gone since the create) there
-            // is no unit to stop, only directories.
-            if systemd::running() {
-                systemd::stop_scope(unit)?;
-            }
+            // systemd removes the scope's cgroup; what the container made below it goes first.
+            systemd::stop_scope(unit, inv)?;
             let mut failed: Vec<String> = Vec::new();
             for dir in self.dirs.iter().filter(|d| d.exists()) {
                 if let Err(e) = remove_tree(dir) {

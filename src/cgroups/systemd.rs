@@ -1,10 +1,13 @@
 //! The systemd cgroup driver's half that talks to systemd: a transient scope started with the
 //! container's pid (`Delegate=yes`, the resources systemd has properties for), its properties
-//! changed by `update`, and the scope stopped at `delete`. Over the system bus with zbus, a
-//! pure-Rust D-Bus client; nothing here runs for the cgroupfs manager.
+//! changed by `update`, and the scope stopped at `delete`, all over the system bus with zbus, a
+//! pure-Rust D-Bus client. A unit is known by its `InvocationID` as well as its name, so that
+//! ferrun never stops or kills a later unit that took the same name. Nothing here runs for the
+//! cgroupfs manager.
 
 use crate::error::{Error, Result};
 use ferrun_plans::cgroups::{SystemdScope, UnitProperty, UnitValue};
+use futures_lite::StreamExt;
 use std::time::Duration;
 use zbus::zvariant::{OwnedObjectPath, Value};
 
@@ -15,8 +18,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(30);
     interface = "org.freedesktop.systemd1.Manager",
     default_service = "org.freedesktop.systemd1",
     default_path = "/org/freedesktop/systemd1",
-    gen_async = false,
-    blocking_name = "Manager"
+    gen_blocking = false
 )]
 trait Manager {
     fn subscribe(&self) -> zbus::Result<()>;
@@ -30,6 +32,8 @@ trait Manager {
     ) -> zbus::Result<OwnedObjectPath>;
 
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+
+    fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
 
     fn set_unit_properties(
         &self,
@@ -55,16 +59,19 @@ pub fn running() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()
 }
 
-fn connect(what: &str) -> Result<Manager<'static>> {
+async fn connect(what: &str) -> Result<ManagerProxy<'static>> {
     if !running() {
         return Err(Error(format!(
             "{what}: systemd is not running on this host (no /run/systemd/system); \
              the systemd cgroup manager needs it (use the cgroupfs manager)"
         )));
     }
-    let conn = zbus::blocking::Connection::system()
+    let conn = zbus::Connection::system()
+        .await
         .map_err(|e| Error(format!("{what}: connect to the system bus: {e}")))?;
-    Manager::new(&conn).map_err(|e| Error(format!("{what}: systemd's manager on the bus: {e}")))
+    ManagerProxy::new(&conn)
+        .await
+        .map_err(|e| Error(format!("{what}: systemd's manager on the bus: {e}")))
 }
 
 fn value(v: &UnitValue) -> Value<'static> {
@@ -79,60 +86,108 @@ fn is_error(e: &zbus::Error, name: &str) -> bool {
     matches!(e, zbus::Error::MethodError(n, _, _) if n.as_str() == name)
 }
 
-/// Starts `scope` with `pid` in it and waits for the job. The container's resources go in as
-/// properties; systemd then owns the cgroup and delegates it.
-pub fn start_scope(scope: &SystemdScope, pid: i32, id: &str) -> Result<()> {
-    let what = format!("systemd scope {}", scope.unit);
-    let m = connect(&what)?;
-    let description = format!("ferrun container {id}");
-    let pids = vec![pid as u32];
-    let mut props: Vec<(&str, Value<'_>)> = vec![
-        ("Description", Value::from(description.as_str())),
-        ("Slice", Value::from(scope.slice.as_str())),
-        ("Delegate", Value::from(true)),
-        // A scope ordered after nothing is started at once, even during shutdown (runc's choice).
-        ("DefaultDependencies", Value::from(false)),
-        ("PIDs", Value::from(pids)),
-        ("MemoryAccounting", Value::from(true)),
-        ("CPUAccounting", Value::from(true)),
-        ("IOAccounting", Value::from(true)),
-        ("TasksAccounting", Value::from(true)),
-    ];
-    props.extend(
-        scope
-            .properties
-            .iter()
-            .map(|p| (p.name.as_str(), value(&p.value))),
-    );
-    let start = || {
-        run_job(&m, &what, || {
-            m.start_transient_unit(&scope.unit, "replace", &props, &[])
-        })
-    };
-    match start() {
-        // A failed unit of the same name is only a leftover: systemd keeps it until reset.
-        Err(JobError::Call(e)) if is_error(&e, "org.freedesktop.systemd1.UnitExists") => {
-            let _ = m.reset_failed_unit(&scope.unit);
-            start().map_err(|e| e.into_error(&what, "start"))
-        }
-        r => r.map_err(|e| e.into_error(&what, "start")),
-    }
+/// A failed start: the error, and the invocation of a unit this call made anyway (a job that
+/// failed after the unit was created), which the caller must stop.
+pub struct StartFailed {
+    pub error: Error,
+    pub made: Option<String>,
 }
 
-/// Stops the scope (killing what is left in it) and waits; a unit already gone is no error.
-pub fn stop_scope(unit: &str) -> Result<()> {
+/// Starts `scope` with `pid` in it and waits for the job; returns the unit's invocation id.
+pub fn start_scope(
+    scope: &SystemdScope,
+    pid: i32,
+    id: &str,
+) -> std::result::Result<String, StartFailed> {
+    let what = format!("systemd scope {}", scope.unit);
+    async_io::block_on(async {
+        let failed = |error| StartFailed { error, made: None };
+        let m = connect(&what).await.map_err(failed)?;
+        let description = format!("ferrun container {id}");
+        let mut props: Vec<(&str, Value<'_>)> = vec![
+            ("Description", Value::from(description.as_str())),
+            ("Slice", Value::from(scope.slice.as_str())),
+            ("Delegate", Value::from(true)),
+            // Started at once, with no ordering on other units (runc's choice for scopes).
+            ("DefaultDependencies", Value::from(false)),
+            ("PIDs", Value::from(vec![pid as u32])),
+            ("MemoryAccounting", Value::from(true)),
+            ("CPUAccounting", Value::from(true)),
+            ("IOAccounting", Value::from(true)),
+            ("TasksAccounting", Value::from(true)),
+        ];
+        props.extend(
+            scope
+                .properties
+                .iter()
+                .map(|p| (p.name.as_str(), value(&p.value))),
+        );
+        let start = || {
+            run_job(&m, || {
+                m.start_transient_unit(&scope.unit, "replace", &props, &[])
+            })
+        };
+        let r = match start().await {
+            // A failed unit of that name, which systemd keeps until it is reset, is no one's:
+            // reset it and try once more.
+            Err(JobError::Call(e)) if is_error(&e, "org.freedesktop.systemd1.UnitExists") => {
+                if unit_active(&m, &scope.unit).await {
+                    Err(JobError::Call(e))
+                } else {
+                    let _ = m.reset_failed_unit(&scope.unit).await;
+                    start().await
+                }
+            }
+            r => r,
+        };
+        match r {
+            Ok(()) => invocation(&m, &scope.unit).await.ok_or_else(|| {
+                failed(Error(format!(
+                    "{what}: started, but it is gone already (did the container process die?)"
+                )))
+            }),
+            // The unit was made; its job failed: it is ours to stop.
+            Err(e @ (JobError::Result(_) | JobError::Timeout | JobError::Closed)) => {
+                Err(StartFailed {
+                    made: invocation(&m, &scope.unit).await,
+                    error: e.into_error(&what, "start"),
+                })
+            }
+            Err(e) => Err(failed(e.into_error(&what, "start"))),
+        }
+    })
+}
+
+/// Stops the scope (killing what is left in it) and waits, if it is still the unit that
+/// `invocation` names; a unit that is gone, or that is another one by now, is left alone.
+pub fn stop_scope(unit: &str, invocation_id: &str) -> Result<()> {
     let what = format!("systemd scope {unit}");
-    let m = connect(&what)?;
-    let r = run_job(&m, &what, || m.stop_unit(unit, "replace"));
-    let _ = m.reset_failed_unit(unit);
-    match r {
-        Ok(()) => Ok(()),
-        Err(JobError::Call(e)) if is_error(&e, "org.freedesktop.systemd1.NoSuchUnit") => Ok(()),
-        // "done" for a stop; a scope that died meanwhile reports other results that still mean
-        // it is gone.
-        Err(JobError::Result(r)) if r == "canceled" || r == "failed" => Ok(()),
-        Err(e) => Err(e.into_error(&what, "stop")),
-    }
+    async_io::block_on(async {
+        let m = connect(&what).await?;
+        if invocation(&m, unit).await.as_deref() != Some(invocation_id) {
+            crate::log::debug(&format!(
+                "{what}: gone, or another unit by now: not stopped"
+            ));
+            return Ok(());
+        }
+        let r = run_job(&m, || m.stop_unit(unit, "replace")).await;
+        let _ = m.reset_failed_unit(unit).await;
+        match r {
+            Ok(()) => Ok(()),
+            Err(JobError::Call(e)) if is_error(&e, "org.freedesktop.systemd1.NoSuchUnit") => Ok(()),
+            Err(e) => Err(e.into_error(&what, "stop")),
+        }
+    })
+}
+
+/// True while the unit `invocation_id` names is the live one of that name.
+pub fn is_current(unit: &str, invocation_id: &str) -> bool {
+    async_io::block_on(async {
+        match connect(unit).await {
+            Ok(m) => invocation(&m, unit).await.as_deref() == Some(invocation_id),
+            Err(_) => false,
+        }
+    })
 }
 
 /// `update`: the new resources as runtime properties of the scope.
@@ -141,19 +196,56 @@ pub fn set_properties(unit: &str, properties: &[UnitProperty]) -> Result<()> {
         return Ok(());
     }
     let what = format!("systemd scope {unit}");
-    let m = connect(&what)?;
-    let props: Vec<(&str, Value<'_>)> = properties
-        .iter()
-        .map(|p| (p.name.as_str(), value(&p.value)))
-        .collect();
-    m.set_unit_properties(unit, true, &props)
-        .map_err(|e| Error(format!("{what}: set properties: {e}")))
+    async_io::block_on(async {
+        let m = connect(&what).await?;
+        let props: Vec<(&str, Value<'_>)> = properties
+            .iter()
+            .map(|p| (p.name.as_str(), value(&p.value)))
+            .collect();
+        m.set_unit_properties(unit, true, &props)
+            .await
+            .map_err(|e| Error(format!("{what}: set properties: {e}")))
+    })
+}
+
+async fn unit_proxy<'a>(m: &ManagerProxy<'a>, unit: &str) -> Option<zbus::Proxy<'a>> {
+    let path = m.get_unit(unit).await.ok()?;
+    zbus::Proxy::new(
+        m.inner().connection(),
+        "org.freedesktop.systemd1",
+        path,
+        "org.freedesktop.systemd1.Unit",
+    )
+    .await
+    .ok()
+}
+
+/// The unit's `InvocationID` in hex, if it is loaded.
+async fn invocation(m: &ManagerProxy<'_>, unit: &str) -> Option<String> {
+    let p = unit_proxy(m, unit).await?;
+    let id: Vec<u8> = p.get_property("InvocationID").await.ok()?;
+    if id.is_empty() {
+        return None;
+    }
+    Some(id.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn unit_active(m: &ManagerProxy<'_>, unit: &str) -> bool {
+    let Some(p) = unit_proxy(m, unit).await else {
+        return false;
+    };
+    let state: String = p.get_property("ActiveState").await.unwrap_or_default();
+    matches!(
+        state.as_str(),
+        "active" | "activating" | "deactivating" | "reloading"
+    )
 }
 
 enum JobError {
     Call(zbus::Error),
     Result(String),
     Timeout,
+    Closed,
 }
 
 impl JobError {
@@ -165,49 +257,40 @@ impl JobError {
                 "{what}: {verb}: the job did not finish in {} s",
                 JOB_TIMEOUT.as_secs()
             )),
+            JobError::Closed => Error(format!(
+                "{what}: {verb}: the bus closed before the job ended"
+            )),
         }
     }
 }
 
 /// Calls `enqueue` (which returns a job's path) and waits for that job's `JobRemoved`. The
 /// signal is subscribed to before the call, so that a quick job cannot be missed.
-fn run_job(
-    m: &Manager<'_>,
-    what: &str,
-    enqueue: impl FnOnce() -> zbus::Result<OwnedObjectPath>,
-) -> std::result::Result<(), JobError> {
-    m.subscribe().map_err(JobError::Call)?;
-    let signals = m.receive_job_removed().map_err(JobError::Call)?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    // The blocking iterator has no timeout of its own: it runs on a thread, read with one.
-    let reader = std::thread::Builder::new()
-        .name("ferrun-dbus-jobs".into())
-        .spawn(move || {
-            for s in signals {
-                if let Ok(a) = s.args()
-                    && tx.send((a.job.clone(), a.result.clone())).is_err()
-                {
-                    return;
-                }
-            }
-        });
-    if reader.is_err() {
-        crate::log::debug(&format!("{what}: no thread to wait on the job"));
-    }
-    let job = enqueue().map_err(JobError::Call)?;
-    let deadline = std::time::Instant::now() + JOB_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((path, result)) if path == job => {
-                return if result == "done" {
+async fn run_job<F, Fut>(m: &ManagerProxy<'_>, enqueue: F) -> std::result::Result<(), JobError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = zbus::Result<OwnedObjectPath>>,
+{
+    m.subscribe().await.map_err(JobError::Call)?;
+    let mut signals = m.receive_job_removed().await.map_err(JobError::Call)?;
+    let job = enqueue().await.map_err(JobError::Call)?;
+    let wait = async {
+        while let Some(s) = signals.next().await {
+            if let Ok(a) = s.args()
+                && a.job == job
+            {
+                return if a.result == "done" {
                     Ok(())
                 } else {
-                    Err(JobError::Result(result))
+                    Err(JobError::Result(a.result.clone()))
                 };
             }
-            Ok(_) => {}
-            Err(_) => return Err(JobError::Timeout),
         }
-    }
+        Err(JobError::Closed)
+    };
+    let timeout = async {
+        async_io::Timer::after(JOB_TIMEOUT).await;
+        Err(JobError::Timeout)
+    };
+    futures_lite::future::or(wait, timeout).await
 }

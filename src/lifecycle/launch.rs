@@ -125,7 +125,10 @@ pub(crate) fn launch<'a>(
     profile::mark("host steps before clone");
     let (child, parent) = clone_child(&mut l, sync, &page, hook)?;
     profile::mark("clone3");
-    after_clone(&mut l, &parent, &child)?;
+    if let Err(e) = after_clone(&mut l, &parent, &child) {
+        // A container process that failed (or died) meanwhile says more than what it broke.
+        return Err(child_failure(&mut l, &parent, &page, &child).unwrap_or(e));
+    }
     profile::mark("host steps after clone");
     let pty = until_ready(&mut l, &parent, &page, &child)?;
     profile::mark("container set-up, until ready");
@@ -393,16 +396,16 @@ fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()
                 let Some(scope) = &c.systemd else {
                     return Err(no_cgroup());
                 };
-                match cg.start_scope(scope, child.pid, &l.opts.id, &c.v2_controllers) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        // A unit that systemd refused may be another's: not ours to stop.
-                        if e.0.contains("UnitExists") {
-                            l.guard.cgroup = None;
-                        }
-                        return Err(e);
-                    }
+                let started = cg.start_scope(scope, child.pid, &l.opts.id);
+                // From the moment the unit exists it is recorded, so that a failure here (or a
+                // ferrun killed from here on) leaves `delete` the unit to stop.
+                l.guard.cgroup = Some(cg.clone());
+                l.state.cgroup = Some(cg.clone());
+                if cg.systemd_unit.is_some() {
+                    l.store.save(&l.state)?;
                 }
+                started?;
+                cg.check_scope(child.pid, &c.v2_controllers)?;
             }
             HostStep::CgroupWrite(w) => {
                 let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;
@@ -417,6 +420,38 @@ fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The failure the container process reported, or its death, if either happened already.
+fn child_failure(
+    l: &mut Launch<'_>,
+    parent: &OwnedFd,
+    page: &SharedPage,
+    child: &Child,
+) -> Option<Error> {
+    let mut p = libc::pollfd {
+        fd: parent.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polling our own socket without waiting.
+    if unsafe { libc::poll(&mut p, 1, 0) } != 1 {
+        return None;
+    }
+    match recv_record(parent) {
+        Ok(Some((r, _))) if r.step < ferrun_executor::MSG_HOOKS => {
+            Some(Error(render_failure(&l.plan, r)))
+        }
+        Ok(None) => {
+            let mut status = 0;
+            // SAFETY: reaping our own child, which closed its end: it is exiting.
+            unsafe { libc::waitpid(child.pid, &mut status, 0) };
+            l.guard.child = None;
+            let cgroup = (l.guard.cgroup.as_ref(), l.oom_before);
+            Some(Error(describe_death(&l.plan, page, status, cgroup)))
+        }
+        _ => None,
+    }
 }
 
 /// Serves the container process until it reports ready: its pty, the create hooks at

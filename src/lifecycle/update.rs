@@ -146,13 +146,70 @@ pub fn update(store: &Store, id: &str, flags: &UpdateFlags) -> Result<()> {
         order_memory_writes(&c, &mut writes);
     }
     if let Some(unit) = &c.systemd_unit {
-        // systemd would otherwise put its own idea of the limits back at its next reload.
-        let v2 = layout.v1.len() as u8;
-        let props = ferrun_planner::cgroups::unit_properties(&writes, v2);
-        crate::cgroups::systemd::set_properties(unit, &props)?;
+        set_unit_properties(&c, unit, &layout, &writes)?;
     }
     for w in &writes {
         c.write(usize::from(w.hierarchy), &w.file, &w.value, &w.field)?;
+    }
+    Ok(())
+}
+
+/// Files systemd writes from its own record of the unit when a property of their controller is
+/// set.
+const SYSTEMD_MANAGED: [&str; 12] = [
+    "cpu.max",
+    "cpu.weight",
+    "cpu.idle",
+    "memory.max",
+    "memory.high",
+    "memory.low",
+    "memory.min",
+    "memory.swap.max",
+    "pids.max",
+    "io.weight",
+    "cpuset.cpus",
+    "cpuset.mems",
+];
+
+/// The systemd driver: the new limits become the scope's properties too (systemd would put its
+/// own record back at its next reload otherwise). Setting them makes systemd rewrite the other
+/// files of the same controllers from that record, which may be rounder than what the container
+/// was given (a CPU quota goes in 10 ms steps): those are put back as they were.
+fn set_unit_properties(
+    c: &Cgroup,
+    unit: &str,
+    layout: &CgroupLayout,
+    writes: &[ferrun_plans::CgroupWrite],
+) -> Result<()> {
+    let Some(dir) = c.v2_dir() else {
+        return Ok(());
+    };
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let before: Vec<(&str, String)> = SYSTEMD_MANAGED.iter().map(|f| (*f, read(f))).collect();
+    // A quota alone: the unit's quota per second needs the period in force.
+    let for_unit: Vec<ferrun_plans::CgroupWrite> = writes
+        .iter()
+        .map(|w| {
+            let mut w = w.clone();
+            if w.file == "cpu.max" && !w.value.contains(' ') {
+                let cur = read("cpu.max");
+                let period = cur.split_whitespace().nth(1).unwrap_or("100000");
+                w.value = format!("{} {period}", w.value);
+            }
+            w
+        })
+        .collect();
+    let v2 = layout.v1.len() as u8;
+    let props = ferrun_planner::cgroups::unit_properties(&for_unit, v2);
+    crate::cgroups::systemd::set_properties(unit, &props)?;
+    for (file, was) in before {
+        if writes.iter().any(|w| w.file == file) || read(file) == was {
+            continue;
+        }
+        // io.weight reads as one line per device: each is written on its own.
+        for line in was.lines().filter(|l| !l.trim().is_empty()) {
+            let _ = std::fs::write(dir.join(file), line.trim());
+        }
     }
     Ok(())
 }

@@ -17,9 +17,10 @@ echo "phase image $(awk "BEGIN{printf \"%.1f\", $t1 - $t0}")"
 base=${image%.img}
 serial="$ctl/serial.log"
 
+# qemu runs in a session of its own (under `timeout`), so that the whole group can be killed.
 boot() { # accel cpu seconds
   : > "$serial"
-  timeout --kill-after=5 "$3" qemu-system-x86_64 \
+  setsid timeout --kill-after=5 "$3" qemu-system-x86_64 \
     -accel "$1" -cpu "$2" -smp 2 -m 2048 \
     -nographic -no-reboot -monitor none -serial "file:$serial" -nic none \
     -kernel "$base.vmlinuz" -initrd "$base.initrd" \
@@ -30,6 +31,8 @@ boot() { # accel cpu seconds
   qemu=$!
 }
 
+# Whatever happens to this script, no guest outlives it.
+trap '[ -n "${qemu:-}" ] && kill -9 -- "-$qemu" 2>/dev/null || true' EXIT
 accel=tcg
 if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
   boot kvm host "$timeout"
@@ -39,7 +42,7 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
     sleep 0.2
   done
   if [ "$accel" != kvm ]; then
-    kill -9 "$qemu" 2>/dev/null || true
+    kill -9 -- "-$qemu" 2>/dev/null || true
     wait "$qemu" 2>/dev/null || true
     echo "accel: /dev/kvm opens but the guest printed nothing in 5 s: TCG" >&2
   fi

@@ -15,6 +15,16 @@ const IMAGE: &str = "localhost/busybox";
 
 type Scenario = (&'static str, fn());
 
+/// Facts a scenario reports besides passing (which paths ferrun took, say): written after its
+/// result line.
+static NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn note(line: &str) {
+    if let Ok(mut n) = NOTES.lock() {
+        n.push(line.to_string());
+    }
+}
+
 pub fn main() {
     let results = std::env::var("FERRUN_VM_RESULTS").expect("FERRUN_VM_RESULTS");
     let mut out = std::fs::OpenOptions::new()
@@ -28,12 +38,35 @@ pub fn main() {
             "guest_is_pure_cgroup2_with_systemd_on_kernel_6_1",
             guest_is_what_users_run,
         ),
-        ("cgroup2_resources_read_back_inside", resources_read_back),
+        ("kernel_6_1_takes_the_new_api_paths", new_api_paths),
+        ("cgroup2_resources_read_back_ferrun", || {
+            resources_read_back("ferrun")
+        }),
+        ("cgroup2_resources_read_back_crun", || {
+            resources_read_back("crun")
+        }),
+        ("cgroup2_resources_read_back_runc", || {
+            resources_read_back("runc")
+        }),
         ("cpu_idle_reads_back", cpu_idle),
         ("memory_hog_is_oom_killed_and_named", memory_hog_oom_killed),
-        ("fork_bomb_is_held_by_pids_max", fork_bomb_held),
-        ("cpu_max_throttles", cpu_throttled),
-        ("device_rules_through_ebpf", device_rules),
+        ("fork_bomb_is_held_by_pids_max_ferrun", || {
+            fork_bomb_held("ferrun")
+        }),
+        ("fork_bomb_is_held_by_pids_max_crun", || {
+            fork_bomb_held("crun")
+        }),
+        ("fork_bomb_is_held_by_pids_max_runc", || {
+            fork_bomb_held("runc")
+        }),
+        ("cpu_max_throttles_ferrun", || cpu_throttled("ferrun")),
+        ("cpu_max_throttles_crun", || cpu_throttled("crun")),
+        ("cpu_max_throttles_runc", || cpu_throttled("runc")),
+        ("device_rules_through_ebpf_ferrun", || {
+            device_rules("ferrun")
+        }),
+        ("device_rules_through_ebpf_crun", || device_rules("crun")),
+        ("device_rules_through_ebpf_runc", || device_rules("runc")),
         (
             "freeze_update_events_exec_kill_delete",
             lifecycle_on_cgroup2,
@@ -52,6 +85,10 @@ pub fn main() {
         (
             "systemd_cgroup_refused_clearly_with_a_bad_path",
             systemd_bad_path,
+        ),
+        (
+            "systemd_failure_after_the_scope_leaves_nothing",
+            systemd_failure_after_the_scope,
         ),
         ("podman_systemd_defaults_ferrun", || {
             podman_defaults("ferrun")
@@ -80,6 +117,11 @@ pub fn main() {
         };
         eprintln!("{line}");
         writeln!(out, "{line}").expect("write result");
+        if let Ok(mut n) = NOTES.lock() {
+            for l in n.drain(..) {
+                writeln!(out, "note {name}: {l}").expect("write note");
+            }
+        }
         out.sync_all().ok();
     }
     writeln!(out, "done {:.1}", t0.elapsed().as_secs_f64()).expect("write result");
@@ -153,7 +195,7 @@ fn disk() -> String {
         .to_string()
 }
 
-fn resources_read_back() {
+fn resources_read_back(rt: &str) {
     let dev = disk();
     let (major, minor) = dev.split_once(':').expect("maj:min");
     let (major, minor): (i64, i64) = (major.parse().expect("major"), minor.parse().expect("minor"));
@@ -177,7 +219,7 @@ fn resources_read_back() {
             "unified": {"memory.high": "201326592", "memory.min": "1048576", "memory.oom.group": "1"}
         }),
     );
-    let out = b.sh(&script);
+    let out = sh_with(rt, &mut b, &script);
     assert_eq!(field(&out, "memory.max"), "268435456", "{out}");
     assert_eq!(field(&out, "memory.low"), "134217728", "{out}");
     assert_eq!(field(&out, "memory.high"), "201326592", "{out}");
@@ -186,8 +228,10 @@ fn resources_read_back() {
     assert_eq!(field(&out, "memory.swap.max"), "268435456", "{out}");
     assert_eq!(field(&out, "memory.oom.group"), "1", "{out}");
     assert_eq!(field(&out, "cpu.max"), "50000 100000", "{out}");
-    // The quadratic shares-to-weight mapping of crun and runc 1.3 (shares 1024 → weight 100).
-    assert_eq!(field(&out, "cpu.weight"), "59", "{out}");
+    // ferrun maps shares to weight with the quadratic curve of newer crun and runc (1024 →
+    // 100); Debian's runc 1.1.5 and crun 1.8.1 still use the linear one.
+    let weight = if rt == "ferrun" { "59" } else { "20" };
+    assert_eq!(field(&out, "cpu.weight"), weight, "{rt}: {out}");
     assert_eq!(field(&out, "cpuset.cpus"), "0", "{out}");
     assert_eq!(field(&out, "cpuset.mems"), "0", "{out}");
     assert_eq!(field(&out, "pids.max"), "64", "{out}");
@@ -201,11 +245,91 @@ fn resources_read_back() {
     assert_eq!(field(&out, "hugetlb.2MB.max"), "4194304", "{out}");
     // The cgroup namespace's root is the container's cgroup, mounted read-only.
     assert_eq!(field(&out, "cgroup"), "0::/", "{out}");
-    assert!(out.contains("cgroup2 /sys/fs/cgroup cgroup2 ro"), "{out}");
+    assert!(out.contains(" /sys/fs/cgroup cgroup2 ro"), "{rt}: {out}");
     assert!(
         !cgroup_dir(&b).exists(),
         "the cgroup outlived the container"
     );
+}
+
+/// `sh -c SCRIPT` in the bundle's container under runtime `rt`; its stdout, which must succeed.
+fn sh_with(rt: &str, b: &mut Bundle, script: &str) -> String {
+    b.edit(|c| c["process"]["args"] = json!(["sh", "-c", script]));
+    let bundle_path = b.path().to_string_lossy().into_owned();
+    let root = b.state_root().to_string_lossy().into_owned();
+    let o = run(
+        &runtime_bin(rt),
+        &["--root", &root, "run", "--bundle", &bundle_path, "sh"],
+    );
+    assert!(o.status.success(), "{rt}: {script:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// On 6.1 every newer kernel interface ferrun prefers is there: the trace shows it took them
+/// (`clone3` into the cgroup, the new mount API for binds and procfs, `openat2`,
+/// `close_range`), none failing with ENOSYS, and the result line names them.
+fn new_api_paths() {
+    let mut b = bundle("true", json!({"pids": {"limit": 10}}));
+    b.edit(|c| {
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+        c["mounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .push(json!({"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind", "ro"]}));
+    });
+    let trace = std::env::temp_dir().join("ferrun-vm-trace");
+    let bundle_path = b.path().to_string_lossy().into_owned();
+    let root = b.state_root().to_string_lossy().into_owned();
+    let calls =
+        "clone3,fsopen,fsmount,open_tree,move_mount,mount_setattr,openat2,close_range,execveat";
+    let o = run(
+        "strace",
+        &[
+            "-f",
+            "-qq",
+            "-e",
+            &format!("trace={calls}"),
+            "-o",
+            &trace.to_string_lossy(),
+            common::ferrun_bin(),
+            "--root",
+            &root,
+            "run",
+            "--bundle",
+            &bundle_path,
+            "api",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let log = std::fs::read_to_string(&trace).expect("trace");
+    assert!(!log.contains("ENOSYS"), "{log}");
+    let mut used = Vec::new();
+    for call in calls.split(',') {
+        let ok = log
+            .lines()
+            .filter(|l| {
+                l.contains(&format!(" {call}("))
+                    || l.contains(&format!("]{call}("))
+                    || l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|w| w.starts_with(&format!("{call}(")))
+            })
+            .filter(|l| !l.contains("= -1"))
+            .count();
+        used.push(format!("{call} {ok}"));
+        // The binary sits on a read-only mount here (9p): it is not re-executed.
+        if call != "execveat" {
+            assert!(ok > 0, "{call} never succeeded:\n{log}");
+        }
+    }
+    let into = log
+        .lines()
+        .any(|l| l.contains("clone3(") && l.contains("CLONE_INTO_CGROUP"));
+    assert!(into, "clone3 without CLONE_INTO_CGROUP:\n{log}");
+    note(&format!(
+        "kernel 6.1, successful calls in one run: {}",
+        used.join(", ")
+    ));
 }
 
 fn cpu_idle() {
@@ -236,14 +360,14 @@ fn memory_hog_oom_killed() {
     assert!(!cgroup_dir(&b).exists());
 }
 
-fn fork_bomb_held() {
+fn fork_bomb_held(rt: &str) {
     // The forks run in a subshell (a shell that cannot fork gives up); at the limit only
     // builtins work, so the count is read with `read`, and the sleepers go before `cat`.
     let script = "(i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; \
                   read cur < /sys/fs/cgroup/pids.current; kill -9 -1; wait; \
                   echo current=$cur; echo events=$(cat /sys/fs/cgroup/pids.events)";
     let mut b = bundle(script, json!({"pids": {"limit": 10}}));
-    let out = b.sh(script);
+    let out = sh_with(rt, &mut b, script);
     let current: u32 = field(&out, "current").parse().expect("pids.current");
     assert!(current <= 10, "{out}");
     let refused: u32 = field(&out, "events")
@@ -253,15 +377,15 @@ fn fork_bomb_held() {
     assert!(refused > 0, "no fork was refused: {out}");
 }
 
-fn cpu_throttled() {
+fn cpu_throttled(rt: &str) {
     let script = "timeout 2 sh -c 'while :; do :; done'; cat /sys/fs/cgroup/cpu.stat | tr ' ' '='";
     let mut b = bundle(script, json!({"cpu": {"quota": 10000, "period": 100000}}));
-    let out = b.sh(script);
+    let out = sh_with(rt, &mut b, script);
     let n: u64 = field(&out, "nr_throttled").parse().expect("nr_throttled");
     assert!(n > 0, "{out}");
 }
 
-fn device_rules() {
+fn device_rules(rt: &str) {
     let script = "mknod /tmp/blk b 7 0 && mknod /tmp/nul c 1 3 && \
                   (head -c1 /tmp/blk >/dev/null 2>&1 && echo blk=open || echo blk=denied); \
                   (echo x > /tmp/nul && echo nul=open || echo nul=denied); \
@@ -285,7 +409,7 @@ fn device_rules() {
             {"allow": true, "type": "b", "major": 7, "access": "m"}
         ]});
     });
-    let out = b.sh(script);
+    let out = sh_with(rt, &mut b, script);
     assert_eq!(field(&out, "blk"), "denied", "{out}");
     assert_eq!(field(&out, "nul"), "open", "{out}");
     assert_eq!(field(&out, "zero"), "open", "{out}");
@@ -405,8 +529,14 @@ fn systemd_scope(rt: &str) {
         c["linux"]["resources"] = json!({
             "memory": {"limit": 67108864},
             "pids": {"limit": 32},
-            "cpu": {"quota": 20000, "period": 100000}
+            "cpu": {"quota": 20000, "period": 100000},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]
         });
+        // The namespace is made once the process is in the scope: its root is the scope.
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("ns")
+            .push(json!({"type": "cgroup"}));
     });
     let bundle_path = b.path().to_string_lossy().into_owned();
     let root = b.state_root().to_string_lossy().into_owned();
@@ -478,7 +608,7 @@ fn systemd_scope(rt: &str) {
     let status =
         String::from_utf8_lossy(&run("systemctl", &["status", "--no-pager", &unit_name]).stdout)
             .into_owned();
-    assert!(status.contains(&pid.to_string()), "{rt}: {status}");
+    assert!(status.contains(&format!("{pid} sleep")), "{rt}: {status}");
     let dir = Path::new("/sys/fs/cgroup").join(cg.trim_start_matches('/'));
     // The limits are in the process's own cgroup (crun's sub-cgroup, or the scope).
     let own_dir = Path::new("/sys/fs/cgroup").join(own.trim().trim_start_matches("0::/"));
@@ -486,6 +616,18 @@ fn systemd_scope(rt: &str) {
     assert_eq!(file("memory.max").trim(), "67108864", "{rt}");
     assert_eq!(file("pids.max").trim(), "32", "{rt}");
     assert_eq!(file("cpu.max").trim(), "20000 100000", "{rt}");
+    // systemd does not manage hugetlb: it is delegated down the ancestors.
+    assert_eq!(file("hugetlb.2MB.max").trim(), "4194304", "{rt}");
+    let inside = run(
+        &rtb,
+        &["--root", &root, "exec", &id, "cat", "/proc/self/cgroup"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&inside.stdout).trim(),
+        "0::/",
+        "{rt}: {}",
+        text(&inside)
+    );
     // update changes the unit's properties, not only the files.
     let update = [
         "--systemd-cgroup",
@@ -529,23 +671,65 @@ fn systemd_scope(rt: &str) {
 fn sigkill_mid_create() {
     let id = "killed";
     let unit_name = format!("ferrun-{id}.scope");
+    let cg = scope_cgroup(&unit_name);
+    let dir = Path::new("/sys/fs/cgroup").join(cg.trim_start_matches('/'));
     let mut b = Bundle::new(&["sleep", "1000"]);
+    // The hook runs once the scope exists: it leaves a process of its own in the scope (the
+    // container process dies with ferrun, and an empty scope would go by itself), then kills
+    // ferrun, its parent.
+    let pid_file = std::env::temp_dir().join("ferrun-vm-hook.pid");
+    let hook = format!(
+        "sleep 1000 & echo $! > {}/cgroup.procs; echo $! > {}; kill -9 $PPID",
+        dir.display(),
+        pid_file.display()
+    );
     b.edit(|c| {
         c["linux"]["cgroupsPath"] = json!(format!("ferrun-test.slice:ferrun:{id}"));
-        // The hook runs once the scope exists; it kills ferrun itself.
-        c["hooks"] = json!({"createRuntime": [
-            {"path": "/bin/sh", "args": ["sh", "-c", "kill -9 $PPID; sleep 5"]}
-        ]});
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]});
     });
     let bundle_path = b.path().to_string_lossy().into_owned();
     let o = b.ferrun(&["--systemd-cgroup", "create", "--bundle", &bundle_path, id]);
     assert!(!o.status.success(), "create survived: {}", text(&o));
-    // Killed, ferrun cleaned nothing up: the state (which names the unit) is still there.
+    // ferrun cleaned nothing up: its state names the unit, which still holds the hook's sleep.
     assert_eq!(b.leftover_state(), [id], "{}", text(&o));
+    let state = std::fs::read_to_string(b.state_root().join(id).join("state.json")).expect("state");
+    assert!(state.contains(&unit_name), "{state}");
+    let show = unit(&unit_name, &["ActiveState"]);
+    assert_eq!(field(&show, "ActiveState"), "active", "{show}");
+    let sleeper = std::fs::read_to_string(&pid_file).expect("hook pid");
     let o = b.ferrun(&["--systemd-cgroup", "delete", "--force", id]);
     assert!(o.status.success(), "delete --force: {}", text(&o));
     assert!(
-        common::wait_until(|| unit(&unit_name, &["ActiveState"]).contains("inactive")),
+        common::wait_until(|| unit(&unit_name, &["LoadState"]).contains("not-found")),
+        "{}",
+        unit(&unit_name, &["LoadState", "ActiveState"])
+    );
+    assert!(!dir.exists());
+    let gone = common::wait_until(|| {
+        std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim()))
+            .map_or(true, |s| s.contains(") Z"))
+    });
+    assert!(gone, "the scope's process lives on");
+    assert!(b.leftover_state().is_empty());
+}
+
+/// A limit the kernel refuses once the scope exists: the scope is stopped, nothing is left.
+fn systemd_failure_after_the_scope() {
+    let id = "refused";
+    let unit_name = format!("ferrun-{id}.scope");
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("ferrun-test.slice:ferrun:{id}"));
+        c["linux"]["resources"] = json!({"unified": {"misc.max": "sev 1"}});
+    });
+    let bundle_path = b.path().to_string_lossy().into_owned();
+    let o = b.ferrun(&["--systemd-cgroup", "run", "--bundle", &bundle_path, id]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("linux.resources.unified"), "{}", text(&o));
+    assert!(b.leftover_state().is_empty());
+    assert!(
+        common::wait_until(|| unit(&unit_name, &["LoadState"]).contains("not-found")),
         "{}",
         unit(&unit_name, &["LoadState", "ActiveState"])
     );
@@ -555,18 +739,19 @@ fn sigkill_mid_create() {
             .join(cg.trim_start_matches('/'))
             .exists()
     );
-    assert!(b.leftover_state().is_empty());
 }
 
 fn systemd_bad_path() {
-    let mut b = Bundle::new(&["true"]);
-    b.edit(|c| c["linux"]["cgroupsPath"] = json!("not-a-slice:ferrun:x"));
-    let bundle_path = b.path().to_string_lossy().into_owned();
-    let o = b.ferrun(&["--systemd-cgroup", "run", "--bundle", &bundle_path, "bad"]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("linux.cgroupsPath"), "{err}");
-    assert!(b.leftover_state().is_empty());
+    for path in ["not-a-slice:ferrun:x", "ferrun-test.slice:ferrun:bad name"] {
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| c["linux"]["cgroupsPath"] = json!(path));
+        let bundle_path = b.path().to_string_lossy().into_owned();
+        let o = b.ferrun(&["--systemd-cgroup", "run", "--bundle", &bundle_path, "bad"]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("linux.cgroupsPath"), "{path}: {err}");
+        assert!(b.leftover_state().is_empty());
+    }
 }
 
 /// Registers ferrun with podman (a drop-in; cgroup_manager and the rest stay Debian's) and
@@ -653,6 +838,8 @@ fn podman_defaults(rt: &str) {
     assert_eq!(lines.first(), Some(&"67108864"), "{rt}: {out}");
     assert_eq!(lines.get(1), Some(&"50"), "{rt}: {out}");
     assert_eq!(lines.get(2), Some(&"50000 100000"), "{rt}: {out}");
+    // podman's default on cgroup2 is a private cgroup namespace.
+    assert_eq!(lines.get(3), Some(&"0::/"), "{rt}: {out}");
     let name = format!("vm-{rt}");
     let _ = podman(rt, &["rm", "-f", &name]);
     let _cleanup = Cleanup(
@@ -697,7 +884,11 @@ fn podman_defaults(rt: &str) {
             &name,
         ],
     ));
-    assert!(stats.trim().starts_with('1'), "{rt}: stats {stats}");
+    assert_eq!(
+        stats.split_whitespace().next(),
+        Some("1"),
+        "{rt}: stats {stats}"
+    );
     let o = podman(rt, &["update", "--memory", "128m", &name]);
     assert!(o.status.success(), "{rt}: update {}", text(&o));
     let mem = ok(&podman(
@@ -715,22 +906,23 @@ fn podman_defaults(rt: &str) {
 }
 
 fn nothing_left_behind() {
-    // The test slices are made by systemd for the scopes; they go too.
-    ok(&run(
-        "systemctl",
-        &["stop", "ferrun-test.slice", "ferrun.slice"],
-    ));
+    // Any scope still loaded (running or failed) is a leak; then the test slices go.
     let units = ok(&run(
         "systemctl",
         &[
             "list-units",
-            "--state=active",
+            "--all",
+            "--plain",
             "--no-legend",
-            "ferrun-*",
-            "libpod-*",
+            "ferrun-*.scope",
+            "libpod-*.scope",
         ],
     ));
     assert!(units.trim().is_empty(), "units left: {units}");
+    ok(&run(
+        "systemctl",
+        &["stop", "ferrun-test.slice", "ferrun.slice"],
+    ));
     if Path::new("/sys/fs/cgroup/ferrun-test").exists() {
         std::fs::remove_dir("/sys/fs/cgroup/ferrun-test").expect("a test cgroup was left behind");
     }

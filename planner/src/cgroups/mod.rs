@@ -787,8 +787,23 @@ pub fn systemd_unit(raw: &str) -> Result<(String, String), PlanError> {
     } else {
         format!("{prefix}-{name}.scope")
     };
-    if unit.contains('/') {
-        return err(field, format!("{unit:?} must not contain /"));
+    // systemd's unit name rules: a refusal at StartTransientUnit would come too late.
+    for name in [slice, unit.as_str()] {
+        if name.len() > 255 {
+            return err(
+                field,
+                format!("{name:?} is longer than systemd's 255 bytes"),
+            );
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || ":_.-\\@".contains(*c)))
+        {
+            return err(
+                field,
+                format!("{name:?}: systemd does not allow {c:?} in a unit name"),
+            );
+        }
     }
     Ok((slice.to_string(), unit))
 }
@@ -852,6 +867,10 @@ mod tests {
         );
         assert!(p("a--b.slice:p:x").is_err());
         assert!(p("/abs/path").is_err());
+        // Names systemd would refuse at StartTransientUnit are refused at planning.
+        let e = p("machine.slice:ferrun:bad name").expect_err("space");
+        assert!(e.to_string().contains("' '"), "{e}");
+        assert!(p(&format!("machine.slice:p:{}", "x".repeat(260))).is_err());
     }
 
     #[test]
