@@ -311,12 +311,12 @@ impl Cgroup {
         let dir = &self.dirs[i];
         let mount = Path::new(&self.hierarchies[i].mount);
         let rel = Path::new("/").join(dir.strip_prefix(mount).unwrap_or(Path::new("")));
-        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if own.trim() != format!("0::{}", rel.display()) {
+        // cgroup.procs, not /proc/<pid>/cgroup: the latter is relative to the reader's cgroup
+        // namespace, which a joined one changes.
+        if !read_pids(dir).contains(&pid) {
             bail!(
-                "systemd scope {unit}: the container process is not in {} but in {:?}",
-                rel.display(),
-                own.trim()
+                "systemd scope {unit}: the container process {pid} is not in {}",
+                dir.display()
             );
         }
         let missing = |have: &str| -> Vec<String> {
@@ -609,6 +609,12 @@ impl Cgroup {
         if !self.owned() {
             bail!("the container's cgroup is shared: ferrun will not signal every process in it");
         }
+        // A scope systemd collected once empty may have been taken by another container.
+        if let (Some(unit), Some(inv)) = (&self.systemd_unit, &self.systemd_invocation)
+            && !systemd::is_current(unit, inv)?
+        {
+            return Ok(());
+        }
         if sig == libc::SIGKILL
             && let Some(i) = self.v2_index()
             && self.created[i]
@@ -639,16 +645,24 @@ impl Cgroup {
     /// rmdir is retried while the kernel still counts exiting tasks (EBUSY).
     pub fn remove(&self, kill: bool) -> Result<()> {
         if let (Some(unit), Some(inv)) = (&self.systemd_unit, &self.systemd_invocation) {
-            if !systemd::running() || !systemd::is_current(unit, inv) {
-                // The scope ended with its processes and systemd removed it; a unit or cgroup
-                // of that name now is another container's.
+            let stopped = if systemd::running() && systemd::is_current(unit, inv)? {
+                if kill && !self.pids().is_empty() {
+                    let _ = self.signal_all(libc::SIGKILL);
+                }
+                systemd::stop_scope(unit, inv)?
+            } else {
+                false
+            };
+            if !stopped {
+                // The scope ended with its processes and systemd collected it, or another unit
+                // took the name since: an empty leftover directory goes, nothing else is ours.
+                for dir in self.dirs.iter().filter(|d| d.exists()) {
+                    let _ = std::fs::remove_dir(dir);
+                }
                 return Ok(());
             }
-            if kill && !self.pids().is_empty() {
-                let _ = self.signal_all(libc::SIGKILL);
-            }
-            // systemd removes the scope's cgroup; what the container made below it goes first.
-            systemd::stop_scope(unit, inv)?;
+            // systemd removed the scope's tree when it stopped; what it could not (tasks still
+            // dying) goes now.
             let mut failed: Vec<String> = Vec::new();
             for dir in self.dirs.iter().filter(|d| d.exists()) {
                 if let Err(e) = remove_tree(dir) {

@@ -141,15 +141,17 @@ pub fn start_scope(
             r => r,
         };
         match r {
-            Ok(()) => invocation(&m, &scope.unit).await.ok_or_else(|| {
-                failed(Error(format!(
+            Ok(()) => match invocation(&m, &scope.unit).await {
+                Ok(Some(inv)) => Ok(inv),
+                Ok(None) => Err(failed(Error(format!(
                     "{what}: started, but it is gone already (did the container process die?)"
-                )))
-            }),
+                )))),
+                Err(e) => Err(failed(Error(format!("{what}: its invocation id: {e}")))),
+            },
             // The unit was made; its job failed: it is ours to stop.
             Err(e @ (JobError::Result(_) | JobError::Timeout | JobError::Closed)) => {
                 Err(StartFailed {
-                    made: invocation(&m, &scope.unit).await,
+                    made: invocation(&m, &scope.unit).await.ok().flatten(),
                     error: e.into_error(&what, "start"),
                 })
             }
@@ -159,34 +161,43 @@ pub fn start_scope(
 }
 
 /// Stops the scope (killing what is left in it) and waits, if it is still the unit that
-/// `invocation` names; a unit that is gone, or that is another one by now, is left alone.
-pub fn stop_scope(unit: &str, invocation_id: &str) -> Result<()> {
+/// `invocation` names: true when it was. A unit that is gone, or that is another one by now,
+/// is left alone.
+pub fn stop_scope(unit: &str, invocation_id: &str) -> Result<bool> {
     let what = format!("systemd scope {unit}");
     async_io::block_on(async {
         let m = connect(&what).await?;
-        if invocation(&m, unit).await.as_deref() != Some(invocation_id) {
+        let live = invocation(&m, unit)
+            .await
+            .map_err(|e| Error(format!("{what}: {e}")))?;
+        if live.as_deref() != Some(invocation_id) {
             crate::log::debug(&format!(
                 "{what}: gone, or another unit by now: not stopped"
             ));
-            return Ok(());
+            return Ok(false);
         }
         let r = run_job(&m, || m.stop_unit(unit, "replace")).await;
         let _ = m.reset_failed_unit(unit).await;
         match r {
-            Ok(()) => Ok(()),
-            Err(JobError::Call(e)) if is_error(&e, "org.freedesktop.systemd1.NoSuchUnit") => Ok(()),
+            Ok(()) => Ok(true),
+            Err(JobError::Call(e)) if is_error(&e, "org.freedesktop.systemd1.NoSuchUnit") => {
+                Ok(false)
+            }
             Err(e) => Err(e.into_error(&what, "stop")),
         }
     })
 }
 
-/// True while the unit `invocation_id` names is the live one of that name.
-pub fn is_current(unit: &str, invocation_id: &str) -> bool {
+/// Whether the unit `invocation_id` names is still the live one of that name. An error (the
+/// bus unreachable, access refused) is not a "no": the caller keeps its state for a retry.
+pub fn is_current(unit: &str, invocation_id: &str) -> Result<bool> {
+    let what = format!("systemd scope {unit}");
     async_io::block_on(async {
-        match connect(unit).await {
-            Ok(m) => invocation(&m, unit).await.as_deref() == Some(invocation_id),
-            Err(_) => false,
-        }
+        let m = connect(&what).await?;
+        let live = invocation(&m, unit)
+            .await
+            .map_err(|e| Error(format!("{what}: {e}")))?;
+        Ok(live.as_deref() == Some(invocation_id))
     })
 }
 
@@ -208,8 +219,13 @@ pub fn set_properties(unit: &str, properties: &[UnitProperty]) -> Result<()> {
     })
 }
 
-async fn unit_proxy<'a>(m: &ManagerProxy<'a>, unit: &str) -> Option<zbus::Proxy<'a>> {
-    let path = m.get_unit(unit).await.ok()?;
+/// The unit's object, or None when systemd has no such unit loaded.
+async fn unit_proxy<'a>(m: &ManagerProxy<'a>, unit: &str) -> zbus::Result<Option<zbus::Proxy<'a>>> {
+    let path = match m.get_unit(unit).await {
+        Ok(p) => p,
+        Err(e) if is_error(&e, "org.freedesktop.systemd1.NoSuchUnit") => return Ok(None),
+        Err(e) => return Err(e),
+    };
     zbus::Proxy::new(
         m.inner().connection(),
         "org.freedesktop.systemd1",
@@ -217,21 +233,23 @@ async fn unit_proxy<'a>(m: &ManagerProxy<'a>, unit: &str) -> Option<zbus::Proxy<
         "org.freedesktop.systemd1.Unit",
     )
     .await
-    .ok()
+    .map(Some)
 }
 
-/// The unit's `InvocationID` in hex, if it is loaded.
-async fn invocation(m: &ManagerProxy<'_>, unit: &str) -> Option<String> {
-    let p = unit_proxy(m, unit).await?;
-    let id: Vec<u8> = p.get_property("InvocationID").await.ok()?;
+/// The unit's `InvocationID` in hex, or None when no such unit is loaded.
+async fn invocation(m: &ManagerProxy<'_>, unit: &str) -> zbus::Result<Option<String>> {
+    let Some(p) = unit_proxy(m, unit).await? else {
+        return Ok(None);
+    };
+    let id: Vec<u8> = p.get_property("InvocationID").await?;
     if id.is_empty() {
-        return None;
+        return Ok(None);
     }
-    Some(id.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(Some(id.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
 async fn unit_active(m: &ManagerProxy<'_>, unit: &str) -> bool {
-    let Some(p) = unit_proxy(m, unit).await else {
+    let Ok(Some(p)) = unit_proxy(m, unit).await else {
         return false;
     };
     let state: String = p.get_property("ActiveState").await.unwrap_or_default();
@@ -271,7 +289,13 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = zbus::Result<OwnedObjectPath>>,
 {
-    m.subscribe().await.map_err(JobError::Call)?;
+    // A second Subscribe on one connection (the UnitExists retry) is refused as such.
+    match m.subscribe().await {
+        Err(e) if !is_error(&e, "org.freedesktop.systemd1.AlreadySubscribed") => {
+            return Err(JobError::Call(e));
+        }
+        _ => {}
+    }
     let mut signals = m.receive_job_removed().await.map_err(JobError::Call)?;
     let job = enqueue().await.map_err(JobError::Call)?;
     let wait = async {

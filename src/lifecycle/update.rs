@@ -146,7 +146,7 @@ pub fn update(store: &Store, id: &str, flags: &UpdateFlags) -> Result<()> {
         order_memory_writes(&c, &mut writes);
     }
     if let Some(unit) = &c.systemd_unit {
-        set_unit_properties(&c, unit, &layout, &writes)?;
+        set_unit_properties(&c, unit, &layout, &mut writes)?;
     }
     for w in &writes {
         c.write(usize::from(w.hierarchy), &w.file, &w.value, &w.field)?;
@@ -179,13 +179,26 @@ fn set_unit_properties(
     c: &Cgroup,
     unit: &str,
     layout: &CgroupLayout,
-    writes: &[ferrun_plans::CgroupWrite],
+    writes: &mut [ferrun_plans::CgroupWrite],
 ) -> Result<()> {
     let Some(dir) = c.v2_dir() else {
         return Ok(());
     };
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
     let before: Vec<(&str, String)> = SYSTEMD_MANAGED.iter().map(|f| (*f, read(f))).collect();
+    // A period alone keeps the quota in force now, before systemd rewrites it rounder.
+    let quota = before
+        .iter()
+        .find(|(f, _)| *f == "cpu.max")
+        .and_then(|(_, v)| v.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "max".into());
+    for w in writes.iter_mut() {
+        if w.file == "cpu.max"
+            && let Some(period) = w.value.strip_prefix("<keep> ")
+        {
+            w.value = format!("{quota} {period}");
+        }
+    }
     // A quota alone: the unit's quota per second needs the period in force.
     let for_unit: Vec<ferrun_plans::CgroupWrite> = writes
         .iter()
@@ -208,7 +221,12 @@ fn set_unit_properties(
         }
         // io.weight reads as one line per device: each is written on its own.
         for line in was.lines().filter(|l| !l.trim().is_empty()) {
-            let _ = std::fs::write(dir.join(file), line.trim());
+            if let Err(e) = std::fs::write(dir.join(file), line.trim()) {
+                crate::log::warn(&format!(
+                    "update: put {file} back to {:?} after systemd rewrote it: {e}",
+                    line.trim()
+                ));
+            }
         }
     }
     Ok(())

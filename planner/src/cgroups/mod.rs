@@ -787,7 +787,18 @@ pub fn systemd_unit(raw: &str) -> Result<(String, String), PlanError> {
     } else {
         format!("{prefix}-{name}.scope")
     };
-    // systemd's unit name rules: a refusal at StartTransientUnit would come too late.
+    // systemd's unit name rules: a refusal at StartTransientUnit would come too late. A name
+    // systemd would escape in its cgroup (`cpu.scope` → `_cpu.scope`) is refused too: its
+    // cgroup would not be where this path says.
+    let expanded = expand_slice(slice).unwrap_or_default();
+    for part in expanded.split('/').chain([unit.as_str()]) {
+        if systemd_escapes(part) {
+            return err(
+                field,
+                format!("{part:?}: systemd would rename its cgroup; choose another name"),
+            );
+        }
+    }
     for name in [slice, unit.as_str()] {
         if name.len() > 255 {
             return err(
@@ -797,7 +808,7 @@ pub fn systemd_unit(raw: &str) -> Result<(String, String), PlanError> {
         }
         if let Some(c) = name
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || ":_.-\\@".contains(*c)))
+            .find(|c| !(c.is_ascii_alphanumeric() || ":_.-\\".contains(*c)))
         {
             return err(
                 field,
@@ -806,6 +817,34 @@ pub fn systemd_unit(raw: &str) -> Result<(String, String), PlanError> {
         }
     }
     Ok((slice.to_string(), unit))
+}
+
+/// True when systemd's `cg_escape` would prefix the cgroup name with `_`.
+fn systemd_escapes(name: &str) -> bool {
+    const CONTROLLERS: [&str; 15] = [
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "io",
+        "blkio",
+        "memory",
+        "devices",
+        "freezer",
+        "net_cls",
+        "perf_event",
+        "net_prio",
+        "hugetlb",
+        "pids",
+        "rdma",
+        "misc",
+    ];
+    name.starts_with('_')
+        || name.starts_with('.')
+        || name.starts_with("cgroup.")
+        || matches!(name, "notify_on_release" | "release_agent" | "tasks")
+        || name
+            .rsplit_once('.')
+            .is_some_and(|(stem, _)| CONTROLLERS.contains(&stem))
 }
 
 /// `a-b-c.slice` → `/a.slice/a-b.slice/a-b-c.slice`; `-.slice` → the root.
@@ -870,7 +909,13 @@ mod tests {
         // Names systemd would refuse at StartTransientUnit are refused at planning.
         let e = p("machine.slice:ferrun:bad name").expect_err("space");
         assert!(e.to_string().contains("' '"), "{e}");
-        assert!(p(&format!("machine.slice:p:{}", "x".repeat(260))).is_err());
+        let long = format!("machine.slice:p:{}", "x".repeat(260));
+        assert!(cgroup_path(Some(&long), true).is_err());
+        // A template or an escaped cgroup name would not be the scope this path names.
+        assert!(p("machine.slice:p:x@").is_err());
+        assert!(p("machine.slice::cpu").is_err());
+        assert!(p("cpu.slice:p:x").is_err());
+        assert!(p("machine.slice:libpod:0123456789abcdef").is_ok());
     }
 
     #[test]
