@@ -26,6 +26,12 @@ pub fn host_facts() -> HostFacts {
         uid,
         gid,
         cgroups: crate::cgroups::probe_layout(),
+        // runc's tests: AppArmor's module says it is enabled and its securityfs is there;
+        // SELinux's filesystem is mounted.
+        apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y")
+            && std::path::Path::new("/sys/kernel/security/apparmor").exists(),
+        selinux: std::path::Path::new("/sys/fs/selinux/enforce").exists(),
     }
 }
 

@@ -76,6 +76,32 @@ fn bad_input_is_refused_cleanly() {
             }),
             "mounts[0].destination: must be absolute",
         ),
+        // No LSM runs on this project's machines: a profile or label is refused, never dropped.
+        (
+            "an AppArmor profile without AppArmor",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["process"]["apparmorProfile"] = json!("ferrun-test"));
+            }),
+            "process.apparmorProfile: \"ferrun-test\" cannot be applied: AppArmor is not enabled on this host",
+        ),
+        (
+            "an SELinux label without SELinux",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| {
+                    c["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0")
+                });
+            }),
+            "process.selinuxLabel: \"system_u:system_r:container_t:s0\" cannot be applied: SELinux is not enabled",
+        ),
+        (
+            "an SELinux mount label without SELinux",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| {
+                    c["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0")
+                });
+            }),
+            "linux.mountLabel: \"system_u:object_r:container_file_t:s0\" cannot be applied: SELinux is not enabled",
+        ),
         (
             "unknown capability",
             Box::new(|b: &mut Bundle| {

@@ -491,6 +491,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     Ok(())
                 }
             }
+            Step::LsmExec { lsm, value } => lsm_exec(ctx.procfd, *lsm, value.bytes()),
             Step::Hostname { name } => ok(libc::sethostname(name.as_ptr(), name.bytes().len())),
             Step::Domainname { name } => ok(libc::setdomainname(name.as_ptr(), name.bytes().len())),
             Step::Terminal => terminal(ctx),
@@ -920,4 +921,65 @@ fn wait_parent(sync: c_int) -> Result<(), i32> {
         0 => Err(libc::EPIPE),
         _ => Err(errno()),
     }
+}
+
+/// `<pid>/<attr>` with a NUL, in `buf`: the procfs path of this process's own attribute (no
+/// `self` or `thread-self`, which are symlinks that the procfs lookup refuses to follow).
+fn own_attr_path<'a>(buf: &'a mut [u8; 64], attr: &[u8]) -> &'a [u8] {
+    // SAFETY: getpid cannot fail.
+    let mut pid = unsafe { libc::getpid() } as u32;
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (pid % 10) as u8;
+        n += 1;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    for d in digits[..n].iter().rev() {
+        buf[len] = *d;
+        len += 1;
+    }
+    buf[len] = b'/';
+    len += 1;
+    let room = buf.len() - len - 1;
+    let attr = &attr[..attr.len().min(room)];
+    buf[len..len + attr.len()].copy_from_slice(attr);
+    len += attr.len();
+    buf[len] = 0;
+    &buf[..=len]
+}
+
+/// Writes the attribute the next `execve` takes: AppArmor's own file first (kernels since 5.1),
+/// then the shared `attr/exec` that older ones and SELinux use.
+fn lsm_exec(procfd: c_int, lsm: ferrun_plans::Lsm, value: &[u8]) -> Result<(), i32> {
+    let mut buf = [0u8; 64];
+    let fd = match lsm {
+        ferrun_plans::Lsm::AppArmor => {
+            match open_in_procfs(
+                procfd,
+                own_attr_path(&mut buf, b"attr/apparmor/exec"),
+                libc::O_WRONLY,
+            ) {
+                Ok(fd) => fd,
+                Err(libc::ENOENT) => open_in_procfs(
+                    procfd,
+                    own_attr_path(&mut buf, b"attr/exec"),
+                    libc::O_WRONLY,
+                )?,
+                Err(e) => return Err(e),
+            }
+        }
+        ferrun_plans::Lsm::SELinux => open_in_procfs(
+            procfd,
+            own_attr_path(&mut buf, b"attr/exec"),
+            libc::O_WRONLY,
+        )?,
+    };
+    // SAFETY: writing our buffer to our fd.
+    let n = unsafe { libc::write(fd.0, value.as_ptr().cast(), value.len()) };
+    if n < 0 { Err(errno()) } else { Ok(()) }
 }

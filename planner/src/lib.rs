@@ -36,6 +36,10 @@ pub struct HostFacts {
     pub gid: u32,
     /// The cgroup hierarchies mounted on the host.
     pub cgroups: ferrun_plans::CgroupLayout,
+    /// AppArmor is enabled (`/sys/module/apparmor/parameters/enabled` is `Y`).
+    pub apparmor: bool,
+    /// SELinux is enabled (selinuxfs is mounted).
+    pub selinux: bool,
 }
 
 /// Runtime options that change the plan.
@@ -108,6 +112,8 @@ pub fn cache_key(input: &Input<'_>) -> String {
             input.host.last_cap,
             u8::from(input.options.no_pivot),
             u8::from(input.options.systemd_cgroup),
+            u8::from(input.host.apparmor),
+            u8::from(input.host.selinux),
         ],
         format!("{:?}", input.host.cgroups).as_bytes(),
         &input.host.uid.to_le_bytes(),
@@ -1079,26 +1085,8 @@ impl<'a> Planner<'a> {
                     "time namespace offsets are not planned yet",
                 );
             }
-            if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
-                self.not_planned(
-                    "linux.mountLabel",
-                    "SELinux labels are not supported on this host",
-                );
-            }
         }
         if let Some(p) = spec.process() {
-            if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
-                self.not_planned(
-                    "process.apparmorProfile",
-                    "AppArmor is not supported on this host",
-                );
-            }
-            if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) {
-                self.not_planned(
-                    "process.selinuxLabel",
-                    "SELinux is not supported on this host",
-                );
-            }
             if p.scheduler().is_some() {
                 self.not_planned(
                     "process.scheduler",

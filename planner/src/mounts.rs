@@ -254,6 +254,29 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
     let mut parsed = Vec::with_capacity(list.len() + 2);
     let mut dev_is_bind = false;
     let mut dev_tmpfs = None;
+    // `linux.mountLabel` becomes a `context=` option of the filesystems made for the container
+    // (as runc's label code does); without SELinux it is refused, not dropped.
+    let mount_label = p
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.mount_label().clone())
+        .filter(|l| !l.is_empty());
+    if let Some(l) = &mount_label {
+        if !p.input.host.selinux {
+            return err(
+                "linux.mountLabel",
+                format!(
+                    "{:?} cannot be applied: SELinux is not enabled on this host",
+                    ferrun_plans::clip(l, 200)
+                ),
+            );
+        }
+        if l.contains('"') || l.chars().any(|c| c.is_control()) || l.len() > 4000 {
+            return err("linux.mountLabel", "must be one line without quotes");
+        }
+    }
+    let context = mount_label.map(|l| format!("context=\"{l}\""));
     for (i, m) in list.iter().enumerate() {
         let field = format!("mounts[{i}]");
         let dest = m.destination().to_str().unwrap_or("");
@@ -309,6 +332,13 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
         }
         let typ = m.typ().as_deref().filter(|t| !t.is_empty() && *t != "none");
         let is_bind = flags & libc::MS_BIND != 0 || typ == Some("bind");
+        if let Some(ctx) = &context
+            && !is_bind
+            && matches!(typ, Some("tmpfs" | "devpts" | "mqueue"))
+            && !data.iter().any(|d| d.starts_with("context="))
+        {
+            data.push(ctx.as_str());
+        }
         let source = m
             .source()
             .as_ref()

@@ -36,6 +36,59 @@ pub(crate) fn check_id(field: &str, id: u32) -> Result<(), PlanError> {
     Ok(())
 }
 
+/// `process.apparmorProfile` and `process.selinuxLabel`: the attribute the final `execve` takes,
+/// set while every capability is still held and before `no_new_privs` and the filter (under
+/// which AppArmor would refuse the transition). A profile or label for an LSM the host does not
+/// run is refused: the container would otherwise run unconfined without a word (runc refuses
+/// too).
+fn lsm_exec(p: &mut Planner<'_>, process: &Process) -> Result<(), PlanError> {
+    let wanted = [
+        (
+            "process.apparmorProfile",
+            ferrun_plans::Lsm::AppArmor,
+            process.apparmor_profile().as_deref(),
+            p.input.host.apparmor,
+            "AppArmor",
+        ),
+        (
+            "process.selinuxLabel",
+            ferrun_plans::Lsm::SELinux,
+            process.selinux_label().as_deref(),
+            p.input.host.selinux,
+            "SELinux",
+        ),
+    ];
+    for (field, lsm, value, enabled, name) in wanted {
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if !enabled {
+            return err(
+                field,
+                format!(
+                    "{:?} cannot be applied: {name} is not enabled on this host",
+                    ferrun_plans::clip(value, 200)
+                ),
+            );
+        }
+        if value.len() > 4000 || value.chars().any(|c| c.is_control()) {
+            return err(field, "must be one line of at most 4000 bytes");
+        }
+        if !p.steps.iter().any(|s| matches!(s, Step::OpenProcfs)) {
+            p.steps.push(Step::OpenProcfs);
+        }
+        let value = match lsm {
+            ferrun_plans::Lsm::AppArmor => format!("exec {value}"),
+            ferrun_plans::Lsm::SELinux => value.to_string(),
+        };
+        p.steps.push(Step::LsmExec {
+            lsm,
+            value: cbuf(field, &value)?,
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(), PlanError> {
     // rlimits and the oom score first: raising either needs capabilities dropped below.
     let mut seen = Vec::new();
@@ -183,6 +236,7 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     // What the container process holds of the host's (the caller's fds, the rootfs, cgroup
     // and namespace fds) goes before it waits for `start`, and before any filter could refuse
     // close_range.
+    lsm_exec(p, process)?;
     let mut strays_closed = false;
     if let Some(filter) = &filter
         && !nnp

@@ -14,6 +14,8 @@ fn host() -> HostFacts {
 
 fn host_on(cgroups: CgroupLayout) -> HostFacts {
     HostFacts {
+        apparmor: false,
+        selinux: false,
         arch: "x86_64".into(),
         last_cap: 40,
         uid: 0,
@@ -776,4 +778,45 @@ fn exec_plan_of_the_podman_fixture() {
         br#"{"args": [], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#,
     );
     assert_eq!(bad.map_err(|e| e.field), Err("process.args".to_string()));
+}
+
+#[test]
+fn lsm_profiles_and_labels_are_steps_before_privileges_go() {
+    let mut host = host();
+    host.apparmor = true;
+    host.selinux = true;
+    let bytes = variant(&[
+        ("/process/apparmorProfile", json!("ferrun-test")),
+        (
+            "/process/selinuxLabel",
+            json!("system_u:system_r:container_t:s0:c1,c2"),
+        ),
+        (
+            "/linux/mountLabel",
+            json!("system_u:object_r:container_file_t:s0:c1,c2"),
+        ),
+        ("/process/noNewPrivileges", json!(true)),
+    ]);
+    let p = plan_on(&bytes, Options::default(), host).expect("plan");
+    let listing = p.to_string();
+    let procfs = listing.find("open a procfs of our own").expect(&listing);
+    let aa = listing
+        .find("AppArmor: write \"exec ferrun-test\" to <pid>/attr/apparmor/exec")
+        .expect(&listing);
+    let se = listing
+        .find("SELinux: write \"system_u:system_r:container_t:s0:c1,c2\" to <pid>/attr/exec")
+        .expect(&listing);
+    let uid = listing.find("setresuid").expect(&listing);
+    let nnp = listing.find("PR_SET_NO_NEW_PRIVS").expect(&listing);
+    assert!(procfs < aa && aa < se && se < uid && uid < nnp, "{listing}");
+    // The mount label rides on the filesystems made for the container, not on binds or proc.
+    assert!(
+        listing.contains("type tmpfs flags MS_NOSUID|MS_STRICTATIME data \"mode=755,size=65536k,context=\\\"system_u:object_r:container_file_t:s0:c1,c2\\\"\""),
+        "{listing}"
+    );
+    assert!(listing.contains("type devpts"), "{listing}");
+    assert!(
+        !listing.contains("type proc flags 0 data \"context"),
+        "{listing}"
+    );
 }

@@ -25,7 +25,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
+
+/// A Linux security module whose exec attribute a plan sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lsm {
+    AppArmor,
+    SELinux,
+}
 
 /// Magic prefix of an encoded plan file.
 pub const MAGIC: &[u8; 8] = b"FERRUNPL";
@@ -314,6 +321,11 @@ pub enum Step {
     /// Write `value` to a `/proc/sys` file, resolved in the procfs of `OpenProcfs` without
     /// following any symlink or crossing a mount, and checked to be on procfs.
     Sysctl { path: CBuf, value: CBuf },
+    /// Set the LSM attribute the next `execve` takes, through the procfs of `OpenProcfs`:
+    /// `<pid>/attr/apparmor/exec` (or `<pid>/attr/exec` on kernels without the per-LSM
+    /// directory) with `exec <profile>` for AppArmor, `<pid>/attr/exec` with the label for
+    /// SELinux.
+    LsmExec { lsm: Lsm, value: CBuf },
     /// `sethostname`.
     Hostname { name: CBuf },
     /// `setdomainname`.
@@ -616,6 +628,7 @@ impl Step {
                 f(path);
                 f(value)
             }
+            Step::LsmExec { value, .. } => f(value),
             Step::Hostname { name } | Step::Domainname { name } => f(name),
             Step::ResolveExec { name, candidates } => {
                 f(name);

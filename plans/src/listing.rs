@@ -223,7 +223,17 @@ impl Display for Step {
             Step::MaskPath { path } => write!(f, "mask {}", path.text()),
             Step::ReadonlyPath { path } => write!(f, "read-only {}", path.text()),
             Step::ReadonlyRoot => write!(f, "remount / read-only"),
-            Step::OpenProcfs => write!(f, "open a procfs of our own for the sysctls"),
+            Step::OpenProcfs => write!(f, "open a procfs of our own"),
+            Step::LsmExec { lsm, value } => match lsm {
+                crate::Lsm::AppArmor => write!(
+                    f,
+                    "AppArmor: write {:?} to <pid>/attr/apparmor/exec",
+                    value.text()
+                ),
+                crate::Lsm::SELinux => {
+                    write!(f, "SELinux: write {:?} to <pid>/attr/exec", value.text())
+                }
+            },
             Step::CloseStrayFds => write!(
                 f,
                 "close every fd but stdio, preserved ones and the sync and start fds"

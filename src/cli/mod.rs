@@ -235,10 +235,10 @@ pub struct ExecArgs {
     pub cap: Vec<String>,
     #[arg(long = "no-new-privs")]
     pub no_new_privs: bool,
-    /// Accepted for runc compatibility: ferrun applies no AppArmor profile.
+    /// The AppArmor profile for the process (instead of the container's).
     #[arg(long)]
     pub apparmor: Option<String>,
-    /// Accepted for runc compatibility: ferrun applies no SELinux label.
+    /// The SELinux label for the process (instead of the container's).
     #[arg(long = "process-label")]
     pub process_label: Option<String>,
     #[arg(long = "preserve-fds", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65536))]
@@ -267,6 +267,8 @@ impl ExecArgs {
             additional_gids: self.additional_gids.clone(),
             caps: self.cap.clone(),
             no_new_privs: self.no_new_privs,
+            apparmor: self.apparmor.clone(),
+            process_label: self.process_label.clone(),
             preserve_fds: self.preserve_fds,
             ignore_paused: self.ignore_paused,
         }
@@ -479,7 +481,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     if cli.version {
         // runc's shape (podman shows it in `podman info`), with crun's features line.
         print(&format!(
-            "ferrun version {}\ncommit: {}\nspec: {}\n+SECCOMP +EBPF +CGROUPV1 +CGROUPV2 +HOOKS +SYSTEMD -SELINUX -APPARMOR\n",
+            "ferrun version {}\ncommit: {}\nspec: {}\n+SECCOMP +EBPF +CGROUPV1 +CGROUPV2 +HOOKS +SYSTEMD +SELINUX +APPARMOR\n",
             env!("CARGO_PKG_VERSION"),
             option_env!("FERRUN_COMMIT").unwrap_or("unknown"),
             crate::OCI_VERSION

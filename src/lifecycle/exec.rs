@@ -37,6 +37,8 @@ pub struct ExecOpts {
     pub additional_gids: Vec<u32>,
     pub caps: Vec<String>,
     pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
 }
@@ -108,6 +110,12 @@ fn process_json(opts: &ExecOpts, config: &Value) -> Result<Vec<u8>> {
     }
     if opts.no_new_privs {
         p["noNewPrivileges"] = json!(true);
+    }
+    if let Some(profile) = &opts.apparmor {
+        p["apparmorProfile"] = json!(profile);
+    }
+    if let Some(label) = &opts.process_label {
+        p["selinuxLabel"] = json!(label);
     }
     serde_json::to_vec(&p).map_err(|e| Error(format!("encode the process: {e}")))
 }

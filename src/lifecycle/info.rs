@@ -199,8 +199,8 @@ pub fn features() -> String {
                 "supportedFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
                     "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
             },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            "apparmor": {"enabled": true},
+            "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": false}}
         },

@@ -95,6 +95,13 @@ pub fn main() {
         }),
         ("podman_systemd_defaults_crun", || podman_defaults("crun")),
         ("podman_systemd_defaults_runc", || podman_defaults("runc")),
+        ("apparmor_profile_ferrun", || apparmor_profile("ferrun")),
+        ("apparmor_profile_crun", || apparmor_profile("crun")),
+        ("apparmor_profile_runc", || apparmor_profile("runc")),
+        (
+            "apparmor_unknown_profile_is_refused",
+            apparmor_unknown_profile,
+        ),
         ("nothing_left_behind", nothing_left_behind),
     ];
     let only = std::env::var("FERRUN_VM_ONLY").unwrap_or_default();
@@ -865,6 +872,23 @@ fn podman_defaults(rt: &str) {
     assert_eq!(lines.get(2), Some(&"50000 100000"), "{rt}: {out}");
     // podman's default on cgroup2 is a private cgroup namespace.
     assert_eq!(lines.get(3), Some(&"0::/"), "{rt}: {out}");
+    // With AppArmor enabled, podman confines the container with its own default profile.
+    let current = ok(&podman(
+        rt,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            IMAGE,
+            "cat",
+            "/proc/self/attr/current",
+        ],
+    ));
+    assert!(
+        current.starts_with("containers-default") && current.trim().ends_with("(enforce)"),
+        "{rt}: {current}"
+    );
     let name = format!("vm-{rt}");
     let _ = podman(rt, &["rm", "-f", &name]);
     let _cleanup = Cleanup(
@@ -951,4 +975,124 @@ fn nothing_left_behind() {
     if Path::new("/sys/fs/cgroup/ferrun-test").exists() {
         std::fs::remove_dir("/sys/fs/cgroup/ferrun-test").expect("a test cgroup was left behind");
     }
+}
+
+/// The profile the AppArmor scenarios load: everything allowed but reading `/secret`.
+const DENY_PROFILE: &str = "ferrun-test-deny";
+
+fn load_deny_profile() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let enabled =
+            std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").unwrap_or_default();
+        assert_eq!(enabled.trim(), "Y", "the guest boots without AppArmor");
+        let profile = format!(
+            "abi <abi/3.0>,\ninclude <tunables/global>\n\
+             profile {DENY_PROFILE} flags=(attach_disconnected,mediate_deleted) {{\n  \
+             include <abstractions/base>\n  file,\n  capability,\n  network,\n  signal,\n  \
+             ptrace,\n  unix,\n  mount,\n  umount,\n  pivot_root,\n  deny /secret/** r,\n}}\n"
+        );
+        let path = std::env::temp_dir().join("ferrun-test-deny.profile");
+        std::fs::write(&path, profile).expect("profile");
+        ok(&run(
+            "apparmor_parser",
+            &["-r", "-W", &path.to_string_lossy()],
+        ));
+        let secret = std::env::temp_dir().join("ferrun-vm-secret");
+        std::fs::create_dir_all(&secret).expect("secret dir");
+        std::fs::write(secret.join("file"), "the secret\n").expect("secret");
+    });
+}
+
+/// A container under the test profile cannot read `/secret/file`; the same container without
+/// it can; `attr/current` names the profile; `exec --apparmor` applies one too.
+fn apparmor_profile(rt: &str) {
+    load_deny_profile();
+    let script = "cat /secret/file 2>&1; echo current=$(cat /proc/self/attr/current)";
+    let mut b = Bundle::new(&["sh", "-c", script]);
+    b.edit(|c| {
+        c["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/secret", "type": "bind", "options": ["rbind", "ro"],
+            "source": std::env::temp_dir().join("ferrun-vm-secret")
+        }));
+    });
+    let free = sh_with(rt, &mut b, script);
+    assert!(free.contains("the secret"), "{rt}: {free}");
+    assert_eq!(field(&free, "current"), "unconfined", "{rt}: {free}");
+    b.edit(|c| c["process"]["apparmorProfile"] = json!(DENY_PROFILE));
+    let confined = sh_with(rt, &mut b, script);
+    assert!(!confined.contains("the secret"), "{rt}: {confined}");
+    assert!(confined.contains("Permission denied"), "{rt}: {confined}");
+    assert_eq!(
+        field(&confined, "current"),
+        format!("{DENY_PROFILE} (enforce)"),
+        "{rt}: {confined}"
+    );
+    // exec: the flag's profile, not the container's.
+    b.edit(|c| {
+        c["process"]["apparmorProfile"] = Value::Null;
+        c["process"]["args"] = json!(["sleep", "1000"]);
+    });
+    let bundle_path = b.path().to_string_lossy().into_owned();
+    let root = b.state_root().to_string_lossy().into_owned();
+    let rtb = runtime_bin(rt);
+    let _cleanup = Cleanup(
+        [rtb.as_str(), "--root", &root, "delete", "--force", "aa"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let o = run(
+        &rtb,
+        &["--root", &root, "run", "-d", "--bundle", &bundle_path, "aa"],
+    );
+    assert!(o.status.success(), "{rt}: {}", text(&o));
+    let o = run(
+        &rtb,
+        &[
+            "--root",
+            &root,
+            "exec",
+            "--apparmor",
+            DENY_PROFILE,
+            "aa",
+            "cat",
+            "/proc/self/attr/current",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("{DENY_PROFILE} (enforce)"),
+        "{rt}: {}",
+        text(&o)
+    );
+    let o = run(
+        &rtb,
+        &[
+            "--root",
+            &root,
+            "exec",
+            "aa",
+            "cat",
+            "/proc/self/attr/current",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "unconfined",
+        "{rt}: {}",
+        text(&o)
+    );
+}
+
+/// A profile the kernel does not know: refused at the step, with nothing left behind.
+fn apparmor_unknown_profile() {
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["process"]["apparmorProfile"] = json!("no-such-profile"));
+    let (code, _, err) = b.run("noprofile");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("AppArmor: write \"exec no-such-profile\""),
+        "{err}"
+    );
+    assert!(b.leftover_state().is_empty());
 }
