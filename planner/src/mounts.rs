@@ -254,7 +254,7 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
     let mut parsed = Vec::with_capacity(list.len() + 2);
     let mut dev_is_bind = false;
     let mut dev_tmpfs = None;
-    // `linux.mountLabel` becomes a `context=` option of the filesystems made for the container
+    // `linux.mountLabel` becomes a `context=` option of the tmpfs and devpts mounts
     // (as runc's label code does); without SELinux it is refused, not dropped.
     let mount_label = p
         .spec
@@ -334,7 +334,8 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
         let is_bind = flags & libc::MS_BIND != 0 || typ == Some("bind");
         if let Some(ctx) = &context
             && !is_bind
-            && matches!(typ, Some("tmpfs" | "devpts" | "mqueue"))
+            // mqueue takes no context= (EINVAL): runc labels none of it either.
+            && matches!(typ, Some("tmpfs" | "devpts"))
             && !data.iter().any(|d| d.starts_with("context="))
         {
             data.push(ctx.as_str());

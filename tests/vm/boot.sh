@@ -6,9 +6,15 @@
 # killed and the boot is made again under TCG. The guest powers itself off; a hard timeout
 # kills it whatever happens. Prints one `phase <name> <seconds>` line per phase.
 #
-# usage: boot.sh CTL SRC [TIMEOUT_SECONDS]
+# usage: boot.sh CTL SRC [TIMEOUT_SECONDS [LSM]]
+# LSM is apparmor (Debian's default) or selinux (permissive, with Debian's default policy).
 set -euo pipefail
-ctl=$1 src=$2 timeout=${3:-1200}
+ctl=$1 src=$2 timeout=${3:-1200} lsm=${4:-apparmor}
+case "$lsm" in
+  apparmor) lsm_args="" ;;
+  selinux) lsm_args="security=selinux selinux=1 enforcing=0" ;;
+  *) echo "boot.sh: unknown LSM $lsm" >&2; exit 2 ;;
+esac
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 t0=$(date +%s.%N)
 image=$("$here/image.sh")
@@ -24,7 +30,7 @@ boot() { # accel cpu seconds
     -accel "$1" -cpu "$2" -smp 2 -m 2048 \
     -nographic -no-reboot -monitor none -serial "file:$serial" -nic none \
     -kernel "$base.vmlinuz" -initrd "$base.initrd" \
-    -append "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=0 loglevel=4" \
+    -append "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=0 loglevel=4 $lsm_args" \
     -drive "file=$image,format=raw,if=virtio,snapshot=on" \
     -virtfs "local,path=$ctl,mount_tag=ctl,security_model=none,id=ctl" \
     -virtfs "local,path=$src,mount_tag=src,security_model=none,readonly=on,id=src" &
@@ -56,7 +62,7 @@ wait "$qemu"
 status=$?
 set -e
 t2=$(date +%s.%N)
-echo "phase vm $(awk "BEGIN{printf \"%.1f\", $t2 - $t1}")"
+echo "phase vm-$lsm $(awk "BEGIN{printf \"%.1f\", $t2 - $t1}")"
 if [ "$status" -ne 0 ]; then
   echo "qemu ended with status $status (124: the $timeout s timeout)" >&2
   tail -n 40 "$serial" >&2

@@ -103,10 +103,19 @@ pub fn main() {
             apparmor_unknown_profile,
         ),
         ("nothing_left_behind", nothing_left_behind),
+        (
+            "selinux_label_and_mount_label",
+            selinux_label_and_mount_label,
+        ),
     ];
     let only = std::env::var("FERRUN_VM_ONLY").unwrap_or_default();
+    let lsm = std::env::var("FERRUN_VM_LSM").unwrap_or_default();
     for (name, f) in scenarios {
         if !only.is_empty() && !only.split(',').any(|o| name.contains(o)) {
+            continue;
+        }
+        // The SELinux boot runs SELinux's scenarios; the AppArmor boot all others.
+        if name.starts_with("selinux_") != (lsm == "selinux") {
             continue;
         }
         let t = Instant::now();
@@ -1095,4 +1104,105 @@ fn apparmor_unknown_profile() {
         "{err}"
     );
     assert!(b.leftover_state().is_empty());
+}
+
+/// The first label the loaded policy accepts as a process's exec context.
+fn valid_process_label(candidates: &[&str]) -> String {
+    candidates
+        .iter()
+        .find(|l| {
+            run(
+                "sh",
+                &["-c", "printf %s \"$1\" > /proc/self/attr/exec", "sh", l],
+            )
+            .status
+            .success()
+        })
+        .unwrap_or_else(|| panic!("the policy accepts none of {candidates:?}"))
+        .to_string()
+}
+
+/// The first label the policy accepts as a tmpfs's `context=`.
+fn valid_mount_label(candidates: &[&str]) -> String {
+    let dir = std::env::temp_dir().join("ferrun-vm-selabel");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let d = dir.to_string_lossy().into_owned();
+    candidates
+        .iter()
+        .find(|l| {
+            let opt = format!("context=\"{l}\"");
+            let ok = run("mount", &["-t", "tmpfs", "-o", &opt, "tmpfs", &d])
+                .status
+                .success();
+            if ok {
+                let _ = run("umount", &[&d]);
+            }
+            ok
+        })
+        .unwrap_or_else(|| panic!("the policy accepts none of {candidates:?}"))
+        .to_string()
+}
+
+/// SELinux (permissive, Debian's default policy): the process runs with `selinuxLabel`, and the
+/// filesystems made for it carry `mountLabel`.
+fn selinux_label_and_mount_label() {
+    let enforce = std::fs::read_to_string("/sys/fs/selinux/enforce")
+        .expect("this boot should have SELinux enabled");
+    assert_eq!(enforce.trim(), "0", "permissive");
+    let label = valid_process_label(&[
+        "system_u:system_r:container_t:s0:c1,c2",
+        "system_u:system_r:unconfined_t:s0",
+        "system_u:system_r:initrc_t:s0",
+    ]);
+    let mount_label = valid_mount_label(&[
+        "system_u:object_r:container_file_t:s0:c1,c2",
+        "system_u:object_r:tmp_t:s0",
+    ]);
+    note(&format!("process label {label}, mount label {mount_label}"));
+    let script = "echo current=$(cat /proc/self/attr/current | tr -d '\\0'); \
+                  grep ' /dev/shm ' /proc/mounts";
+    let mut b = Bundle::new(&["sh", "-c", script]);
+    b.edit(|c| {
+        c["process"]["selinuxLabel"] = json!(label);
+        c["linux"]["mountLabel"] = json!(mount_label);
+    });
+    let out = sh_with("ferrun", &mut b, script);
+    assert_eq!(field(&out, "current"), label, "{out}");
+    assert!(
+        out.contains(&mount_label),
+        "/dev/shm without the mount label: {out}"
+    );
+    // exec: the flag's label.
+    b.edit(|c| c["process"]["args"] = json!(["sleep", "1000"]));
+    let bundle_path = b.path().to_string_lossy().into_owned();
+    let root = b.state_root().to_string_lossy().into_owned();
+    let ferrun = common::ferrun_bin();
+    let _cleanup = Cleanup(
+        [ferrun, "--root", &root, "delete", "--force", "se"]
+            .map(String::from)
+            .to_vec(),
+    );
+    ok(&run(
+        ferrun,
+        &["--root", &root, "run", "-d", "--bundle", &bundle_path, "se"],
+    ));
+    let o = run(
+        ferrun,
+        &[
+            "--root",
+            &root,
+            "exec",
+            "--process-label",
+            &label,
+            "se",
+            "cat",
+            "/proc/self/attr/current",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim_matches(|c: char| c == '\0' || c.is_whitespace()),
+        label,
+        "{}",
+        text(&o)
+    );
 }

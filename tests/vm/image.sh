@@ -23,19 +23,22 @@ trap 'rm -rf "$tree"' EXIT
 
 # What the guest's tests use: the engines and runtimes (podman with its Debian defaults, crun,
 # runc), busybox for the test rootfs, the tools the tests read with, and what later issues need
-# (uidmap for rootless, criu, apparmor).
+# (uidmap for rootless, criu, apparmor). SELinux's policy is there for the boot that enables it
+# instead of AppArmor (boot.sh's LSM argument).
 packages=(
   systemd systemd-sysv dbus dbus-user-session udev kmod linux-image-amd64 e2fsprogs
   busybox-static procps iproute2 util-linux strace
   podman conmon crun runc catatonit containernetworking-plugins iptables
   uidmap slirp4netns fuse-overlayfs
   criu apparmor
+  selinux-policy-default selinux-utils policycoreutils
 )
 mmdebstrap --variant=apt --aptopt='APT::Install-Recommends "false"' \
   --include="$(IFS=,; echo "${packages[*]}")" \
   --customize-hook='echo ferrun-vm > "$1/etc/hostname"' \
   --customize-hook='printf "/dev/vda / ext4 rw,errors=remount-ro 0 1\n" > "$1/etc/fstab"' \
   --customize-hook='chroot "$1" passwd -d root' \
+  --customize-hook='printf "SELINUX=permissive\nSELINUXTYPE=default\n" > "$1/etc/selinux/config"' \
   --customize-hook='cat > "$1/usr/local/sbin/ferrun-vm-boot" <<"EOS"
 #!/bin/sh
 # Mounts the host'"'"'s control share and runs its script; the unit powers off afterwards.

@@ -27,8 +27,27 @@ fn main() {
     std::process::exit(if passed { 0 } else { 1 });
 }
 
-/// Boots the guest and reports its results in libtest's summary form (CI adds them up).
+/// The boots, each with the LSM it enables: AppArmor (Debian's default) for every scenario but
+/// SELinux's, then SELinux (permissive) for those. Reported in libtest's summary form (CI adds
+/// them up).
 fn host() -> bool {
+    let (mut passed, mut failed) = (0, 0);
+    for lsm in ["apparmor", "selinux"] {
+        let (p, f) = boot(lsm);
+        passed += p;
+        failed += f;
+    }
+    println!(
+        "test result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out",
+        if failed == 0 { "ok" } else { "FAILED" }
+    );
+    let _ = std::io::stdout().flush();
+    failed == 0 && passed > 0
+}
+
+/// One boot: (scenarios passed, failed), a boot that fails or never reports counting as a
+/// failure.
+fn boot(lsm: &str) -> (u32, u32) {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let exe = std::env::current_exe().expect("current_exe");
@@ -44,17 +63,19 @@ fn host() -> bool {
         .prefix("ferrun-vm-")
         .tempdir_in(&tmp)
         .expect("ctl dir");
-    std::fs::write(ctl.path().join("run"), guest_script(&src, &tmp, &exe)).expect("run script");
+    std::fs::write(ctl.path().join("run"), guest_script(&src, &tmp, &exe, lsm))
+        .expect("run script");
     let boot = Command::new("bash")
         .arg(src.join("tests/vm/boot.sh"))
         .arg(ctl.path())
         .arg(&src)
         .arg(TIMEOUT_SECS.to_string())
+        .arg(lsm)
         .status()
         .expect("run tests/vm/boot.sh");
     let read = |f: &str| std::fs::read_to_string(ctl.path().join(f)).unwrap_or_default();
     // The last run's logs stay for a look afterwards.
-    let last = tmp.join("vm-last");
+    let last = tmp.join(format!("vm-last-{lsm}"));
     let _ = std::fs::remove_dir_all(&last);
     if std::fs::create_dir_all(&last).is_ok() {
         for f in ["results", "guest.log", "serial.log"] {
@@ -71,36 +92,31 @@ fn host() -> bool {
         } else if line.starts_with("FAIL ") {
             failed += 1;
         } else if let Some(t) = line.strip_prefix("done ") {
-            println!("phase tests {t}");
+            println!("phase tests-{lsm} {t}");
             done = true;
         }
     }
-    if !boot.success() || !done || failed > 0 || passed == 0 {
+    if !boot.success() || !done || failed > 0 {
         let log = read("guest.log");
         let tail: Vec<&str> = log.lines().rev().take(80).collect();
-        eprintln!("--- guest log (last lines) ---");
+        eprintln!("--- guest log, {lsm} boot (last lines) ---");
         for l in tail.iter().rev() {
             eprintln!("{l}");
         }
         if !boot.success() {
-            eprintln!("the VM did not boot and power off cleanly");
-        }
-        if !done {
-            eprintln!("the guest never reported that its scenarios ended");
+            eprintln!("the {lsm} VM did not boot and power off cleanly");
+            failed += 1;
+        } else if !done {
+            eprintln!("the {lsm} guest never reported that its scenarios ended");
             failed += 1;
         }
     }
-    println!(
-        "test result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out",
-        if failed == 0 { "ok" } else { "FAILED" }
-    );
-    let _ = std::io::stdout().flush();
-    failed == 0 && passed > 0
+    (passed, failed)
 }
 
 /// What the guest runs at boot: the checkout mounted where it is on the host (so the paths
 /// compiled into the test binary hold), a tmpfs for the tests' scratch space, then this binary.
-fn guest_script(src: &Path, tmp: &Path, exe: &Path) -> String {
+fn guest_script(src: &Path, tmp: &Path, exe: &Path, lsm: &str) -> String {
     format!(
         r#"#!/bin/sh
 exec > /run/ferrun-vm/guest.log 2>&1
@@ -109,7 +125,7 @@ mkdir -p '{src}'
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 src '{src}' || exit 1
 mount -t tmpfs -o mode=0755 tmpfs '{tmp}' || exit 1
 export FERRUN_VM_GUEST=1 FERRUN_VM_RESULTS=/run/ferrun-vm/results PATH=/usr/sbin:/usr/bin:/sbin:/bin
-export FERRUN_VM_ONLY='{only}'
+export FERRUN_VM_ONLY='{only}' FERRUN_VM_LSM='{lsm}'
 cd /
 '{exe}'
 echo "exit $?" >> /run/ferrun-vm/guest.log
