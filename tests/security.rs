@@ -270,7 +270,7 @@ fn a_namespaced_sysctl_cannot_reach_a_host_sysctl_and_nothing_is_mounted_inside_
     // The plan writes the sysctl through a procfs of the container process's own.
     let plan = ok(&b.ferrun(&["plan", "--bundle", b.path().to_str().expect("utf-8")]));
     let open = plan
-        .find("open a procfs of our own for the sysctls")
+        .find("open a procfs of our own")
         .expect("the procfs step");
     let write = plan
         .find("sysctl /proc/sys/net/ipv4/ping_group_range")

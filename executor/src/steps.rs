@@ -923,61 +923,54 @@ fn wait_parent(sync: c_int) -> Result<(), i32> {
     }
 }
 
-/// `<pid>/<attr>` with a NUL, in `buf`: the procfs path of this process's own attribute (no
-/// `self` or `thread-self`, which are symlinks that the procfs lookup refuses to follow).
-fn own_attr_path<'a>(buf: &'a mut [u8; 64], attr: &[u8]) -> &'a [u8] {
-    // SAFETY: getpid cannot fail.
-    let mut pid = unsafe { libc::getpid() } as u32;
-    let mut digits = [0u8; 10];
-    let mut n = 0;
-    loop {
-        digits[n] = b'0' + (pid % 10) as u8;
-        n += 1;
-        pid /= 10;
-        if pid == 0 {
-            break;
-        }
+/// `<pid>/task/<tid>/<attr>` with a NUL, in `buf`: this thread's attribute as the procfs
+/// `procfd` itself names it (its `thread-self` link, read, not followed: the lookup follows no
+/// symlink), so that the pid is that procfs's, whichever instance it is.
+fn own_attr_path<'a>(procfd: c_int, buf: &'a mut [u8; 96], attr: &[u8]) -> Result<&'a [u8], i32> {
+    const LINK_ROOM: usize = 48;
+    // SAFETY: reading a link into our buffer, at most LINK_ROOM bytes.
+    let n = unsafe {
+        libc::readlinkat(
+            procfd,
+            c"thread-self".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            LINK_ROOM,
+        )
+    };
+    if n < 0 {
+        return Err(errno());
     }
-    let mut len = 0;
-    for d in digits[..n].iter().rev() {
-        buf[len] = *d;
-        len += 1;
+    let n = n as usize;
+    if n >= LINK_ROOM || n + 1 + attr.len() + 1 > buf.len() {
+        return Err(libc::ENAMETOOLONG);
     }
-    buf[len] = b'/';
-    len += 1;
-    let room = buf.len() - len - 1;
-    let attr = &attr[..attr.len().min(room)];
-    buf[len..len + attr.len()].copy_from_slice(attr);
-    len += attr.len();
-    buf[len] = 0;
-    &buf[..=len]
+    buf[n] = b'/';
+    buf[n + 1..n + 1 + attr.len()].copy_from_slice(attr);
+    let end = n + 1 + attr.len();
+    buf[end] = 0;
+    Ok(&buf[..=end])
 }
 
 /// Writes the attribute the next `execve` takes: AppArmor's own file first (kernels since 5.1),
 /// then the shared `attr/exec` that older ones and SELinux use.
 fn lsm_exec(procfd: c_int, lsm: ferrun_plans::Lsm, value: &[u8]) -> Result<(), i32> {
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; 96];
     let fd = match lsm {
         ferrun_plans::Lsm::AppArmor => {
-            match open_in_procfs(
-                procfd,
-                own_attr_path(&mut buf, b"attr/apparmor/exec"),
-                libc::O_WRONLY,
-            ) {
+            let path = own_attr_path(procfd, &mut buf, b"attr/apparmor/exec")?;
+            match open_in_procfs(procfd, path, libc::O_WRONLY) {
                 Ok(fd) => fd,
-                Err(libc::ENOENT) => open_in_procfs(
-                    procfd,
-                    own_attr_path(&mut buf, b"attr/exec"),
-                    libc::O_WRONLY,
-                )?,
+                Err(libc::ENOENT) => {
+                    let path = own_attr_path(procfd, &mut buf, b"attr/exec")?;
+                    open_in_procfs(procfd, path, libc::O_WRONLY)?
+                }
                 Err(e) => return Err(e),
             }
         }
-        ferrun_plans::Lsm::SELinux => open_in_procfs(
-            procfd,
-            own_attr_path(&mut buf, b"attr/exec"),
-            libc::O_WRONLY,
-        )?,
+        ferrun_plans::Lsm::SELinux => {
+            let path = own_attr_path(procfd, &mut buf, b"attr/exec")?;
+            open_in_procfs(procfd, path, libc::O_WRONLY)?
+        }
     };
     // SAFETY: writing our buffer to our fd.
     let n = unsafe { libc::write(fd.0, value.as_ptr().cast(), value.len()) };

@@ -334,8 +334,13 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
         let is_bind = flags & libc::MS_BIND != 0 || typ == Some("bind");
         if let Some(ctx) = &context
             && !is_bind
-            // mqueue takes no context= (EINVAL): runc labels none of it either.
-            && matches!(typ, Some("tmpfs" | "devpts"))
+            // As runc: every new filesystem but those whose labels come from elsewhere (proc,
+            // sysfs, cgroup) and mqueue, whose superblock belongs to the IPC namespace and
+            // refuses the option (EINVAL).
+            && !matches!(
+                typ,
+                None | Some("proc" | "sysfs" | "cgroup" | "cgroup2" | "mqueue")
+            )
             && !data.iter().any(|d| d.starts_with("context="))
         {
             data.push(ctx.as_str());
@@ -444,14 +449,14 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
     }
     // The runtime spec: mounts in the listed order. Defaults go right after a /dev tmpfs.
     if let Some(dev) = dev_tmpfs {
-        defaults(&mut parsed, dev + 1)?;
+        defaults(&mut parsed, dev + 1, context.as_deref())?;
     }
     let steps = parsed.into_iter().flat_map(|m| m.steps).collect();
     Ok(PlannedMounts { steps, dev_is_bind })
 }
 
 /// `/dev/pts` and `/dev/shm` under the config's `/dev` tmpfs when the config has none.
-fn defaults(parsed: &mut Vec<Parsed>, at: usize) -> Result<(), PlanError> {
+fn defaults(parsed: &mut Vec<Parsed>, at: usize, context: Option<&str>) -> Result<(), PlanError> {
     let defaults = [
         (
             "/dev/pts",
@@ -479,7 +484,13 @@ fn defaults(parsed: &mut Vec<Parsed>, at: usize) -> Result<(), PlanError> {
                     dest: cbuf("", dest)?,
                     fstype: Some(cbuf("", typ)?),
                     flags,
-                    data: Some(cbuf("", data)?),
+                    data: Some(cbuf(
+                        "linux.mountLabel",
+                        &match context {
+                            Some(c) => format!("{data},{c}"),
+                            None => data.to_string(),
+                        },
+                    )?),
                     target: Target::Dir,
                 }],
             },

@@ -75,7 +75,13 @@ fn lsm_exec(p: &mut Planner<'_>, process: &Process) -> Result<(), PlanError> {
             return err(field, "must be one line of at most 4000 bytes");
         }
         if !p.steps.iter().any(|s| matches!(s, Step::OpenProcfs)) {
-            p.steps.push(Step::OpenProcfs);
+            // Before the rlimits: a low RLIMIT_NOFILE must not keep the procfs from opening.
+            let at = p
+                .steps
+                .iter()
+                .position(|s| matches!(s, Step::Rlimit { .. }))
+                .unwrap_or(p.steps.len());
+            p.steps.insert(at, Step::OpenProcfs);
         }
         let value = match lsm {
             ferrun_plans::Lsm::AppArmor => format!("exec {value}"),

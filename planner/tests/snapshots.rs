@@ -801,10 +801,10 @@ fn lsm_profiles_and_labels_are_steps_before_privileges_go() {
     let listing = p.to_string();
     let procfs = listing.find("open a procfs of our own").expect(&listing);
     let aa = listing
-        .find("AppArmor: write \"exec ferrun-test\" to <pid>/attr/apparmor/exec")
+        .find("AppArmor: write \"exec ferrun-test\" to thread-self/attr/apparmor/exec")
         .expect(&listing);
     let se = listing
-        .find("SELinux: write \"system_u:system_r:container_t:s0:c1,c2\" to <pid>/attr/exec")
+        .find("SELinux: write \"system_u:system_r:container_t:s0:c1,c2\" to thread-self/attr/exec")
         .expect(&listing);
     let uid = listing.find("setresuid").expect(&listing);
     let nnp = listing.find("PR_SET_NO_NEW_PRIVS").expect(&listing);

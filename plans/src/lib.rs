@@ -322,8 +322,8 @@ pub enum Step {
     /// following any symlink or crossing a mount, and checked to be on procfs.
     Sysctl { path: CBuf, value: CBuf },
     /// Set the LSM attribute the next `execve` takes, through the procfs of `OpenProcfs`:
-    /// `<pid>/attr/apparmor/exec` (or `<pid>/attr/exec` on kernels without the per-LSM
-    /// directory) with `exec <profile>` for AppArmor, `<pid>/attr/exec` with the label for
+    /// `thread-self/attr/apparmor/exec` (or `attr/exec` on kernels without the per-LSM
+    /// directory) with `exec <profile>` for AppArmor, `thread-self/attr/exec` with the label for
     /// SELinux.
     LsmExec { lsm: Lsm, value: CBuf },
     /// `sethostname`.

@@ -227,11 +227,15 @@ impl Display for Step {
             Step::LsmExec { lsm, value } => match lsm {
                 crate::Lsm::AppArmor => write!(
                     f,
-                    "AppArmor: write {:?} to <pid>/attr/apparmor/exec",
+                    "AppArmor: write {:?} to thread-self/attr/apparmor/exec",
                     value.text()
                 ),
                 crate::Lsm::SELinux => {
-                    write!(f, "SELinux: write {:?} to <pid>/attr/exec", value.text())
+                    write!(
+                        f,
+                        "SELinux: write {:?} to thread-self/attr/exec",
+                        value.text()
+                    )
                 }
             },
             Step::CloseStrayFds => write!(

@@ -46,8 +46,24 @@ pub struct ExecOpts {
 /// The `process` object: `--process FILE` as is, or the container's own process with the
 /// flags applied (as runc builds it).
 fn process_json(opts: &ExecOpts, config: &Value) -> Result<Vec<u8>> {
-    if let Some(p) = &opts.process {
-        return std::fs::read(p).ctx(|| format!("--process {}", p.display()));
+    if let Some(path) = &opts.process {
+        let bytes = std::fs::read(path).ctx(|| format!("--process {}", path.display()))?;
+        let Ok(mut p) = serde_json::from_slice::<Value>(&bytes) else {
+            // The planner names what is wrong with it.
+            return Ok(bytes);
+        };
+        // A process without a profile or label of its own takes the container's, as in runc:
+        // an exec'd process is never less confined than the container by omission.
+        for key in ["apparmorProfile", "selinuxLabel"] {
+            let own = p
+                .get(key)
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.is_empty());
+            if let Some(theirs) = config["process"].get(key).filter(|v| !own && v.is_string()) {
+                p[key] = theirs.clone();
+            }
+        }
+        return serde_json::to_vec(&p).map_err(|e| Error(format!("encode the process: {e}")));
     }
     if opts.args.is_empty() {
         bail!("exec: no command given (and no --process)");
@@ -111,10 +127,11 @@ fn process_json(opts: &ExecOpts, config: &Value) -> Result<Vec<u8>> {
     if opts.no_new_privs {
         p["noNewPrivileges"] = json!(true);
     }
-    if let Some(profile) = &opts.apparmor {
+    // An empty flag changes nothing (runc's rule), so it cannot drop the container's.
+    if let Some(profile) = opts.apparmor.as_ref().filter(|v| !v.is_empty()) {
         p["apparmorProfile"] = json!(profile);
     }
-    if let Some(label) = &opts.process_label {
+    if let Some(label) = opts.process_label.as_ref().filter(|v| !v.is_empty()) {
         p["selinuxLabel"] = json!(label);
     }
     serde_json::to_vec(&p).map_err(|e| Error(format!("encode the process: {e}")))

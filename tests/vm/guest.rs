@@ -1017,6 +1017,7 @@ fn load_deny_profile() {
 /// it can; `attr/current` names the profile; `exec --apparmor` applies one too.
 fn apparmor_profile(rt: &str) {
     load_deny_profile();
+    let b_cgroup = format!("/ferrun-test/aa-{rt}");
     let script = "cat /secret/file 2>&1; echo current=$(cat /proc/self/attr/current)";
     let mut b = Bundle::new(&["sh", "-c", script]);
     b.edit(|c| {
@@ -1091,6 +1092,57 @@ fn apparmor_profile(rt: &str) {
         "{rt}: {}",
         text(&o)
     );
+    // A confined container's exec'd process is confined too, with or without --process.
+    b.edit(|c| {
+        c["process"]["apparmorProfile"] = json!(DENY_PROFILE);
+        // A second container of its own cgroup.
+        c["linux"]["cgroupsPath"] = json!(format!("{}-ab", b_cgroup));
+    });
+    let _cleanup2 = Cleanup(
+        [rtb.as_str(), "--root", &root, "delete", "--force", "ab"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let o = run(
+        &rtb,
+        &["--root", &root, "run", "-d", "--bundle", &bundle_path, "ab"],
+    );
+    assert!(o.status.success(), "{rt}: {}", text(&o));
+    let process = b.path().join("process.json");
+    let body = json!({"args": ["/bin/cat", "/proc/self/attr/current"], "cwd": "/",
+                      "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}});
+    std::fs::write(&process, body.to_string()).expect("process.json");
+    let process = process.to_string_lossy().into_owned();
+    let plain = run(
+        &rtb,
+        &[
+            "--root",
+            &root,
+            "exec",
+            "ab",
+            "cat",
+            "/proc/self/attr/current",
+        ],
+    );
+    let file = run(
+        &rtb,
+        &["--root", &root, "exec", "--process", &process, "ab"],
+    );
+    // Debian's runc 1.1.5 runs a --process without a profile unconfined (later runc, crun and
+    // ferrun give it the container's): only its plain exec is held to the rule.
+    let checked = if rt == "runc" {
+        vec![plain]
+    } else {
+        vec![plain, file]
+    };
+    for o in checked {
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            format!("{DENY_PROFILE} (enforce)"),
+            "{rt}: {}",
+            text(&o)
+        );
+    }
 }
 
 /// A profile the kernel does not know: refused at the step, with nothing left behind.
@@ -1159,6 +1211,16 @@ fn selinux_label_and_mount_label() {
         "system_u:object_r:tmp_t:s0",
     ]);
     note(&format!("process label {label}, mount label {mount_label}"));
+    // A label the container could have without ferrun writing it proves nothing.
+    let trim = |s: &str| {
+        s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+            .to_string()
+    };
+    let own = std::fs::read_to_string("/proc/self/attr/current").unwrap_or_default();
+    assert_ne!(trim(&own), label);
+    let mut control = Bundle::new(&["true"]);
+    let unlabelled = sh_with("ferrun", &mut control, "cat /proc/self/attr/current");
+    assert_ne!(trim(&unlabelled), label);
     let script = "echo current=$(cat /proc/self/attr/current | tr -d '\\0'); \
                   grep ' /dev/shm ' /proc/mounts";
     let mut b = Bundle::new(&["sh", "-c", script]);
