@@ -167,3 +167,41 @@ fn a_failing_or_slow_create_hook_fails_create_and_leaves_nothing() {
     );
     assert!(b.leftover_state().is_empty());
 }
+
+#[test]
+fn a_hook_without_env_inherits_the_runtimes_and_runs_in_the_bundle() {
+    let mut b = Bundle::new(&["true"]);
+    let out = b.path().join("hook.out");
+    let script = format!(
+        "echo \"path=$PATH\" > {0}; echo \"cwd=$(pwd)\" >> {0}; echo \"mark=$FERRUN_HOOK_MARK\" >> {0}; echo \"only=$ONLY\" >> {0}",
+        out.display()
+    );
+    let env_out = b.path().join("hook-env.out");
+    let with_env = format!(
+        "echo \"mark=$FERRUN_HOOK_MARK only=$ONLY\" > {}",
+        env_out.display()
+    );
+    b.edit(|c| {
+        c["hooks"] = json!({
+            "prestart": [{"path": "/bin/sh", "args": ["sh", "-c", script]}],
+            "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", with_env], "env": ["ONLY=1"]}]
+        });
+    });
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    let mut cmd = b.cmd(&["run", "--bundle", &bundle, "envhook"]);
+    cmd.env("FERRUN_HOOK_MARK", "from-the-runtime")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    let o = common::output_via_files(cmd);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = read(&out);
+    // No `env`: the runtime's own environment, PATH included, in the bundle directory.
+    assert!(
+        got.contains("path=/usr/sbin:/usr/bin:/sbin:/bin\n"),
+        "{got}"
+    );
+    assert!(got.contains("mark=from-the-runtime\n"), "{got}");
+    assert!(got.contains(&format!("cwd={bundle}\n")), "{got}");
+    // An `env`: exactly that, nothing of the runtime's.
+    let got = read(&env_out);
+    assert_eq!(got.trim(), "mark= only=1", "{got}");
+}

@@ -586,13 +586,15 @@ impl<'a> Planner<'a> {
                         .collect::<Result<Vec<_>, _>>()?,
                     _ => vec![path.to_string()],
                 };
-                let env = hook
-                    .env()
-                    .iter()
-                    .flatten()
-                    .enumerate()
-                    .map(|(j, s)| text(&format!("{field}.env[{j}]"), s))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let env = match hook.env() {
+                    None => None,
+                    Some(list) => Some(
+                        list.iter()
+                            .enumerate()
+                            .map(|(j, s)| text(&format!("{field}.env[{j}]"), s))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    ),
+                };
                 let timeout = match hook.timeout() {
                     None => None,
                     Some(t) if t > 0 && t <= i64::from(u32::MAX) => Some(t as u32),

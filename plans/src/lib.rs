@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 
 /// A Linux security module whose exec attribute a plan sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,8 +396,9 @@ pub struct Hook {
     pub path: String,
     /// Its argv (the first is `argv[0]`); `[path]` when the config gives none.
     pub args: Vec<String>,
-    /// Its whole environment.
-    pub env: Vec<String>,
+    /// Its whole environment; `None` when the config gives none: then a host hook inherits
+    /// the runtime's, and a `startContainer` hook the container process's (runc's rules).
+    pub env: Option<Vec<String>>,
     /// Seconds before it is killed and counted as failed.
     pub timeout: Option<u32>,
 }

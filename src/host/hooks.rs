@@ -52,8 +52,20 @@ fn run_one(h: &Hook, state: &str, ns: Option<(i32, u64)>) -> std::result::Result
     if let Some((first, rest)) = h.args.split_first() {
         cmd.arg0(first).args(rest);
     }
-    cmd.env_clear()
-        .envs(h.env.iter().filter_map(|e| e.split_once('=')));
+    // A hook without an `env` inherits ferrun's environment (and so `PATH`), as under runc
+    // and crun; one with an `env` gets exactly that.
+    if let Some(env) = &h.env {
+        cmd.env_clear()
+            .envs(env.iter().filter_map(|e| e.split_once('=')));
+    }
+    // The bundle is the hooks' working directory, as runc's (which runs from it).
+    if let Some(bundle) = serde_json::from_str::<serde_json::Value>(state)
+        .ok()
+        .and_then(|s| s["bundle"].as_str().map(String::from))
+        .filter(|b| std::path::Path::new(b).is_dir())
+    {
+        cmd.current_dir(bundle);
+    }
     // SAFETY: close_range and setns are async-signal-safe; the closure touches only copied
     // integers. No fd of ferrun's (preserved or activation fds) reaches the hook.
     unsafe {
@@ -228,7 +240,10 @@ pub fn run_start_container(
         let mut args = vec![h.path.clone()];
         args.extend(h.args.iter().skip(1).cloned());
         p["args"] = serde_json::json!(args);
-        p["env"] = serde_json::json!(h.env);
+        // Without an `env` of its own, the container process's (already in `p`).
+        if let Some(env) = &h.env {
+            p["env"] = serde_json::json!(env);
+        }
         p["terminal"] = serde_json::json!(false);
         let dir = root.join(id);
         let file = dir.join(format!(".hook-{i}.json"));
