@@ -108,6 +108,23 @@ fn exec_flags_and_process_json_set_user_env_cwd_and_caps() {
         "runc's spec sets noNewPrivileges: {out}"
     );
 
+    // --env replaces a variable the container already has (runc's spec sets TERM=xterm).
+    assert!(
+        b.config["process"]["env"]
+            .to_string()
+            .contains("TERM=xterm")
+    );
+    let out = ok(&b.ferrun(&[
+        "exec",
+        "--env",
+        "TERM=replaced",
+        "f",
+        "sh",
+        "-c",
+        "echo $TERM; env | grep -c ^TERM=",
+    ]));
+    assert_eq!(out, "replaced\n1\n", "{out}");
+
     // A process document: its args, env and capabilities, nothing from the config.
     let process = json!({
         "args": ["sh", "-c", "echo $ONLY; grep CapEff /proc/self/status"],

@@ -76,7 +76,26 @@ fn process_json(opts: &ExecOpts, config: &Value) -> Result<Vec<u8>> {
     }
     if !opts.env.is_empty() {
         let mut env: Vec<Value> = p["env"].as_array().cloned().unwrap_or_default();
-        env.extend(opts.env.iter().map(|e| json!(e)));
+        // `--env NAME=V` replaces the container's NAME (runc's rule), or is added.
+        for e in &opts.env {
+            let name = e.split_once('=').map_or(e.as_str(), |(n, _)| n);
+            let same = |v: &Value| {
+                v.as_str()
+                    .is_some_and(|s| s.split_once('=').map_or(s, |(n, _)| n) == name)
+            };
+            match env.iter().position(same) {
+                Some(i) => env[i] = json!(e),
+                None => env.push(json!(e)),
+            }
+            // Any later duplicate of it in the container's list would shadow nothing now.
+            let first = env.iter().position(same);
+            let mut k = 0;
+            env.retain(|v| {
+                let keep = !same(v) || Some(k) == first;
+                k += 1;
+                keep
+            });
+        }
         p["env"] = json!(env);
     }
     if let Some(u) = &opts.user {
