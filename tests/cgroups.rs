@@ -475,3 +475,35 @@ fn a_resource_the_kernel_refuses_fails_create_and_leaves_nothing() {
     ok(&a.ferrun(&["delete", "--force", "owner"]));
     assert_gone(&a);
 }
+
+#[test]
+fn kill_all_of_a_stopped_container_reaches_what_outlived_its_init() {
+    // No pid namespace of its own (a pod's shared one): the sleeper outlives the init.
+    let mut b = Bundle::new(&["sh", "-c", "sleep 1000 & exit 0"]);
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().expect("ns");
+        ns.retain(|n| n["type"] != "pid");
+    });
+    let init = b.run_detached("orphan", &[]);
+    let status = |b: &Bundle| {
+        let s: Value = serde_json::from_str(&ok(&b.ferrun(&["state", "orphan"]))).expect("state");
+        s["status"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(
+        wait_until(|| status(&b) == "stopped"),
+        "init {init} lives on"
+    );
+    let procs = || std::fs::read_to_string(unified(&b).join("cgroup.procs")).unwrap_or_default();
+    assert!(!procs().trim().is_empty(), "the sleeper is gone already");
+    // runc's behaviour, which containerd's shim relies on: not an error, and they die.
+    ok(&b.ferrun(&["kill", "--all", "orphan", "KILL"]));
+    assert!(
+        wait_until(|| procs().trim().is_empty()),
+        "left: {}",
+        procs()
+    );
+    // Without --all a stopped container is still refused.
+    assert!(!b.ferrun(&["kill", "orphan", "KILL"]).status.success());
+    ok(&b.ferrun(&["delete", "orphan"]));
+    assert!(cgroup_dirs(&b.cgroup_path()).is_empty());
+}

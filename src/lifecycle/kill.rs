@@ -30,6 +30,14 @@ pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<()> {
     let sig = parse_signal(signal)?;
     let s = store.load(id)?;
     let status = store.status(&s);
+    if all && status == Status::Stopped {
+        // Processes can outlive the init (no pid namespace of its own: a pod's shared one);
+        // engines send `kill --all` for them after it exits, as runc takes it.
+        if let Some(c) = s.cgroup.as_ref().filter(|c| c.owned()) {
+            c.signal_all(sig)?;
+        }
+        return Ok(());
+    }
     if !matches!(status, Status::Created | Status::Running | Status::Paused) {
         bail!(
             "cannot kill container {id}: container not running (it is {})",
