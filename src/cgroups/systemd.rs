@@ -167,10 +167,7 @@ pub fn stop_scope(unit: &str, invocation_id: &str) -> Result<bool> {
     let what = format!("systemd scope {unit}");
     async_io::block_on(async {
         let m = connect(&what).await?;
-        let live = invocation(&m, unit)
-            .await
-            .map_err(|e| Error(format!("{what}: {e}")))?;
-        if live.as_deref() != Some(invocation_id) {
+        if !is_current_on(&m, &what, unit, invocation_id).await? {
             crate::log::debug(&format!(
                 "{what}: gone, or another unit by now: not stopped"
             ));
@@ -194,11 +191,20 @@ pub fn is_current(unit: &str, invocation_id: &str) -> Result<bool> {
     let what = format!("systemd scope {unit}");
     async_io::block_on(async {
         let m = connect(&what).await?;
-        let live = invocation(&m, unit)
-            .await
-            .map_err(|e| Error(format!("{what}: {e}")))?;
-        Ok(live.as_deref() == Some(invocation_id))
+        is_current_on(&m, &what, unit, invocation_id).await
     })
+}
+
+async fn is_current_on(
+    m: &ManagerProxy<'_>,
+    what: &str,
+    unit: &str,
+    invocation_id: &str,
+) -> Result<bool> {
+    let live = invocation(m, unit)
+        .await
+        .map_err(|e| Error(format!("{what}: {e}")))?;
+    Ok(live.as_deref() == Some(invocation_id))
 }
 
 /// `update`: the new resources as runtime properties of the scope.

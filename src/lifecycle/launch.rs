@@ -262,7 +262,6 @@ fn open_sync(l: &Launch<'_>) -> Result<SyncFds> {
 /// them), the cgroups made and written.
 fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
     let min_fd = 3 + l.preserve_fds;
-    let no_cgroup = || Error("plan: a cgroup step without cgroups".into());
     for (i, h) in l.plan.before_clone.iter().enumerate() {
         if profile::enabled() {
             profile::host_step(i + 1, h.to_string());
@@ -293,18 +292,30 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
                 l.store.save(&l.state)?;
                 l.oom_before = cg.oom_kills_so_far();
             }
-            HostStep::CgroupWrite(w) => {
-                let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;
-                cg.write(usize::from(w.hierarchy), &w.file, &w.value, &w.field)?;
-            }
-            HostStep::CgroupDevices { hierarchy, program } => {
-                let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;
-                cg.attach_devices(usize::from(*hierarchy), program)?;
+            HostStep::CgroupWrite(_) | HostStep::CgroupDevices { .. } => {
+                cgroup_file_step(l.cgroup.as_ref(), h)?
             }
             other => bail!("plan: {other} cannot run before clone"),
         }
     }
     Ok(())
+}
+
+fn no_cgroup() -> Error {
+    Error("plan: a cgroup step without cgroups".into())
+}
+
+/// A write into the container's cgroup files, or its device program: the same before clone
+/// (cgroupfs) and after it (the systemd driver, once the scope exists).
+fn cgroup_file_step(cg: Option<&Cgroup>, h: &HostStep) -> Result<()> {
+    let cg = cg.ok_or_else(no_cgroup)?;
+    match h {
+        HostStep::CgroupWrite(w) => cg.write(usize::from(w.hierarchy), &w.file, &w.value, &w.field),
+        HostStep::CgroupDevices { hierarchy, program } => {
+            cg.attach_devices(usize::from(*hierarchy), program)
+        }
+        other => bail!("plan: {other} is not a cgroup file step"),
+    }
 }
 
 /// `clone3` into the executor, born in the container's cgroup2 directory; the parent then drops
@@ -369,7 +380,6 @@ fn clone_child(
 /// ferrun's own, then the release.
 fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()> {
     let mut proc = None;
-    let no_cgroup = || Error("plan: a cgroup step without cgroups".into());
     let first = l.plan.before_clone.len() + 2;
     for (j, h) in l.plan.after_clone.iter().enumerate() {
         if profile::enabled() {
@@ -407,13 +417,8 @@ fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()
                 started?;
                 cg.check_scope(child.pid, &c.v2_controllers)?;
             }
-            HostStep::CgroupWrite(w) => {
-                let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;
-                cg.write(usize::from(w.hierarchy), &w.file, &w.value, &w.field)?;
-            }
-            HostStep::CgroupDevices { hierarchy, program } => {
-                let cg = l.cgroup.as_ref().ok_or_else(no_cgroup)?;
-                cg.attach_devices(usize::from(*hierarchy), program)?;
+            HostStep::CgroupWrite(_) | HostStep::CgroupDevices { .. } => {
+                cgroup_file_step(l.cgroup.as_ref(), h)?
             }
             HostStep::Release => send_byte(parent)?,
             other => bail!("plan: {other} cannot run after clone"),

@@ -532,6 +532,22 @@ impl Drop for Cleanup {
     }
 }
 
+/// `RUNTIME --root ROOT run -d --bundle BUNDLE ID`, which must succeed; the container is
+/// deleted when the returned guard goes.
+fn run_detached_with(runtime: &str, root: &str, bundle: &str, id: &str) -> Cleanup {
+    let cleanup = Cleanup(
+        [runtime, "--root", root, "delete", "--force", id]
+            .map(String::from)
+            .to_vec(),
+    );
+    let o = run(
+        runtime,
+        &["--root", root, "run", "-d", "--bundle", bundle, id],
+    );
+    assert!(o.status.success(), "{runtime} run -d {id}: {}", text(&o));
+    cleanup
+}
+
 /// The cgroup of a scope in `ferrun-test.slice` (systemd nests `a-b.slice` in `a.slice`).
 fn scope_cgroup(unit_name: &str) -> String {
     format!("/ferrun.slice/ferrun-test.slice/{unit_name}")
@@ -1046,16 +1062,7 @@ fn apparmor_profile(rt: &str) {
     let bundle_path = b.path().to_string_lossy().into_owned();
     let root = b.state_root().to_string_lossy().into_owned();
     let rtb = runtime_bin(rt);
-    let _cleanup = Cleanup(
-        [rtb.as_str(), "--root", &root, "delete", "--force", "aa"]
-            .map(String::from)
-            .to_vec(),
-    );
-    let o = run(
-        &rtb,
-        &["--root", &root, "run", "-d", "--bundle", &bundle_path, "aa"],
-    );
-    assert!(o.status.success(), "{rt}: {}", text(&o));
+    let _cleanup = run_detached_with(&rtb, &root, &bundle_path, "aa");
     let o = run(
         &rtb,
         &[
@@ -1098,16 +1105,7 @@ fn apparmor_profile(rt: &str) {
         // A second container of its own cgroup.
         c["linux"]["cgroupsPath"] = json!(format!("{}-ab", b_cgroup));
     });
-    let _cleanup2 = Cleanup(
-        [rtb.as_str(), "--root", &root, "delete", "--force", "ab"]
-            .map(String::from)
-            .to_vec(),
-    );
-    let o = run(
-        &rtb,
-        &["--root", &root, "run", "-d", "--bundle", &bundle_path, "ab"],
-    );
-    assert!(o.status.success(), "{rt}: {}", text(&o));
+    let _cleanup2 = run_detached_with(&rtb, &root, &bundle_path, "ab");
     let process = b.path().join("process.json");
     let body = json!({"args": ["/bin/cat", "/proc/self/attr/current"], "cwd": "/",
                       "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}});
@@ -1239,15 +1237,7 @@ fn selinux_label_and_mount_label() {
     let bundle_path = b.path().to_string_lossy().into_owned();
     let root = b.state_root().to_string_lossy().into_owned();
     let ferrun = common::ferrun_bin();
-    let _cleanup = Cleanup(
-        [ferrun, "--root", &root, "delete", "--force", "se"]
-            .map(String::from)
-            .to_vec(),
-    );
-    ok(&run(
-        ferrun,
-        &["--root", &root, "run", "-d", "--bundle", &bundle_path, "se"],
-    ));
+    let _cleanup = run_detached_with(ferrun, &root, &bundle_path, "se");
     let o = run(
         ferrun,
         &[
