@@ -32,6 +32,7 @@ pub fn host_facts() -> HostFacts {
             .is_ok_and(|s| s.trim() == "Y")
             && std::path::Path::new("/sys/kernel/security/apparmor").exists(),
         selinux: std::path::Path::new("/sys/fs/selinux/enforce").exists(),
+        rootless: crate::host::rootless::detect(),
     }
 }
 

@@ -251,6 +251,9 @@ pub struct Prepared<'p> {
     clone_into: c_int,
     /// Per hierarchy, the container's `tasks` file opened for writing; -1 for none.
     cgroup_tasks: Vec<c_int>,
+    /// Rootless without a delegated cgroup: the process stays in the caller's cgroups, so
+    /// `JoinCgroup` has nothing to do and `CgroupBind` shows the caller's own directories.
+    cgroups_skipped: bool,
 }
 
 impl<'p> Prepared<'p> {
@@ -273,7 +276,20 @@ impl<'p> Prepared<'p> {
             cgroup_dirs: Vec::new(),
             clone_into: -1,
             cgroup_tasks: Vec::new(),
+            cgroups_skipped: false,
         }
+    }
+
+    /// Rootless, the cgroup not delegated: the plan's cgroup steps keep the caller's cgroups
+    /// (`dirs` are the caller's own directories).
+    pub fn with_cgroups_skipped(mut self, dirs: Vec<ferrun_plans::CBuf>) -> Self {
+        self.cgroup_dirs = dirs;
+        self.cgroups_skipped = true;
+        self
+    }
+
+    pub(crate) fn cgroups_skipped(&self) -> bool {
+        self.cgroups_skipped
     }
 
     /// Sets the host directories of the container's cgroups (resolved at create time), and the
@@ -340,6 +356,17 @@ pub fn spawn(
     fds: &ChildFds,
     before_steps: Option<&dyn Fn()>,
 ) -> io::Result<Child> {
+    spawn_with(prepared, fds, before_steps, 0)
+}
+
+/// [`spawn`] with more clone flags: `CLONE_PARENT` makes the process a sibling of the
+/// caller, for a helper that joined namespaces its parent could not return from.
+pub fn spawn_with(
+    prepared: &Prepared<'_>,
+    fds: &ChildFds,
+    before_steps: Option<&dyn Fn()>,
+    extra_flags: u64,
+) -> io::Result<Child> {
     let mut pidfd: c_int = -1;
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let into = if prepared.clone_into >= 0 {
@@ -348,14 +375,19 @@ pub fn spawn(
         0
     };
     let args = CloneArgs {
-        flags: prepared.plan.clone_flags | libc::CLONE_PIDFD as u64 | into,
+        flags: prepared.plan.clone_flags | libc::CLONE_PIDFD as u64 | into | extra_flags,
         cgroup: if into != 0 {
             prepared.clone_into as u64
         } else {
             0
         },
         pidfd: &mut pidfd as *mut c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the kernel wants none: the caller's own exit signal is used.
+        exit_signal: if extra_flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         ..Default::default()
     };
     // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of this

@@ -257,7 +257,11 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             Step::JoinCgroup { hierarchy } => {
                 let fd = prepared.cgroup_tasks(*hierarchy);
                 if fd < 0 {
-                    return Err(libc::EBADF);
+                    return if prepared.cgroups_skipped() {
+                        Ok(())
+                    } else {
+                        Err(libc::EBADF)
+                    };
                 }
                 let n = check(libc::write(fd, c"0".as_ptr().cast(), 1) as c_long)?;
                 libc::close(fd);
@@ -375,14 +379,17 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 ensure_file(ctx.rootfd, dest.bytes_with_nul())?;
                 let fd = existing(ctx, dest)?;
                 check_not_in_proc(fd.0, dest)?;
-                let p = FdPath::new(fd.0);
-                ok(libc::mount(
+                // A device of the host's, bound: nothing on it may run or gain privileges.
+                bind_tree(
                     source.as_ptr(),
-                    p.ptr(),
-                    null(),
-                    libc::MS_BIND,
-                    null(),
-                ))
+                    fd.0,
+                    (false, false),
+                    (
+                        ferrun_plans::MOUNT_ATTR_NOSUID | ferrun_plans::MOUNT_ATTR_NOEXEC,
+                        0,
+                    ),
+                    (0, 0),
+                )
             }
             Step::Symlink { target, link } => {
                 with_parent(ctx.rootfd, link.bytes_with_nul(), |dir, name| {

@@ -40,6 +40,9 @@ pub struct HostFacts {
     pub apparmor: bool,
     /// SELinux is enabled (selinuxfs is mounted).
     pub selinux: bool,
+    /// Rootless: the effective uid is not 0, or it is 0 only in a user namespace that does not
+    /// map every id (runc's and crun's rule).
+    pub rootless: bool,
 }
 
 /// Runtime options that change the plan.
@@ -271,12 +274,28 @@ impl<'a> Planner<'a> {
         });
     }
 
-    fn has_ns(&self, ns: Namespace) -> bool {
+    pub(crate) fn has_ns(&self, ns: Namespace) -> bool {
         self.namespaces.contains_key(&ns)
     }
 
-    fn new_ns(&self, ns: Namespace) -> bool {
+    pub(crate) fn new_ns(&self, ns: Namespace) -> bool {
         matches!(self.namespaces.get(&ns), Some(None))
+    }
+
+    /// An unprivileged caller's new user namespace that maps only the caller's own gid: its
+    /// `setgroups` is denied (the kernel's price for the gid map), so no groups can be set.
+    pub(crate) fn setgroups_denied(&self) -> bool {
+        let host = self.input.host;
+        if host.uid == 0 || !self.new_ns(Namespace::User) {
+            return false;
+        }
+        let gid = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.gid_mappings().clone())
+            .unwrap_or_default();
+        gid.is_empty() || (gid.len() == 1 && gid[0].host_id() == host.gid && gid[0].size() == 1)
     }
 
     /// `exec`: a process entering the running container. Its namespaces are joined through
@@ -321,6 +340,7 @@ impl<'a> Planner<'a> {
                 v2_controllers: vec![],
                 shared: true,
                 systemd: None,
+                optional: false,
             });
         }
         self.steps.push(Step::SetNsContainer { flags: inside });
@@ -358,8 +378,21 @@ impl<'a> Planner<'a> {
             problem: "required to create a container".into(),
         })?;
         self.namespaces()?;
-        self.steps.push(Step::NotDumpable);
+        // A rootless caller may open the child's id map files (and newuidmap may check its
+        // owner) only while the child is dumpable: then it gives that up once they are written.
+        let late_dumpable = self.input.host.rootless && self.new_ns(Namespace::User);
+        if !late_dumpable {
+            self.steps.push(Step::NotDumpable);
+        }
         self.join_and_map()?;
+        if late_dumpable {
+            let at = self
+                .steps
+                .iter()
+                .position(|s| matches!(s, Step::WaitParent))
+                .map_or(0, |i| i + 1);
+            self.steps.insert(at, Step::NotDumpable);
+        }
         self.cgroups()?;
 
         let mounts = mounts::plan_mounts(&self)?;
@@ -711,6 +744,7 @@ impl<'a> Planner<'a> {
                 .as_ref()
                 .and_then(|a| a.get(SHARED_CGROUP_ANNOTATION))
                 .is_some_and(|v| v == "true"),
+            optional: self.input.host.rootless && scope.is_none() && !asks_for_resources(res),
             systemd: scope,
         });
         Ok(())
@@ -813,16 +847,31 @@ impl<'a> Planner<'a> {
                 .and_then(|l| l.gid_mappings().clone())
                 .unwrap_or_default();
             let host = self.input.host;
+            // Without privilege the kernel takes only a map of the caller's own id (and a gid
+            // map only once setgroups is denied); anything wider goes through the setuid
+            // helpers, which check /etc/subuid and /etc/subgid. Root in a partial user
+            // namespace (`podman unshare`) has CAP_SETUID over it and writes its maps itself.
+            let unprivileged = host.uid != 0;
+            let own_only = |maps: &[LinuxIdMapping], id: u32| {
+                maps.is_empty()
+                    || (maps.len() == 1 && maps[0].host_id() == id && maps[0].size() == 1)
+            };
+            let uid_helper = unprivileged && !own_only(&uid, host.uid);
+            let gid_helper = unprivileged && !own_only(&gid, host.gid);
             let uid = id_map("linux.uidMappings", &uid, host.uid)?;
             let gid = id_map("linux.gidMappings", &gid, host.gid)?;
-            self.after_clone.push(HostStep::WriteIdMap {
-                kind: IdMapKind::Uid,
-                map: uid,
-            });
-            self.after_clone.push(HostStep::WriteIdMap {
-                kind: IdMapKind::Gid,
-                map: gid,
-            });
+            let step = |helper: bool, kind: IdMapKind, map: CBuf| {
+                if helper {
+                    HostStep::IdMapHelper { kind, map }
+                } else {
+                    HostStep::WriteIdMap { kind, map }
+                }
+            };
+            self.after_clone.push(step(uid_helper, IdMapKind::Uid, uid));
+            if self.setgroups_denied() {
+                self.after_clone.push(HostStep::DenySetgroups);
+            }
+            self.after_clone.push(step(gid_helper, IdMapKind::Gid, gid));
             self.after_clone.push(HostStep::Release);
             self.steps.push(Step::WaitParent);
             self.steps.push(Step::BecomeNsRoot);
@@ -831,7 +880,9 @@ impl<'a> Planner<'a> {
     }
 
     fn devices(&mut self, dev_is_bind: bool) -> Result<(), PlanError> {
-        let in_userns = self.has_ns(Namespace::User);
+        // mknod needs CAP_MKNOD on the host: in a user namespace, or run rootless (already in
+        // one, as under rootless podman), the host's nodes are bound instead.
+        let in_userns = self.has_ns(Namespace::User) || self.input.host.rootless;
         let mut devices: Vec<(String, ferrun_plans::DevKind, u32, u32, u32, u32, u32)> = Vec::new();
         if !dev_is_bind {
             for (name, major, minor) in [
@@ -1100,6 +1151,18 @@ impl<'a> Planner<'a> {
             }
         }
     }
+}
+
+/// Whether a cgroup is needed for more than the default device rules.
+fn asks_for_resources(r: &oci_spec::runtime::LinuxResources) -> bool {
+    r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.network().is_some()
+        || r.rdma().as_ref().is_some_and(|h| !h.is_empty())
+        || r.unified().as_ref().is_some_and(|h| !h.is_empty())
 }
 
 /// The text of an id map file; no mappings means the runtime's own id as root.

@@ -5,7 +5,7 @@ use crate::{PlanError, Planner, cbuf, clean_abs, err};
 use ferrun_plans::{
     MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
     MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
-    MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, Step, Target,
+    MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, Namespace, Step, Target,
 };
 use oci_spec::runtime::Spec;
 
@@ -420,6 +420,21 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                     dest: dest_buf.clone(),
                     flags: flags & !libc::MS_REMOUNT,
                 });
+            } else if typ == "sysfs" && p.has_ns(Namespace::User) && !p.new_ns(Namespace::Network) {
+                // The kernel mounts sysfs only for the owner of the network namespace: in a
+                // user namespace without a network namespace of its own, the host's /sys is
+                // bound instead, read-only whatever the options say (as crun does).
+                let (set, clear) = flags_to_attrs(flags & BIND_ATTR_FLAGS);
+                steps.push(Step::BindMount {
+                    source: cbuf(&format!("{field}.source"), "/sys")?,
+                    dest: dest_buf.clone(),
+                    recursive: true,
+                    set: set | MOUNT_ATTR_RDONLY,
+                    clear: clear & !MOUNT_ATTR_RDONLY,
+                    rset: attr_set,
+                    rclear: attr_clear,
+                });
+                (attr_set, attr_clear) = (0, 0);
             } else {
                 steps.push(Step::Mount {
                     source: Some(cbuf(&format!("{field}.source"), source.unwrap_or(typ))?),

@@ -21,6 +21,9 @@ fn rlimit_number(t: PosixRlimitType) -> u32 {
         .map_or(u32::MAX, |i| i as u32)
 }
 
+/// crun's annotation: keep the caller's supplementary groups (no setgroups).
+pub const KEEP_GROUPS_ANNOTATION: &str = "run.oci.keep_original_groups";
+
 /// The largest uid or gid a config may name: `(uid_t)-1` means "no change" to the kernel, so a
 /// process asking for it would keep the runtime's own identity (runc's range).
 pub(crate) const MAX_ID: u32 = 2_147_483_647;
@@ -266,7 +269,26 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     }
     check_id("process.user.gid", user.gid())?;
     check_id("process.user.uid", user.uid())?;
-    p.steps.push(Step::SetGroups { gids });
+    let keep_groups = p
+        .spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(KEEP_GROUPS_ANNOTATION))
+        .is_some_and(|v| v == "1" || v == "true");
+    if keep_groups {
+        // podman's `--group-add keep-groups`: the caller's supplementary groups stay, so
+        // setgroups is not called at all (crun's rule).
+    } else if p.setgroups_denied() {
+        if !gids.is_empty() {
+            return err(
+                "process.user.additionalGids",
+                "a rootless container whose gid map holds only your own gid cannot set \
+                 groups (its setgroups is denied): map more gids (newgidmap) or drop them",
+            );
+        }
+    } else {
+        p.steps.push(Step::SetGroups { gids });
+    }
     p.steps.push(Step::SetGid { gid: user.gid() });
     p.steps.push(Step::SetUid { uid: user.uid() });
     p.steps.push(Step::KeepCaps { on: false });

@@ -16,6 +16,7 @@ fn host_on(cgroups: CgroupLayout) -> HostFacts {
     HostFacts {
         apparmor: false,
         selinux: false,
+        rootless: false,
         arch: "x86_64".into(),
         last_cap: 40,
         uid: 0,
@@ -369,9 +370,15 @@ fn systemd_driver_asks_for_a_scope_after_clone() {
 /// Applies `(JSON pointer, new value)` edits to a copy of runc's default spec; `Value::Null`
 /// removes the field.
 fn variant(edits: &[(&str, Value)]) -> Vec<u8> {
-    let mut v: Value =
-        serde_json::from_slice(&std::fs::read(data("config/runc-spec.json")).expect("read"))
-            .expect("json");
+    variant_of(
+        &std::fs::read(data("config/runc-spec.json")).expect("read"),
+        edits,
+    )
+}
+
+/// `base` with JSON-pointer edits applied (a null value removes the key).
+fn variant_of(base: &[u8], edits: &[(&str, Value)]) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(base).expect("json");
     for (ptr, new) in edits {
         let (parent, key) = ptr.rsplit_once('/').expect("pointer");
         let target = v
@@ -819,4 +826,134 @@ fn lsm_profiles_and_labels_are_steps_before_privileges_go() {
         !listing.contains("type proc flags 0 data \"context"),
         "{listing}"
     );
+}
+
+/// An unprivileged caller (uid 1001) on this machine's kind.
+fn rootless_host() -> HostFacts {
+    HostFacts {
+        rootless: true,
+        uid: 1001,
+        gid: 1001,
+        ..host_on(hybrid_layout())
+    }
+}
+
+#[test]
+fn rootless_listings() {
+    // runc's rootless spec: a map of the caller's own ids, written by ferrun itself (setgroups
+    // denied first, so no setgroups step), the child dumpable until they are written, and a
+    // cgroup that is skipped when it is not delegated.
+    // The fixture was made as root: its maps name uid 0, here they name the caller's.
+    let bytes = variant_of(
+        &std::fs::read(data("config/runc-spec-rootless.json")).expect("read"),
+        &[
+            (
+                "/linux/uidMappings",
+                json!([{"containerID": 0, "hostID": 1001, "size": 1}]),
+            ),
+            (
+                "/linux/gidMappings",
+                json!([{"containerID": 0, "hostID": 1001, "size": 1}]),
+            ),
+        ],
+    );
+    let own = plan_on(&bytes, Options::default(), rootless_host()).expect("plan");
+    let listing = own.to_string();
+    let at = |needle: &str| {
+        listing
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {listing}"))
+    };
+    assert!(at("write /proc/<pid>/setgroups \"deny\"") < at("write /proc/<pid>/gid_map"));
+    assert!(at("wait for the parent (id maps)") < at("prctl PR_SET_DUMPABLE 0"));
+    assert!(!listing.contains("setgroups []"), "{listing}");
+    assert!(listing.contains("rootless: skipped if not delegated"), "{listing}");
+    // Wider maps go through newuidmap/newgidmap, and setgroups stays allowed.
+    let wide = variant_of(
+        &bytes,
+        &[
+            (
+                "/linux/uidMappings",
+                json!([{"containerID": 0, "hostID": 1001, "size": 1},
+                       {"containerID": 1, "hostID": 100000, "size": 65536}]),
+            ),
+            (
+                "/linux/gidMappings",
+                json!([{"containerID": 0, "hostID": 1001, "size": 1},
+                       {"containerID": 1, "hostID": 100000, "size": 65536}]),
+            ),
+            ("/process/user/additionalGids", json!([5])),
+        ],
+    );
+    let wide = plan_on(&wide, Options::default(), rootless_host()).expect("plan");
+    let wide_listing = wide.to_string();
+    assert!(
+        wide_listing.contains("newuidmap <pid> 0 1001 1 1 100000 65536"),
+        "{wide_listing}"
+    );
+    assert!(wide_listing.contains("newgidmap <pid>"), "{wide_listing}");
+    assert!(!wide_listing.contains("setgroups \"deny\""), "{wide_listing}");
+    assert!(wide_listing.contains("setgroups [5]"), "{wide_listing}");
+    // Groups cannot be set once setgroups is denied: refused, naming the field.
+    let groups = variant_of(&bytes, &[("/process/user/additionalGids", json!([5]))]);
+    let e = plan_on(&groups, Options::default(), rootless_host()).expect_err("refused");
+    assert_eq!(e.field, "process.user.additionalGids", "{e}");
+    // Resources make the cgroup required: no longer optional.
+    let limited = variant_of(&bytes, &[("/linux/resources", json!({"pids": {"limit": 10}}))]);
+    let limited = plan_on(&limited, Options::default(), rootless_host()).expect("plan");
+    assert!(!limited.to_string().contains("skipped if not delegated"));
+    // podman's rootless config under its own user namespace: no user namespace in the config,
+    // yet no mknod (devices are bound) and sysfs stays a mount (podman's netns is its own).
+    let podman = std::fs::read(data("config/podman-run.json")).expect("read");
+    let podman = plan_on(&podman, Options::default(), rootless_host()).expect("plan");
+    let podman_listing = podman.to_string();
+    assert!(!podman_listing.contains("mknod"), "{podman_listing}");
+    assert!(podman_listing.contains("bind device /dev/null on /dev/null attrs NOSUID|NOEXEC"));
+    settings().bind(|| {
+        insta::assert_snapshot!("plan-runc-spec-rootless-as-user", redacted(&listing));
+        insta::assert_snapshot!("plan-podman-run-rootless", redacted(&podman_listing));
+    });
+}
+
+#[test]
+fn sysfs_in_a_user_namespace_without_its_own_network_namespace_is_a_readonly_bind() {
+    let bytes = std::fs::read(data("config/runc-spec.json")).expect("read");
+    let userns = variant_of(
+        &bytes,
+        &[
+            (
+                "/linux/namespaces",
+                json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "user"}]),
+            ),
+            (
+                "/linux/uidMappings",
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+            ),
+            (
+                "/linux/gidMappings",
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+            ),
+        ],
+    );
+    let listing = plan_bytes(&userns, Options::default())
+        .expect("plan")
+        .to_string();
+    assert!(
+        listing.contains("bind recursively /sys on /sys set RDONLY|NOSUID|NODEV|NOEXEC"),
+        "{listing}"
+    );
+    assert!(!listing.contains("type sysfs"), "{listing}");
+    // With a network namespace of its own, sysfs is mounted.
+    let own_net = variant_of(
+        &userns,
+        &[(
+            "/linux/namespaces",
+            json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "user"},
+                   {"type": "network"}]),
+        )],
+    );
+    let listing = plan_bytes(&own_net, Options::default())
+        .expect("plan")
+        .to_string();
+    assert!(listing.contains("type sysfs"), "{listing}");
 }

@@ -136,6 +136,9 @@ pub struct Cgroups {
     /// `--systemd-cgroup`: systemd makes the cgroup, as a transient scope, once the container
     /// process exists; ferrun then writes the resources into the delegated directory.
     pub systemd: Option<SystemdScope>,
+    /// Rootless and asked for no resources: when the caller may not create the cgroup (it is
+    /// not delegated), the container runs without one, with a warning, as runc's does.
+    pub optional: bool,
 }
 
 /// The transient unit systemd is asked for (`StartTransientUnit`) with the container's pid.

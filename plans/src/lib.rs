@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 
 /// A Linux security module whose exec attribute a plan sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +192,12 @@ pub enum HostStep {
     JoinBeforeClone { ns: Namespace, path: CBuf },
     /// Write `/proc/<pid>/{uid,gid}_map`.
     WriteIdMap { kind: IdMapKind, map: CBuf },
+    /// Rootless, for maps beyond the caller's own id: `newuidmap`/`newgidmap <pid> <map…>`,
+    /// the setuid helpers that check `/etc/subuid` and `/etc/subgid`.
+    IdMapHelper { kind: IdMapKind, map: CBuf },
+    /// Rootless, before a gid map of the caller's own gid: `deny` written to
+    /// `/proc/<pid>/setgroups`, without which the kernel refuses the map.
+    DenySetgroups,
     /// Write `/proc/<pid>/oom_score_adj` (from outside: a non-dumpable child in a user namespace
     /// may not write its own).
     OomScoreAdj { value: CBuf },
@@ -566,9 +572,10 @@ impl Plan {
                 HostStep::OpenNamespace { path, .. } | HostStep::JoinBeforeClone { path, .. } => {
                     f(path)
                 }
-                HostStep::WriteIdMap { map, .. } => f(map),
+                HostStep::WriteIdMap { map, .. } | HostStep::IdMapHelper { map, .. } => f(map),
                 HostStep::OomScoreAdj { value } => f(value),
                 HostStep::Release
+                | HostStep::DenySetgroups
                 | HostStep::JoinContainer { .. }
                 | HostStep::CgroupCreate
                 | HostStep::StartScope

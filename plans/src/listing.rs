@@ -37,6 +37,18 @@ impl Display for HostStep {
                 };
                 write!(f, "write /proc/<pid>/{file} {:?}", map.text())
             }
+            HostStep::IdMapHelper { kind, map } => {
+                let helper = match kind {
+                    IdMapKind::Uid => "newuidmap",
+                    IdMapKind::Gid => "newgidmap",
+                };
+                write!(
+                    f,
+                    "{helper} <pid> {}",
+                    map.text().split_whitespace().collect::<Vec<_>>().join(" ")
+                )
+            }
+            HostStep::DenySetgroups => write!(f, "write /proc/<pid>/setgroups \"deny\""),
             HostStep::OomScoreAdj { value } => {
                 write!(f, "write /proc/<pid>/oom_score_adj {}", value.text())
             }
@@ -213,7 +225,12 @@ impl Display for Step {
                 dest.text()
             ),
             Step::BindDevice { source, dest } => {
-                write!(f, "bind device {} on {}", source.text(), dest.text())
+                write!(
+                    f,
+                    "bind device {} on {} attrs NOSUID|NOEXEC",
+                    source.text(),
+                    dest.text()
+                )
             }
             Step::Symlink { target, link } => {
                 write!(f, "symlink {} -> {}", link.text(), target.text())
@@ -359,6 +376,9 @@ impl Display for Plan {
             }
             if c.shared {
                 writeln!(f, "      may share an existing cgroup")?;
+            }
+            if c.optional {
+                writeln!(f, "      rootless: skipped if not delegated")?;
             }
             if let Some(i) = c.clone_into {
                 writeln!(f, "      cloned into #{i}")?;

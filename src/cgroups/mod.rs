@@ -829,3 +829,43 @@ fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<()> {
 pub fn mode(layout: &CgroupLayout) -> CgroupMode {
     layout.mode()
 }
+
+/// This process's own cgroup directory in each of `hierarchies`, where a rootless container
+/// that could not have a cgroup of its own stays (and what its cgroup mounts show).
+pub fn own_dirs(hierarchies: &[Hierarchy]) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    hierarchies
+        .iter()
+        .map(|h| Path::new(&h.mount).join(own_cgroup(&text, h).trim_start_matches('/')))
+        .collect()
+}
+
+impl Cgroup {
+    /// Whether this caller may make (or join) the container's cgroup in every hierarchy: the
+    /// nearest existing directory on its path is writable (its `cgroup.procs` or `tasks` when
+    /// the cgroup exists). The reason when it may not.
+    pub fn may_create(&self) -> std::result::Result<(), String> {
+        for (h, dir) in self.hierarchies.iter().zip(&self.dirs) {
+            let mut probe = dir.clone();
+            if dir.is_dir() {
+                probe = dir.join(if h.v2 { "cgroup.procs" } else { "tasks" });
+            } else {
+                while !probe.is_dir() && probe.pop() {}
+            }
+            let Ok(c) = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()) else {
+                return Err(format!("{} is no path", probe.display()));
+            };
+            // SAFETY: a checked NUL-terminated path; AT_EACCESS asks as the effective ids.
+            if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) }
+                != 0
+            {
+                return Err(format!(
+                    "{} is not writable by you (the {} hierarchy is not delegated)",
+                    probe.display(),
+                    h.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}

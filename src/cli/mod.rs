@@ -18,9 +18,9 @@ use std::path::PathBuf;
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Directory for container state.
-    #[arg(long, global = true, default_value = "/run/ferrun")]
-    pub root: PathBuf,
+    /// Directory for container state: /run/ferrun, or $XDG_RUNTIME_DIR/ferrun when rootless.
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Log file for errors and debug output.
     #[arg(long, global = true)]
     pub log: Option<String>,
@@ -498,11 +498,22 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             crate::bail!("invalid --cgroup-manager {other:?}: use cgroupfs, systemd or disabled")
         }
     }
-    let store = Store::new(&cli.root);
     let Some(command) = &cli.command else {
         print("ferrun: no command given; see ferrun --help\n");
         return Ok(1);
     };
+    let root = match &cli.root {
+        Some(r) => r.clone(),
+        None => match crate::host::rootless::default_root(crate::host::rootless::detect()) {
+            Ok(r) => r,
+            // These two never touch the state root.
+            Err(_) if matches!(command, Command::Spec { .. } | Command::Features) => {
+                PathBuf::from(crate::host::rootless::DEFAULT_ROOT)
+            }
+            Err(e) => return Err(crate::error::Error(e)),
+        },
+    };
+    let store = Store::new(&root);
     match command {
         Command::Create(a) => lifecycle::create(&store, &a.opts(cli.systemd())).map(|_| 0),
         Command::Start { id } => lifecycle::start(&store, id).map(|_| 0),

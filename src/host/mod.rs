@@ -9,5 +9,6 @@ pub mod files;
 pub mod hooks;
 pub mod notify;
 pub mod procfs;
+pub mod rootless;
 pub mod sealed;
 pub mod signals;

@@ -9,6 +9,39 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// Rootless, an rlimit cannot go above the caller's own hard limit (raising one needs
+/// CAP_SYS_RESOURCE on the host): refused before anything is made, naming the limit.
+pub(crate) fn check_rlimits(plan: &Plan) -> Result<()> {
+    if !crate::host::rootless::detect() {
+        return Ok(());
+    }
+    for step in &plan.steps {
+        let Step::Rlimit { resource, hard, .. } = step else {
+            continue;
+        };
+        let mut cur = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid resource number from the plan and a local out-parameter.
+        if unsafe { libc::getrlimit(*resource as _, &mut cur) } != 0 {
+            continue;
+        }
+        if *hard > cur.rlim_max {
+            let name = ferrun_plans::RLIMITS
+                .get(*resource as usize)
+                .copied()
+                .unwrap_or("an rlimit");
+            bail!(
+                "process.rlimits: {name} hard {hard} is above your own hard limit {}: a \
+                 rootless container cannot raise it (Operation not permitted)",
+                cur.rlim_max
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A sysctl changes the namespace it is written in: refused when a joined namespace is the
 /// caller's own (the host's, for an engine), as runc refuses it.
 pub(crate) fn check_sysctls(plan: &Plan) -> Result<()> {

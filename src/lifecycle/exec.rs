@@ -343,6 +343,9 @@ fn clone_into_container(
         .as_ref()
         .map(|c| c.tasks.clone())
         .unwrap_or_default();
+    if crate::host::rootless::detect() {
+        return clone_through_helper(id, s, plan, pidfd, (fds, min_fd), (clone_into, tasks));
+    }
     let own = own_namespaces(plan)?;
     for h in &plan.before_clone {
         match h {
@@ -394,6 +397,113 @@ fn clone_into_container(
         return Err(e);
     }
     Ok(child)
+}
+
+/// Rootless, ferrun could join the container's namespaces but not return to its own (they
+/// belong to the host's user namespace): a forked helper joins them and clones the process as
+/// ferrun's child (`CLONE_PARENT`), then exits.
+fn clone_through_helper(
+    id: &str,
+    s: &crate::state::State,
+    plan: &Plan,
+    pidfd: &OwnedFd,
+    (fds, min_fd): (&ChildFds, u32),
+    (clone_into, tasks): (i32, Vec<i32>),
+) -> Result<ferrun_executor::Child> {
+    let join = plan.before_clone.iter().find_map(|h| match h {
+        HostStep::JoinContainer { flags } => Some(*flags),
+        _ => None,
+    });
+    // The helper's answer: the pid, or which call failed and its errno.
+    const JOINED: i32 = 0;
+    const SETNS_FAILED: i32 = 1;
+    const CLONE_FAILED: i32 = 2;
+    let attempt = |into: i32, tasks: Vec<i32>| -> Result<std::result::Result<i32, i32>> {
+        let prepared = Prepared::new(plan).with_cgroups(Vec::new(), into, tasks);
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .ctx(|| "exec: a pipe for the helper".into())?;
+        // SAFETY: ferrun is single-threaded here; the helper makes only syscalls and _exits.
+        let helper = unsafe { libc::fork() };
+        if helper < 0 {
+            bail!("exec: fork: {}", crate::error::errno_text(crate::errno()));
+        }
+        if helper == 0 {
+            // SAFETY: in the helper: setns on a pidfd we hold, the executor's clone, one
+            // write, _exit.
+            unsafe {
+                let answer: [i32; 2] = match join {
+                    Some(f) if libc::setns(pidfd.as_raw_fd(), f as libc::c_int) < 0 => {
+                        [SETNS_FAILED, crate::errno()]
+                    }
+                    _ => match ferrun_executor::spawn_with(
+                        &prepared,
+                        fds,
+                        None,
+                        libc::CLONE_PARENT as u64,
+                    ) {
+                        Ok(c) => [JOINED, c.pid],
+                        Err(e) => [CLONE_FAILED, e.raw_os_error().unwrap_or(libc::EIO)],
+                    },
+                };
+                let n = libc::write(w.as_raw_fd(), answer.as_ptr().cast(), 8);
+                libc::_exit(i32::from(n != 8));
+            }
+        }
+        drop(w);
+        let mut status = 0;
+        // SAFETY: reaping the helper we just forked.
+        unsafe { libc::waitpid(helper, &mut status, 0) };
+        let mut b = [0u8; 8];
+        if nix::unistd::read(&r, &mut b).unwrap_or(0) != 8 {
+            bail!("exec: the helper that joins container {id}'s namespaces died");
+        }
+        let kind = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let value = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+        match kind {
+            JOINED => Ok(Ok(value)),
+            SETNS_FAILED => bail!(
+                "exec: join the namespaces of container {id}: {}",
+                crate::error::errno_text(value)
+            ),
+            _ => Ok(Err(value)),
+        }
+    };
+    let mut got = attempt(clone_into, tasks.clone())?;
+    if clone_into >= 0
+        && matches!(got, Err(libc::EBUSY) | Err(libc::ENOENT))
+        && let Some(dir) = init_cgroup2(s.pid, s.cgroup.as_ref())
+    {
+        // As in the direct path: init's own cgroup when the container's is no leaf.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&dir)
+            .ctx(|| format!("open cgroup {}", dir.display()))?;
+        let f = above(OwnedFd::from(f), min_fd)?;
+        got = attempt(f.as_raw_fd(), tasks)?;
+    }
+    let pid = got.map_err(|e| {
+        Error(format!(
+            "clone3 the exec process: {}",
+            crate::error::errno_text(e)
+        ))
+    })?;
+    // The process is ferrun's child now (CLONE_PARENT), not yet reaped: its pid is its own.
+    // SAFETY: pidfd_open on our own unreaped child.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let e = crate::errno();
+        // SAFETY: killing and reaping our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        bail!("exec: pidfd_open: {}", crate::error::errno_text(e));
+    }
+    Ok(ferrun_executor::Child {
+        pid,
+        pidfd: fd as i32,
+    })
 }
 
 /// Our own namespaces that `JoinContainer` leaves, to return to once the process is cloned:

@@ -5,7 +5,9 @@
 //! records the container process sends: the pty, the create hooks, the seccomp listener, a
 //! failed step) and [`ready`]. A [`Guard`] undoes whatever a failing phase leaves.
 
-use super::checks::{check_rootfs, check_sysctls, open_namespace, socket_activation};
+use super::checks::{
+    check_rlimits, check_rootfs, check_sysctls, open_namespace, socket_activation,
+};
 use super::common::{CreateOpts, absolute};
 use super::failure::{describe_death, render_failure};
 use super::profile;
@@ -96,6 +98,9 @@ struct Launch<'a> {
     preserve_fds: u32,
     /// OOM kills the container's cgroup had before the clone: only a new one is blamed.
     oom_before: u64,
+    /// Rootless, the cgroup not delegated and no resources asked for: no cgroup is made and
+    /// the plan's cgroup steps keep the caller's.
+    cgroups_skipped: bool,
 }
 
 /// The parent's fds for the clone: the sync socket pair, the exec fifo, namespaces to join.
@@ -173,13 +178,24 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
     }
     check_rootfs(&plan, &bundle)?;
     check_sysctls(&plan)?;
+    check_rlimits(&plan)?;
     crate::host::hooks::check(&plan.hooks)?;
     // Resolved (and a path the kernel would refuse refused) before anything is made.
-    let cgroup = plan
+    let mut cgroup = plan
         .cgroups
         .as_ref()
         .map(|c| Cgroup::resolve(c, &opts.id))
         .transpose()?;
+    let mut cgroups_skipped = false;
+    if let (Some(cg), Some(c)) = (&cgroup, &plan.cgroups)
+        && c.optional
+        && let Err(why) = cg.may_create()
+    {
+        // runc's rule: a rootless container that asks for no resources runs without a cgroup.
+        log::warn(&format!("rootless: no cgroup for {}: {why}", opts.id));
+        cgroup = None;
+        cgroups_skipped = true;
+    }
     let state = State {
         id: opts.id.clone(),
         pid: 0,
@@ -225,6 +241,7 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
         guard,
         preserve_fds,
         oom_before: 0,
+        cgroups_skipped,
     })
 }
 
@@ -280,11 +297,22 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
                 nix::sched::setns(&f, flags)
                     .ctx(|| format!("join {} namespace {}", ns.oci_name(), path.text()))?;
             }
+            HostStep::CgroupCreate | HostStep::CgroupWrite(_) | HostStep::CgroupDevices { .. }
+                if l.cgroups_skipped => {}
             HostStep::CgroupCreate => {
                 let (Some(cg), Some(c)) = (&mut l.cgroup, &l.plan.cgroups) else {
                     return Err(no_cgroup());
                 };
-                let made = cg.create(&c.v2_controllers, c.shared);
+                let made = cg.create(&c.v2_controllers, c.shared).map_err(|e| {
+                    match crate::host::rootless::detect() {
+                        true => Error(format!(
+                            "{}; rootless, and the cgroup is not delegated to you, so \
+                             linux.resources cannot be applied",
+                            e.0
+                        )),
+                        false => e,
+                    }
+                });
                 // What ferrun really made, known now: kept for clean-up and for delete.
                 l.guard.cgroup = Some(cg.clone());
                 made?;
@@ -360,6 +388,15 @@ fn clone_child(
             .map(|c| c.tasks.clone())
             .unwrap_or_default(),
     );
+    let prepared = match (&l.plan.cgroups, l.cgroups_skipped) {
+        (Some(c), true) => prepared.with_cgroups_skipped(
+            crate::cgroups::own_dirs(&c.hierarchies)
+                .iter()
+                .filter_map(|d| ferrun_plans::CBuf::new(&d.to_string_lossy()))
+                .collect(),
+        ),
+        _ => prepared,
+    };
     if profile::enabled() {
         let flags = ferrun_plans::clone_flag_names(l.plan.clone_flags);
         profile::host_step(l.plan.before_clone.len() + 1, format!("clone3 {flags}"));
@@ -394,6 +431,12 @@ fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()
                 let proc = proc_root(&mut proc)?;
                 proc.write(&format!("{}/{file}", child.pid), map.bytes())?;
             }
+            HostStep::DenySetgroups => {
+                let proc = proc_root(&mut proc)?;
+                proc.write(&format!("{}/setgroups", child.pid), b"deny")
+                    .map_err(|e| Error(format!("linux.gidMappings: {}", e.0)))?;
+            }
+            HostStep::IdMapHelper { kind, map } => id_map_helper(*kind, map, child.pid)?,
             HostStep::OomScoreAdj { value } => {
                 let proc = proc_root(&mut proc)?;
                 proc.write(&format!("{}/oom_score_adj", child.pid), value.bytes())
@@ -423,6 +466,38 @@ fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()
             HostStep::Release => send_byte(parent)?,
             other => bail!("plan: {other} cannot run after clone"),
         }
+    }
+    Ok(())
+}
+
+/// `newuidmap`/`newgidmap <pid> <inside> <outside> <count>…`: the setuid helpers that check
+/// the ranges against `/etc/subuid` and `/etc/subgid` and write the map for an unprivileged
+/// caller.
+fn id_map_helper(kind: IdMapKind, map: &ferrun_plans::CBuf, pid: i32) -> Result<()> {
+    let (helper, field, file) = match kind {
+        IdMapKind::Uid => ("newuidmap", "linux.uidMappings", "/etc/subuid"),
+        IdMapKind::Gid => ("newgidmap", "linux.gidMappings", "/etc/subgid"),
+    };
+    let out = std::process::Command::new(helper)
+        .arg(pid.to_string())
+        .args(map.text().split_whitespace())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| {
+            Error(format!(
+                "{field}: a rootless map beyond your own id needs {helper} (package uidmap): {}",
+                crate::error::errno_text(e.raw_os_error().unwrap_or(libc::EIO))
+            ))
+        })?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "{field}: {helper} refused the map {:?} (are its ranges yours in {file}?): {}",
+            map.text().trim_end(),
+            why.trim()
+        );
     }
     Ok(())
 }
