@@ -867,7 +867,10 @@ fn rootless_listings() {
     assert!(at("write /proc/<pid>/setgroups \"deny\"") < at("write /proc/<pid>/gid_map"));
     assert!(at("wait for the parent (id maps)") < at("prctl PR_SET_DUMPABLE 0"));
     assert!(!listing.contains("setgroups []"), "{listing}");
-    assert!(listing.contains("rootless: skipped if not delegated"), "{listing}");
+    assert!(
+        listing.contains("rootless: skipped if not delegated"),
+        "{listing}"
+    );
     // Wider maps go through newuidmap/newgidmap, and setgroups stays allowed.
     let wide = variant_of(
         &bytes,
@@ -892,14 +895,20 @@ fn rootless_listings() {
         "{wide_listing}"
     );
     assert!(wide_listing.contains("newgidmap <pid>"), "{wide_listing}");
-    assert!(!wide_listing.contains("setgroups \"deny\""), "{wide_listing}");
+    assert!(
+        !wide_listing.contains("setgroups \"deny\""),
+        "{wide_listing}"
+    );
     assert!(wide_listing.contains("setgroups [5]"), "{wide_listing}");
     // Groups cannot be set once setgroups is denied: refused, naming the field.
     let groups = variant_of(&bytes, &[("/process/user/additionalGids", json!([5]))]);
     let e = plan_on(&groups, Options::default(), rootless_host()).expect_err("refused");
     assert_eq!(e.field, "process.user.additionalGids", "{e}");
     // Resources make the cgroup required: no longer optional.
-    let limited = variant_of(&bytes, &[("/linux/resources", json!({"pids": {"limit": 10}}))]);
+    let limited = variant_of(
+        &bytes,
+        &[("/linux/resources", json!({"pids": {"limit": 10}}))],
+    );
     let limited = plan_on(&limited, Options::default(), rootless_host()).expect("plan");
     assert!(!limited.to_string().contains("skipped if not delegated"));
     // podman's rootless config under its own user namespace: no user namespace in the config,

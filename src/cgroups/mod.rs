@@ -215,15 +215,12 @@ impl Cgroup {
                     s.unit
                 );
             }
-            // SAFETY: geteuid has no preconditions.
-            if unsafe { libc::geteuid() } != 0 {
-                bail!(
-                    "--systemd-cgroup: the scope {} would be asked of the user's systemd, which \
-                     ferrun does not do yet; use the cgroupfs manager",
-                    s.unit
-                );
-            }
         }
+        // A rootless caller's scope is made by its own systemd, below that manager's cgroup.
+        let user_manager = match &c.systemd {
+            Some(_) if crate::host::rootless::detect() => systemd::manager_cgroup()?,
+            _ => String::new(),
+        };
         let mut dirs = Vec::new();
         let mut created = Vec::new();
         let own = match c.path {
@@ -244,6 +241,11 @@ impl Cgroup {
                 }
             };
             let rel = match &c.path {
+                CgroupPath::Absolute(p) if !user_manager.is_empty() => format!(
+                    "{}/{}",
+                    user_manager.trim_end_matches('/'),
+                    p.trim_start_matches('/')
+                ),
                 CgroupPath::Absolute(p) => p.clone(),
                 CgroupPath::Relative(p) => format!("{}/{p}", base(h)),
                 CgroupPath::Default | CgroupPath::Container => format!("{}/{id}", base(h)),

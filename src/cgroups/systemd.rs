@@ -44,6 +44,10 @@ trait Manager {
 
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
 
+    /// The manager's own cgroup: `/` for the system's, `…/user@<uid>.service` for a user's.
+    #[zbus(property)]
+    fn control_group(&self) -> zbus::Result<String>;
+
     #[zbus(signal)]
     fn job_removed(
         &self,
@@ -66,12 +70,54 @@ async fn connect(what: &str) -> Result<ManagerProxy<'static>> {
              the systemd cgroup manager needs it (use the cgroupfs manager)"
         )));
     }
-    let conn = zbus::Connection::system()
-        .await
-        .map_err(|e| Error(format!("{what}: connect to the system bus: {e}")))?;
+    let conn = if crate::host::rootless::detect() {
+        // A rootless caller's scopes are its own systemd's, on its user bus. In a user
+        // namespace (rootless podman) the bus knows the caller by its uid outside.
+        let address = "your user bus (DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus)";
+        zbus::connection::Builder::session()
+            .map_err(|e| Error(format!("{what}: {address}: {e}")))?
+            .user_id(host_uid())
+            .build()
+            .await
+            .map_err(|e| Error(format!("{what}: connect to {address}: {e}")))?
+    } else {
+        zbus::Connection::system()
+            .await
+            .map_err(|e| Error(format!("{what}: connect to the system bus: {e}")))?
+    };
     ManagerProxy::new(&conn)
         .await
         .map_err(|e| Error(format!("{what}: systemd's manager on the bus: {e}")))
+}
+
+/// The effective uid as the initial user namespace sees it (`/proc/self/uid_map`).
+fn host_uid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    for line in map.lines() {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        if let [inside, outside, count] = f[..]
+            && (inside..inside + count).contains(&u64::from(euid))
+        {
+            return (outside + u64::from(euid) - inside) as u32;
+        }
+    }
+    euid
+}
+
+/// The cgroup of the systemd that makes the scopes (a user's manager lives below
+/// `user@<uid>.service`), relative to the cgroup2 mount.
+pub fn manager_cgroup() -> Result<String> {
+    async_io::block_on(async {
+        let m = connect("--systemd-cgroup").await?;
+        m.control_group()
+            .await
+            .map_err(|e| Error(format!("--systemd-cgroup: the manager's ControlGroup: {e}")))
+    })
 }
 
 fn value(v: &UnitValue) -> Value<'static> {

@@ -15,7 +15,7 @@ use crate::host::files::write_pid_file;
 use crate::host::signals::{block, forwarded_signals, kill_and_reap, wait_forwarding};
 use crate::state::{Status, Store};
 use ferrun_executor::{ChildFds, MSG_PTY, MSG_READY, Prepared};
-use ferrun_plans::{HostStep, Plan};
+use ferrun_plans::{HostStep, Plan, Step};
 use serde_json::{Value, json};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -410,10 +410,28 @@ fn clone_through_helper(
     (fds, min_fd): (&ChildFds, u32),
     (clone_into, tasks): (i32, Vec<i32>),
 ) -> Result<ferrun_executor::Child> {
-    let join = plan.before_clone.iter().find_map(|h| match h {
+    // An unprivileged caller may join the container's pid namespace only from inside its user
+    // namespace: the helper joins that too (setns on a pidfd takes the user namespace first),
+    // and the process, born in it, joins only the rest.
+    let user = libc::CLONE_NEWUSER as u64;
+    let owns_userns = plan
+        .steps
+        .iter()
+        .any(|st| matches!(st, Step::SetNsContainer { flags } if flags & user != 0));
+    let mut join = plan.before_clone.iter().find_map(|h| match h {
         HostStep::JoinContainer { flags } => Some(*flags),
         _ => None,
     });
+    let mut plan = plan.clone();
+    if owns_userns {
+        join = Some(join.unwrap_or(0) | user);
+        for st in &mut plan.steps {
+            if let Step::SetNsContainer { flags } = st {
+                *flags &= !user;
+            }
+        }
+    }
+    let plan = &plan;
     // The helper's answer: the pid, or which call failed and its errno.
     const JOINED: i32 = 0;
     const SETNS_FAILED: i32 = 1;
