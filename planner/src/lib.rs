@@ -672,7 +672,22 @@ impl<'a> Planner<'a> {
         // Without `linux.resources` the device rules still apply: deny all but the defaults.
         let none = oci_spec::runtime::LinuxResources::default();
         let res = linux.and_then(|l| l.resources().as_ref()).unwrap_or(&none);
-        let applied = cgroups::resources(res, layout, "linux.resources", true)?;
+        let mut applied = cgroups::resources(res, layout, "linux.resources", true)?;
+        if self.input.host.rootless {
+            // Loading a device program (or writing devices.allow) needs privilege on the host;
+            // a rootless container cannot make device nodes anyway, and gets only the host's
+            // nodes bound, which the caller may already open. runc and crun skip it too.
+            applied.device_program = None;
+            applied
+                .writes
+                .retain(|w| w.field != "linux.resources.devices");
+            self.not_planned.push(NotPlanned {
+                field: "linux.resources.devices".into(),
+                why: "rootless: no device cgroup (it needs privilege; no device node can be \
+                      made in the container, and only the host's are bound)"
+                    .into(),
+            });
+        }
         let hierarchies = layout.hierarchies();
         let scope = if systemd {
             Some(self.systemd_scope(raw_path, &applied.writes)?)

@@ -207,14 +207,14 @@ impl Cgroup {
             (false, true) => Manager::V2,
             _ => Manager::V1,
         };
-        if let Some(s) = &c.systemd {
-            if !systemd::running() {
-                bail!(
-                    "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system), \
-                     so it cannot make the scope {}; use the cgroupfs manager",
-                    s.unit
-                );
-            }
+        if let Some(s) = &c.systemd
+            && !systemd::running()
+        {
+            bail!(
+                "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system), \
+                 so it cannot make the scope {}; use the cgroupfs manager",
+                s.unit
+            );
         }
         // A rootless caller's scope is made by its own systemd, below that manager's cgroup.
         let user_manager = match &c.systemd {

@@ -102,6 +102,33 @@ pub fn main() {
             "apparmor_unknown_profile_is_refused",
             apparmor_unknown_profile,
         ),
+        ("rootless_systemd_user_scope_ferrun", || {
+            crate::rootless::systemd_delegation("ferrun")
+        }),
+        ("rootless_systemd_user_scope_crun", || {
+            crate::rootless::systemd_delegation("crun")
+        }),
+        ("rootless_systemd_user_scope_runc", || {
+            crate::rootless::systemd_delegation("runc")
+        }),
+        ("rootless_chowned_subtree_ferrun", || {
+            crate::rootless::chowned_subtree("ferrun")
+        }),
+        ("rootless_chowned_subtree_crun", || {
+            crate::rootless::chowned_subtree("crun")
+        }),
+        ("rootless_chowned_subtree_runc", || {
+            crate::rootless::chowned_subtree("runc")
+        }),
+        ("rootless_podman_memory_ferrun", || {
+            crate::rootless::podman_memory("ferrun")
+        }),
+        ("rootless_podman_memory_crun", || {
+            crate::rootless::podman_memory("crun")
+        }),
+        ("rootless_podman_memory_runc", || {
+            crate::rootless::podman_memory("runc")
+        }),
         ("nothing_left_behind", nothing_left_behind),
         (
             "selinux_label_and_mount_label",

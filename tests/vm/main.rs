@@ -10,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod guest;
+mod rootless;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
