@@ -622,3 +622,46 @@ fn rootless_podman_end_to_end() {
     assert_eq!(text(&left), "", "containers left");
     let _ = u.run(&["podman", "system", "migrate"]);
 }
+
+#[test]
+fn rootless_cve_2019_5736_no_id_of_the_container_can_write_the_runtime() {
+    let u = TestUser::new("ferrun-rl5", 700_000);
+    // A binary the user owns is copied (sealed memfd) before the container starts; the
+    // installed one, root's and not writable by the user's ids, runs as it is.
+    let own = u.home.join("ferrun");
+    std::fs::copy(common::ferrun_bin(), &own).expect("copy ferrun");
+    std::os::unix::fs::chown(&own, Some(u.uid), Some(u.gid)).expect("chown");
+    for (binary, copied) in [
+        (common::ferrun_bin().to_string(), false),
+        (own.display().to_string(), true),
+    ] {
+        let b = u.bundle("ferrun", "exe", &["sleep", "30"]);
+        let root = format!("{}/state", u.home.display());
+        let mut run = u
+            .cmd(&[&binary, "--root", &root, "run", "-b", b.path(), "exe"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run");
+        let pid = run.id();
+        assert!(common::wait_until(|| {
+            text(&u.run(&[&binary, "--root", &root, "state", "exe"])).contains("running")
+        }));
+        let image = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
+        assert_eq!(
+            image.to_string_lossy().starts_with("/memfd:ferrun"),
+            copied,
+            "{binary}: runs from {}",
+            image.display()
+        );
+        // The user's ids (the container's root among them) cannot open it for writing.
+        let w = u.run(&["sh", "-c", &format!(": >> /proc/{pid}/exe")]);
+        assert!(
+            !w.status.success(),
+            "{binary}: /proc/{pid}/exe is writable: {w:?}"
+        );
+        let _ = u.run(&[&binary, "--root", &root, "kill", "exe", "KILL"]);
+        let _ = run.wait();
+        let _ = u.run(&[&binary, "--root", &root, "delete", "-f", "exe"]);
+    }
+}

@@ -24,7 +24,39 @@ pub fn protected() -> bool {
     // SAFETY: statvfs into a zeroed struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::statvfs(c"/proc/self/exe".as_ptr(), &mut st) };
-    r == 0 && st.f_flag & libc::ST_RDONLY != 0
+    (r == 0 && st.f_flag & libc::ST_RDONLY != 0) || out_of_reach_rootless()
+}
+
+/// Rootless, a binary owned by the host's root (uid 0, or the overflow uid where root is not
+/// mapped) with no group or other write bit (nor an ACL's, which would show in the group
+/// bits) cannot be written by any id a container of ours runs as: they are the caller's and
+/// its subordinate ids, none of them the owner, none with privilege over an unmapped inode. So
+/// no copy or bind is needed (the re-exec costs a rootless caller a memfd copy).
+fn out_of_reach_rootless() -> bool {
+    if !super::rootless::detect() {
+        return false;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata("/proc/self/exe") else {
+        return false;
+    };
+    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(65534);
+    // SAFETY: geteuid cannot fail; faccessat on a static path, as the effective ids.
+    let (euid, writable) = unsafe {
+        (
+            libc::geteuid(),
+            libc::faccessat(
+                libc::AT_FDCWD,
+                c"/proc/self/exe".as_ptr(),
+                libc::W_OK,
+                libc::AT_EACCESS,
+            ) == 0,
+        )
+    };
+    (m.uid() == 0 || m.uid() == overflow) && m.uid() != euid && m.mode() & 0o022 == 0 && !writable
 }
 
 /// Re-executes the current command from a read-only bind of the binary: a detached mount
