@@ -33,6 +33,8 @@ pub fn host_facts() -> HostFacts {
             && std::path::Path::new("/sys/kernel/security/apparmor").exists(),
         selinux: std::path::Path::new("/sys/fs/selinux/enforce").exists(),
         rootless: crate::host::rootless::detect(),
+        setgroups_denied: std::fs::read_to_string("/proc/self/setgroups")
+            .is_ok_and(|s| s.trim() == "deny"),
     }
 }
 

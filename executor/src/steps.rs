@@ -168,6 +168,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 let fd = ctx.fds.ns.get(usize::from(*slot)).copied().unwrap_or(-1);
                 ok(libc::setns(fd, ns.clone_flag() as c_int))
             }
+            Step::SetNsContainer { flags: 0 } => Ok(()),
             Step::SetNsContainer { flags } => {
                 // Slot 0 holds the container's pidfd.
                 let fd = ctx.fds.ns.first().copied().unwrap_or(-1);

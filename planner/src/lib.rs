@@ -43,6 +43,9 @@ pub struct HostFacts {
     /// Rootless: the effective uid is not 0, or it is 0 only in a user namespace that does not
     /// map every id (runc's and crun's rule).
     pub rootless: bool,
+    /// The caller's own user namespace denies setgroups (`/proc/self/setgroups` is `deny`, as
+    /// under `unshare -r`): every namespace made below it does too.
+    pub setgroups_denied: bool,
 }
 
 /// Runtime options that change the plan.
@@ -117,6 +120,8 @@ pub fn cache_key(input: &Input<'_>) -> String {
             u8::from(input.options.systemd_cgroup),
             u8::from(input.host.apparmor),
             u8::from(input.host.selinux),
+            u8::from(input.host.rootless),
+            u8::from(input.host.setgroups_denied),
         ],
         format!("{:?}", input.host.cgroups).as_bytes(),
         &input.host.uid.to_le_bytes(),
@@ -286,6 +291,10 @@ impl<'a> Planner<'a> {
     /// `setgroups` is denied (the kernel's price for the gid map), so no groups can be set.
     pub(crate) fn setgroups_denied(&self) -> bool {
         let host = self.input.host;
+        // A namespace inherits its parent's deny: then no process of ours may set groups.
+        if host.setgroups_denied {
+            return true;
+        }
         if host.uid == 0 || !self.new_ns(Namespace::User) {
             return false;
         }
@@ -759,7 +768,11 @@ impl<'a> Planner<'a> {
                 .as_ref()
                 .and_then(|a| a.get(SHARED_CGROUP_ANNOTATION))
                 .is_some_and(|v| v == "true"),
-            optional: self.input.host.rootless && scope.is_none() && !asks_for_resources(res),
+            // runc's rule: only a cgroup nobody named, for no resources, may be done without.
+            optional: self.input.host.rootless
+                && scope.is_none()
+                && raw_path.is_none_or(str::is_empty)
+                && !asks_for_resources(res),
             systemd: scope,
         });
         Ok(())

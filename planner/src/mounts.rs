@@ -420,7 +420,10 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                     dest: dest_buf.clone(),
                     flags: flags & !libc::MS_REMOUNT,
                 });
-            } else if typ == "sysfs" && p.has_ns(Namespace::User) && !p.new_ns(Namespace::Network) {
+            } else if typ == "sysfs"
+                && (p.has_ns(Namespace::User) || p.input.host.rootless)
+                && !p.new_ns(Namespace::Network)
+            {
                 // The kernel mounts sysfs only for the owner of the network namespace: in a
                 // user namespace without a network namespace of its own, the host's /sys is
                 // bound instead, read-only whatever the options say (as crun does).
@@ -431,8 +434,8 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                     recursive: true,
                     set: set | MOUNT_ATTR_RDONLY,
                     clear: clear & !MOUNT_ATTR_RDONLY,
-                    rset: attr_set,
-                    rclear: attr_clear,
+                    rset: attr_set | MOUNT_ATTR_RDONLY,
+                    rclear: attr_clear & !MOUNT_ATTR_RDONLY,
                 });
                 (attr_set, attr_clear) = (0, 0);
             } else {

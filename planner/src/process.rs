@@ -273,8 +273,7 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
         .spec
         .annotations()
         .as_ref()
-        .and_then(|a| a.get(KEEP_GROUPS_ANNOTATION))
-        .is_some_and(|v| v == "1" || v == "true");
+        .is_some_and(|a| a.contains_key(KEEP_GROUPS_ANNOTATION));
     if keep_groups {
         // podman's `--group-add keep-groups`: the caller's supplementary groups stay, so
         // setgroups is not called at all (crun's rule).
@@ -282,8 +281,9 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
         if !gids.is_empty() {
             return err(
                 "process.user.additionalGids",
-                "a rootless container whose gid map holds only your own gid cannot set \
-                 groups (its setgroups is denied): map more gids (newgidmap) or drop them",
+                "setgroups is denied in this container's user namespace (rootless with only \
+                 your own gid mapped, or below a namespace that denies it), so no groups can \
+                 be set: map more gids (newgidmap) or drop them",
             );
         }
     } else {

@@ -17,6 +17,7 @@ fn host_on(cgroups: CgroupLayout) -> HostFacts {
         apparmor: false,
         selinux: false,
         rootless: false,
+        setgroups_denied: false,
         arch: "x86_64".into(),
         last_cap: 40,
         uid: 0,

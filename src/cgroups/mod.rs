@@ -838,7 +838,16 @@ pub fn own_dirs(hierarchies: &[Hierarchy]) -> Vec<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     hierarchies
         .iter()
-        .map(|h| Path::new(&h.mount).join(own_cgroup(&text, h).trim_start_matches('/')))
+        .map(|h| {
+            let own = own_cgroup(&text, h);
+            // Outside our cgroup namespace's root the path climbs (`/..`): then the root of
+            // the hierarchy as this namespace shows it is all there is to show.
+            if own.split('/').any(|c| c == "..") {
+                PathBuf::from(&h.mount)
+            } else {
+                Path::new(&h.mount).join(own.trim_start_matches('/'))
+            }
+        })
         .collect()
 }
 

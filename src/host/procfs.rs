@@ -31,6 +31,16 @@ impl ProcFs {
         Ok(ProcFs(fd))
     }
 
+    /// [`ProcFs::write`] that reports only the errno (`E_NOT_PROCFS` off procfs): for a helper
+    /// process that passes it on.
+    pub fn write_errno(&self, rel: &str, bytes: &[u8]) -> std::result::Result<(), i32> {
+        let path = std::ffi::CString::new(rel).map_err(|_| libc::EINVAL)?;
+        let fd = ferrun_executor::open_in_procfs(self.0.as_raw_fd(), &path, libc::O_WRONLY)?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(bytes)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    }
+
     /// Writes `bytes` to `rel` (e.g. `1234/uid_map`) in one `write`.
     pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
         let what = || format!("write /proc/{rel}");

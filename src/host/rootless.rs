@@ -32,17 +32,26 @@ pub fn default_root(rootless: bool) -> Result<PathBuf, String> {
         return Ok(PathBuf::from(DEFAULT_ROOT));
     }
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("ferrun"));
+        let dir = PathBuf::from(dir);
+        if !dir.is_absolute() {
+            return Err(format!(
+                "rootless: XDG_RUNTIME_DIR {} is not an absolute path: fix it or pass --root",
+                dir.display()
+            ));
+        }
+        return Ok(dir.join("ferrun"));
     }
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
     let run_user = PathBuf::from(format!("/run/user/{euid}"));
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(&run_user) {
-        Ok(m) if m.is_dir() && m.uid() == euid => Ok(run_user.join("ferrun")),
+        Ok(m) if m.is_dir() && m.uid() == euid && m.mode() & 0o022 == 0 => {
+            Ok(run_user.join("ferrun"))
+        }
         _ => Err(format!(
-            "rootless: XDG_RUNTIME_DIR is not set and {} is not yours: set XDG_RUNTIME_DIR or \
-             pass --root",
+            "rootless: XDG_RUNTIME_DIR is not set and {} is not yours alone: set \
+             XDG_RUNTIME_DIR or pass --root",
             run_user.display()
         )),
     }

@@ -436,6 +436,21 @@ fn clone_through_helper(
     const JOINED: i32 = 0;
     const SETNS_FAILED: i32 = 1;
     const CLONE_FAILED: i32 = 2;
+    const OOM_FAILED: i32 = 3;
+    // The oom score goes on the helper, which the process inherits it from: once the process
+    // is not dumpable, its /proc files are the host root's, out of a rootless caller's reach.
+    let oom = plan.after_clone.iter().find_map(|h| match h {
+        HostStep::OomScoreAdj { value } => Some(value.bytes().to_vec()),
+        _ => None,
+    });
+    let proc = match oom {
+        Some(_) => Some(crate::host::procfs::ProcFs::open()?),
+        None => None,
+    };
+    // A SIGCHLD ignored by whoever started ferrun would let the kernel reap the process and
+    // free its pid before it is opened below.
+    // SAFETY: restoring the default disposition of SIGCHLD.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     let attempt = |into: i32, tasks: Vec<i32>| -> Result<std::result::Result<i32, i32>> {
         let prepared = Prepared::new(plan).with_cgroups(Vec::new(), into, tasks);
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -449,7 +464,14 @@ fn clone_through_helper(
             // SAFETY: in the helper: setns on a pidfd we hold, the executor's clone, one
             // write, _exit.
             unsafe {
+                let own_oom = match (&proc, &oom) {
+                    (Some(p), Some(v)) => {
+                        p.write_errno(&format!("{}/oom_score_adj", libc::getpid()), v)
+                    }
+                    _ => Ok(()),
+                };
                 let answer: [i32; 2] = match join {
+                    _ if own_oom.is_err() => [OOM_FAILED, own_oom.err().unwrap_or(libc::EIO)],
                     Some(f) if libc::setns(pidfd.as_raw_fd(), f as libc::c_int) < 0 => {
                         [SETNS_FAILED, crate::errno()]
                     }
@@ -471,6 +493,12 @@ fn clone_through_helper(
         let mut status = 0;
         // SAFETY: reaping the helper we just forked.
         unsafe { libc::waitpid(helper, &mut status, 0) };
+        // The helper is gone: whatever it wrote is in the pipe, and the process (which holds
+        // the write end until its execve) must not make this read wait.
+        let _ = nix::fcntl::fcntl(
+            &r,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
         let mut b = [0u8; 8];
         if nix::unistd::read(&r, &mut b).unwrap_or(0) != 8 {
             bail!("exec: the helper that joins container {id}'s namespaces died");
@@ -481,6 +509,10 @@ fn clone_through_helper(
             JOINED => Ok(Ok(value)),
             SETNS_FAILED => bail!(
                 "exec: join the namespaces of container {id}: {}",
+                crate::error::errno_text(value)
+            ),
+            OOM_FAILED => bail!(
+                "process.oomScoreAdj: write it: {}",
                 crate::error::errno_text(value)
             ),
             _ => Ok(Err(value)),
@@ -554,6 +586,10 @@ fn own_namespaces(plan: &Plan) -> Result<Vec<(std::fs::File, u64)>> {
 
 /// The plan's host steps after clone: the oom score, through a procfs of ferrun's own.
 fn after_clone(plan: &Plan, child: &ferrun_executor::Child) -> Result<()> {
+    if crate::host::rootless::detect() {
+        // Written by the helper before the clone (see `clone_through_helper`).
+        return Ok(());
+    }
     for h in &plan.after_clone {
         if let HostStep::OomScoreAdj { value } = h {
             crate::host::procfs::ProcFs::open()

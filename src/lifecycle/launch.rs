@@ -304,13 +304,17 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
                     return Err(no_cgroup());
                 };
                 let made = cg.create(&c.v2_controllers, c.shared).map_err(|e| {
-                    match crate::host::rootless::detect() {
-                        true => Error(format!(
+                    let denied = ["Permission denied", "Operation not permitted", "Read-only"]
+                        .iter()
+                        .any(|p| e.0.contains(p));
+                    if denied && crate::host::rootless::detect() {
+                        Error(format!(
                             "{}; rootless, and the cgroup is not delegated to you, so \
                              linux.resources cannot be applied",
                             e.0
-                        )),
-                        false => e,
+                        ))
+                    } else {
+                        e
                     }
                 });
                 // What ferrun really made, known now: kept for clean-up and for delete.
