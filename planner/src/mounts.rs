@@ -421,12 +421,14 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                     flags: flags & !libc::MS_REMOUNT,
                 });
             } else if typ == "sysfs"
-                && (p.has_ns(Namespace::User) || p.input.host.rootless)
-                && !p.new_ns(Namespace::Network)
+                && ((p.has_ns(Namespace::User) && !p.new_ns(Namespace::Network))
+                    || (p.input.host.rootless && !p.has_ns(Namespace::Network)))
             {
                 // The kernel mounts sysfs only for the owner of the network namespace: in a
-                // user namespace without a network namespace of its own, the host's /sys is
-                // bound instead, read-only whatever the options say (as crun does).
+                // new user namespace without a network namespace of its own, or rootless in
+                // the host's, the host's /sys is bound instead, read-only whatever the options
+                // say (as crun does). A rootless caller's joined one (rootless podman's) is its
+                // own: there sysfs is mounted.
                 let (set, clear) = flags_to_attrs(flags & BIND_ATTR_FLAGS);
                 steps.push(Step::BindMount {
                     source: cbuf(&format!("{field}.source"), "/sys")?,

@@ -919,6 +919,7 @@ fn rootless_listings() {
     let podman_listing = podman.to_string();
     assert!(!podman_listing.contains("mknod"), "{podman_listing}");
     assert!(podman_listing.contains("bind device /dev/null on /dev/null attrs NOSUID|NOEXEC"));
+    assert!(podman_listing.contains("type sysfs"), "{podman_listing}");
     settings().bind(|| {
         insta::assert_snapshot!("plan-runc-spec-rootless-as-user", redacted(&listing));
         insta::assert_snapshot!("plan-podman-run-rootless", redacted(&podman_listing));
