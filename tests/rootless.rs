@@ -189,7 +189,7 @@ impl RootlessBundle {
 
 fn bin(rt: &str) -> &'static str {
     match rt {
-        "ferrun" => common::ferrun_bin(),
+        "ferrun" => common::ferrun_for_users("ferrun-rootless-bin"),
         _ => "/usr/sbin/runc",
     }
 }
@@ -501,7 +501,7 @@ fn podman_user(u: &TestUser) {
         format!(
             "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\n\
              events_logger = \"file\"\n[engine.runtimes]\nferrun = [\"{}\"]\n",
-            common::ferrun_bin()
+            bin("ferrun")
         ),
     )
     .expect("containers.conf");
@@ -678,10 +678,10 @@ fn rootless_cve_2019_5736_no_id_of_the_container_can_write_the_runtime() {
     // A binary the user owns is copied (sealed memfd) before the container starts; the
     // installed one, root's and not writable by the user's ids, runs as it is.
     let own = u.home.join("ferrun");
-    std::fs::copy(common::ferrun_bin(), &own).expect("copy ferrun");
+    std::fs::copy(bin("ferrun"), &own).expect("copy ferrun");
     std::os::unix::fs::chown(&own, Some(u.uid), Some(u.gid)).expect("chown");
     for (binary, copied) in [
-        (common::ferrun_bin().to_string(), false),
+        (bin("ferrun").to_string(), false),
         (own.display().to_string(), true),
     ] {
         let b = u.bundle("ferrun", "exe", &["sleep", "30"]);

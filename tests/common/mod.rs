@@ -367,3 +367,21 @@ pub fn accept_fd(listener: &std::os::unix::net::UnixListener) -> (Vec<u8>, std::
     buf.truncate(n);
     (buf, fd.expect("an fd came with the message"))
 }
+
+/// The ferrun binary copied where an unprivileged user can run it (the checkout may sit in a
+/// 0700 directory): `/tmp/<dir>/ferrun`, root's, mode 0755, replaced by each test run.
+pub fn ferrun_for_users(dir: &str) -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(dir);
+        std::fs::create_dir_all(&base).expect("bin dir");
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let staged = base.join(format!("ferrun.{}", std::process::id()));
+        std::fs::copy(ferrun_bin(), &staged).expect("copy ferrun");
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let bin = base.join("ferrun");
+        std::fs::rename(&staged, &bin).expect("rename");
+        bin.to_string_lossy().into_owned()
+    })
+}

@@ -126,7 +126,7 @@ impl User {
 
 fn bin(rt: &str) -> String {
     match rt {
-        "ferrun" => common::ferrun_bin().to_string(),
+        "ferrun" => common::ferrun_for_users("ferrun-vm-rootless-bin").to_string(),
         "crun" => "/usr/bin/crun".into(),
         _ => "/usr/sbin/runc".into(),
     }
