@@ -131,6 +131,18 @@ impl TestUser {
         b
     }
 
+    /// Mounts of the host's namespace under the user's home or runtime directory.
+    fn mounts(&self) -> Vec<String> {
+        let home = self.home.to_string_lossy().into_owned();
+        let run = self.runtime_dir.to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&home) || l.contains(&run))
+            .map(str::to_string)
+            .collect()
+    }
+
     fn processes(&self) -> Vec<String> {
         // Zombies are dead: a detached container's init is reaped by whoever adopted it.
         let o = sh(&format!("ps -o pid=,stat=,args= -u {}", self.uid));
@@ -259,6 +271,7 @@ fn rootless_run_exec_and_lifecycle_with_the_default_root() {
         assert!(!dir.exists(), "{rt}: state left at {}", dir.display());
     }
     assert!(u.processes().is_empty(), "left: {:?}", u.processes());
+    assert!(u.mounts().is_empty(), "mounts left: {:?}", u.mounts());
 }
 
 #[test]
@@ -669,6 +682,7 @@ fn rootless_podman_end_to_end() {
     assert!(!groups("runc").contains("65534"));
     let left = podman("ferrun", &["ps", "-aq"]);
     assert_eq!(text(&left), "", "containers left");
+    assert!(u.mounts().is_empty(), "mounts left: {:?}", u.mounts());
     let _ = u.run(&["podman", "system", "migrate"]);
 }
 

@@ -677,6 +677,11 @@ impl<'a> Planner<'a> {
             .and_then(|l| l.cgroups_path().as_ref())
             .and_then(|p| p.to_str());
         let systemd = self.input.options.systemd_cgroup;
+        // runc's default slice for a rootless caller's scope is its manager's user.slice.
+        let rootless_slice = raw_path
+            .filter(|r| systemd && self.input.host.rootless && r.starts_with(':'))
+            .map(|r| format!("user.slice{r}"));
+        let raw_path = rootless_slice.as_deref().or(raw_path);
         let path = cgroups::cgroup_path(raw_path, systemd)?;
         // Without `linux.resources` the device rules still apply: deny all but the defaults.
         let none = oci_spec::runtime::LinuxResources::default();

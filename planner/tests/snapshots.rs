@@ -920,6 +920,27 @@ fn rootless_listings() {
     assert!(!podman_listing.contains("mknod"), "{podman_listing}");
     assert!(podman_listing.contains("bind device /dev/null on /dev/null attrs NOSUID|NOEXEC"));
     assert!(podman_listing.contains("type sysfs"), "{podman_listing}");
+    // --systemd-cgroup rootless: an empty slice is the user manager's user.slice (runc's).
+    let scoped = variant_of(&bytes, &[("/linux/cgroupsPath", json!(":ferrun:r1"))]);
+    let on_v2 = HostFacts {
+        cgroups: v2_layout(),
+        ..rootless_host()
+    };
+    let scoped = plan_on(
+        &scoped,
+        Options {
+            systemd_cgroup: true,
+            ..Options::default()
+        },
+        on_v2,
+    )
+    .expect("plan");
+    assert!(
+        scoped
+            .to_string()
+            .contains("systemd scope ferrun-r1.scope in user.slice"),
+        "{scoped}"
+    );
     settings().bind(|| {
         insta::assert_snapshot!("plan-runc-spec-rootless-as-user", redacted(&listing));
         insta::assert_snapshot!("plan-podman-run-rootless", redacted(&podman_listing));
