@@ -884,3 +884,25 @@ fn tmpcopyup_copies_a_tree_and_can_be_read_only() {
     );
     assert_eq!(out, "deep\nsub/deeper/file\n4755\nro\n");
 }
+
+#[test]
+fn loopback_is_up_in_a_new_network_namespace() {
+    // runc and crun bring `lo` up (a new namespace's is down): programs that talk to
+    // 127.0.0.1 depend on it.
+    let mut b = Bundle::new(&["sh", "-c", "ip -o link show lo"]);
+    let (code, out, err) = b.run("lo");
+    assert_eq!(code, 0, "{out} {err}");
+    let flags = out
+        .split('<')
+        .nth(1)
+        .and_then(|r| r.split('>').next())
+        .unwrap_or("");
+    assert!(flags.split(',').any(|f| f == "UP"), "{out}");
+    // Without a network namespace of its own, the host's lo is left alone (and is up anyway).
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().expect("namespaces");
+        ns.retain(|n| n["type"] != "network");
+    });
+    let listing = common::ok(&b.ferrun(&["plan", "--bundle", b.path().to_str().expect("utf-8")]));
+    assert!(!listing.contains("bring lo up"), "{listing}");
+}

@@ -164,6 +164,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
     unsafe {
         match step {
             Step::NotDumpable => ok(libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0)),
+            Step::LoopbackUp => loopback_up(),
             Step::SetNs { slot, ns } => {
                 let fd = ctx.fds.ns.get(usize::from(*slot)).copied().unwrap_or(-1);
                 ok(libc::setns(fd, ns.clone_flag() as c_int))
@@ -855,6 +856,22 @@ fn send_fd(sock: c_int, fd: c_int) -> Result<(), i32> {
 ///
 /// # Safety
 /// `source` must point to a NUL-terminated path and `target` be an open fd.
+/// `lo` of the current network namespace up, keeping its other flags.
+fn loopback_up() -> Result<(), i32> {
+    // SAFETY: a socket of our own, an ifreq on the stack, ioctls that read and write it.
+    unsafe {
+        let s =
+            check(libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) as c_long)?;
+        let s = Fd(s as c_int);
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as libc::c_char;
+        ifr.ifr_name[1] = b'o' as libc::c_char;
+        check(libc::ioctl(s.0, libc::SIOCGIFFLAGS, &mut ifr) as c_long)?;
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        check(libc::ioctl(s.0, libc::SIOCSIFFLAGS, &ifr) as c_long).map(|_| ())
+    }
+}
+
 unsafe fn bind_tree(
     source: *const libc::c_char,
     target: c_int,

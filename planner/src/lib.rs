@@ -394,6 +394,10 @@ impl<'a> Planner<'a> {
             self.steps.push(Step::NotDumpable);
         }
         self.join_and_map()?;
+        if self.new_ns(Namespace::Network) {
+            // Every namespace exists by now (a deferred one was unshared above).
+            self.steps.push(Step::LoopbackUp);
+        }
         if late_dumpable {
             let at = self
                 .steps

@@ -228,6 +228,8 @@ pub enum HostStep {
 pub enum Step {
     /// `prctl(PR_SET_DUMPABLE, 0)`: other processes may not open our `/proc/<pid>/exe`.
     NotDumpable,
+    /// In a new network namespace: `lo` up (`SIOCSIFFLAGS` with `IFF_UP`), as runc and crun.
+    LoopbackUp,
     /// `setns(slot fd, ns)`.
     SetNs { slot: u8, ns: Namespace },
     /// Block until the parent has written the id maps.

@@ -81,6 +81,7 @@ impl Display for Step {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             Step::NotDumpable => write!(f, "prctl PR_SET_DUMPABLE 0"),
+            Step::LoopbackUp => write!(f, "bring lo up (SIOCSIFFLAGS IFF_UP)"),
             Step::SetNs { slot, ns } => write!(f, "setns slot {slot} ({})", ns.oci_name()),
             Step::WaitParent => write!(f, "wait for the parent (id maps)"),
             Step::TmpfsCopyUp { dest, flags, data } => write!(
