@@ -51,15 +51,7 @@ fn podman_setup() -> &'static PathBuf {
         let have = podman_raw(&conf, &["image", "exists", IMAGE]);
         if !have.status.success() {
             let tar = conf.join("busybox.tar");
-            let t = Command::new("tar")
-                .arg("-C")
-                .arg(common::rootfs())
-                .arg("-cf")
-                .arg(&tar)
-                .arg(".")
-                .status()
-                .expect("tar");
-            assert!(t.success());
+            common::rootfs_tar(&tar);
             let o = podman_raw(&conf, &["import", tar.to_str().expect("utf-8"), IMAGE]);
             assert!(o.status.success(), "podman import: {o:?}");
         }

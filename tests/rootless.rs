@@ -526,15 +526,7 @@ fn podman_user(u: &TestUser) {
         u.home.display()
     ));
     let tar = u.home.join("busybox.tar");
-    let t = Command::new("tar")
-        .arg("-C")
-        .arg(common::rootfs())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(t.success());
+    common::rootfs_tar(&tar);
     std::os::unix::fs::chown(&tar, Some(u.uid), Some(u.gid)).expect("chown");
     let o = u.run(&[
         "podman",

@@ -370,13 +370,7 @@ fn clone_into_container(
     {
         // The container's cgroup2 directory is no leaf any more (a systemd in the container
         // moved its init) or is gone: join init's own cgroup, as runc does.
-        if let Some(dir) = init_cgroup2(s.pid, cg) {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY)
-                .open(&dir)
-                .ctx(|| format!("open cgroup {}", dir.display()))?;
-            let f = above(OwnedFd::from(f), min_fd)?;
+        if let Some(f) = open_init_cgroup2(s, min_fd)? {
             let prepared = Prepared::new(plan).with_cgroups(Vec::new(), f.as_raw_fd(), tasks);
             spawned = ferrun_executor::spawn(&prepared, fds, None);
         }
@@ -397,6 +391,19 @@ fn clone_into_container(
         return Err(e);
     }
     Ok(child)
+}
+
+/// init's own cgroup2 directory, opened above `min_fd`, for a clone the container's refused.
+fn open_init_cgroup2(s: &crate::state::State, min_fd: u32) -> Result<Option<OwnedFd>> {
+    let Some(dir) = init_cgroup2(s.pid, s.cgroup.as_ref()) else {
+        return Ok(None);
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(&dir)
+        .ctx(|| format!("open cgroup {}", dir.display()))?;
+    above(OwnedFd::from(f), min_fd).map(Some)
 }
 
 /// Rootless, ferrun could join the container's namespaces but not return to its own (they
@@ -521,15 +528,9 @@ fn clone_through_helper(
     let mut got = attempt(clone_into, tasks.clone())?;
     if clone_into >= 0
         && matches!(got, Err(libc::EBUSY) | Err(libc::ENOENT))
-        && let Some(dir) = init_cgroup2(s.pid, s.cgroup.as_ref())
+        && let Some(f) = open_init_cgroup2(s, min_fd)?
     {
         // As in the direct path: init's own cgroup when the container's is no leaf.
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(&dir)
-            .ctx(|| format!("open cgroup {}", dir.display()))?;
-        let f = above(OwnedFd::from(f), min_fd)?;
         got = attempt(f.as_raw_fd(), tasks)?;
     }
     let pid = got.map_err(|e| {

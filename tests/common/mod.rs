@@ -385,3 +385,16 @@ pub fn ferrun_for_users(dir: &str) -> &'static str {
         bin.to_string_lossy().into_owned()
     })
 }
+
+/// The shared busybox rootfs as a tar at `path`, for an engine's `import`.
+pub fn rootfs_tar(path: &Path) {
+    let t = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs())
+        .arg("-cf")
+        .arg(path)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(t.success(), "tar of {}", rootfs().display());
+}

@@ -863,15 +863,7 @@ fn podman_setup() {
         ));
         assert_eq!(info.trim(), "systemd v2", "podman's defaults: {info}");
         let tar = std::env::temp_dir().join("ferrun-vm-busybox.tar");
-        let t = Command::new("tar")
-            .arg("-C")
-            .arg(common::rootfs())
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("tar");
-        assert!(t.success());
+        common::rootfs_tar(&tar);
         ok(&run("podman", &["import", &tar.to_string_lossy(), IMAGE]));
     });
 }

@@ -290,15 +290,7 @@ pub fn podman_memory(rt: &str) {
     static IMPORTED: std::sync::Once = std::sync::Once::new();
     IMPORTED.call_once(|| {
         let tar = u.home.join("busybox.tar");
-        let t = Command::new("tar")
-            .arg("-C")
-            .arg(common::rootfs())
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("tar");
-        assert!(t.success());
+        common::rootfs_tar(&tar);
         std::os::unix::fs::chown(&tar, Some(u.uid), Some(u.gid)).expect("chown");
         let o = u.run(&[
             "podman",
