@@ -14,7 +14,7 @@ fi
 if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
 tmp=$(mktemp -d /tmp/ferrun-podman-bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-declare -A bin=([ferrun]="$repo/target/release/ferrun" [runc]=$(command -v runc) [crun]=$(command -v crun))
+declare -A bin=([ferrun]="$repo/target/$(rustc --print host-tuple)/release/ferrun" [runc]=$(command -v runc) [crun]=$(command -v crun))
 for rt in "${!bin[@]}"; do
     cat >"$tmp/wrap-$rt" <<W
 #!/bin/bash

@@ -25,10 +25,10 @@ ln -s busybox "$tmp/rootfs/bin/true"
 ln -s busybox "$tmp/rootfs/bin/sh"
 chown -R "$uid:$gid" "$tmp"
 as() { echo "setpriv --reuid $1 --regid $2 --clear-groups"; }
-setpriv --reuid "$uid" --regid "$gid" --clear-groups sh -c "cd $tmp && $repo/target/release/ferrun spec --rootless"
+setpriv --reuid "$uid" --regid "$gid" --clear-groups sh -c "cd $tmp && $repo/target/$(rustc --print host-tuple)/release/ferrun spec --rootless"
 jq '.ociVersion="1.0.2" | .process.terminal=false | .process.args=["/bin/true"]' "$tmp/config.json" > "$tmp/c" && mv "$tmp/c" "$tmp/config.json"
 chown "$uid:$gid" "$tmp/config.json"
-f=$repo/target/release/ferrun
+f=$repo/target/$(rustc --print host-tuple)/release/ferrun
 hyperfine -N --runs "${RUNS:-100}" --warmup 5 --export-json "$tmp/result.json" \
     -n "ferrun as root" "$(as 0 0) $f --root $tmp/s0 run -b $tmp bench" \
     -n "ferrun rootless" "$(as "$uid" "$gid") $f --root $tmp/s1 run -b $tmp bench" \

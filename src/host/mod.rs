@@ -1,7 +1,7 @@
 //! Host plumbing that the lifecycle commands are built from: the sync protocol's fds, the
 //! console, signals, hooks, the notify socket, the sealed (read-only) binary, writes under
-//! `/proc`, and small files. It may use only `log`, `error` and the plans and executor crates;
-//! it knows nothing of containers' state.
+//! `/proc`, small files, and the process's own start-up (stdio, SIGPIPE). It may use only
+//! `log`, `error` and the plans and executor crates; it knows nothing of containers' state.
 
 pub mod console;
 pub mod fd;
@@ -12,3 +12,4 @@ pub mod procfs;
 pub mod rootless;
 pub mod sealed;
 pub mod signals;
+pub mod stdio;
