@@ -1,7 +1,9 @@
 #!/bin/bash
 # Usage: [RUNS=100] bench/bench.sh [--extra]
 # Times `run` of ferrun, crun and runc on the same busybox bundle running /bin/true, with
-# hyperfine; prints a markdown table and the ratios. --extra adds peak RSS and syscall counts.
+# hyperfine, beside the floor (util-linux's unshare and chroot) and each runtime's `exec` into a
+# running container; all in one private mount namespace. Prints a markdown table and the ratios;
+# --extra adds peak RSS and syscall counts.
 # Needs root, hyperfine, jq, busybox-static; crun, runc, strace and /usr/bin/time are optional.
 set -euo pipefail
 
@@ -37,10 +39,11 @@ fi
 case "$repo" in *[[:space:]]*) echo "$0: the repository path must not contain whitespace" >&2; exit 1 ;; esac
 tmp=$(mktemp -d /tmp/ferrun-bench.XXXXXX)
 id=bench
-declare -A bin=([ferrun]="$repo/target/release/ferrun" [crun]=$(command -v crun || true) [runc]=$(command -v runc || true))
+declare -A bin=([ferrun]="$repo/target/$(rustc --print host-tuple)/release/ferrun" [crun]=$(command -v crun || true) [runc]=$(command -v runc || true))
 cleanup() {
     for rt in "${!bin[@]}"; do
         [ -n "${bin[$rt]}" ] && "${bin[$rt]}" --root "$tmp/root-$rt" delete -f "$id" >/dev/null 2>&1 || true
+        [ -n "${bin[$rt]}" ] && "${bin[$rt]}" --root "$tmp/root-$rt" delete -f sleeper >/dev/null 2>&1 || true
     done
     umount "$tmp/ro" 2>/dev/null || true
     "$tmp/ro/ferrun" --root "$tmp/root-ferrun-ro" delete -f "$id" >/dev/null 2>&1 || true
@@ -118,6 +121,20 @@ if [[ " ${runtimes[*]} " == *" ferrun "* ]]; then
     mount -o remount,bind,ro "$tmp/ro"
     args+=(-n "ferrun-ro-install" "$tmp/ro/ferrun --root $tmp/root-ferrun-ro run --bundle $bundle $id")
 fi
+# The floor: the same namespaces and root, made by util-linux, with nothing else.
+args+=(-n floor "unshare -m -u -i -n -p -f chroot $bundle/rootfs /bin/true")
+# exec into a running container of each runtime.
+sleeper=$tmp/sleeper
+mkdir -p "$sleeper"
+jq --arg rootfs "$bundle/rootfs" '.root.path = $rootfs | .process.args = ["sleep", "100000"]' \
+    "$bundle/config.json" >"$sleeper/config.json"
+for rt in "${runtimes[@]}"; do
+    if "${bin[$rt]}" --root "$tmp/root-$rt" run -d --bundle "$sleeper" sleeper </dev/null >/dev/null 2>&1; then
+        args+=(-n "$rt-exec" "${bin[$rt]} --root $tmp/root-$rt exec sleeper /bin/true")
+    else
+        echo "skipping $rt exec: run -d failed" >&2
+    fi
+done
 # hyperfine's own report goes to stderr so stdout holds only the results.
 hyperfine -N --warmup 10 --runs "${RUNS:-100}" --export-json "$tmp/hyperfine.json" "${args[@]}" >&2
 
@@ -159,6 +176,15 @@ for rt in crun runc; do
         echo "ferrun/$rt: n/a"
     fi
 done
+fl=$(mean floor)
+awk -v a="$f" -v b="$fl" 'BEGIN { printf "ferrun/floor: %.2f\n", a / b }'
+fe=$(mean ferrun-exec)
+for rt in crun runc; do
+    m=$(mean "$rt-exec")
+    if [ -n "$fe" ] && [ -n "$m" ]; then
+        awk -v a="$fe" -v b="$m" -v rt="$rt" 'BEGIN { printf "ferrun-exec/%s-exec: %.2f\n", rt, a / b }'
+    fi
+done
 
 [ "$extra" = 1 ] || exit 0
 echo
@@ -172,10 +198,15 @@ else
     echo "peak RSS: skipped, /usr/bin/time is not installed (apt-get install time)"
 fi
 if command -v strace >/dev/null; then
+    declare -A calls
     for rt in "${runtimes[@]}"; do
         strace -f -c -o "$tmp/strace" $(cmd "$rt") >/dev/null 2>&1 || true
-        echo "syscalls $rt: $(awk '$NF == "total" { print $4 }' "$tmp/strace")"
+        calls[$rt]=$(awk '$NF == "total" { print $4 }' "$tmp/strace")
+        echo "syscalls $rt: ${calls[$rt]}"
     done
+    if [ -n "${calls[ferrun]:-}" ] && [ -n "${calls[crun]:-}" ]; then
+        awk -v a="${calls[ferrun]}" -v b="${calls[crun]}" 'BEGIN { printf "syscalls ferrun/crun: %.2f\n", a / b }'
+    fi
 else
     echo "syscalls: skipped, strace is not installed"
 fi

@@ -49,6 +49,10 @@ pub enum Origin {
     Rebuilt(String),
     /// Planned now; the cache could not be written (the reason).
     Uncached(String),
+    /// Filled in from the template of configs of this shape (see `ferrun_planner::template`).
+    TemplateHit,
+    /// Planned now; the template of its shape was checked against it and stored.
+    TemplateStored,
 }
 
 impl std::fmt::Display for Origin {
@@ -58,6 +62,8 @@ impl std::fmt::Display for Origin {
             Origin::Stored => write!(f, "miss, stored"),
             Origin::Rebuilt(why) => write!(f, "rebuilt ({why})"),
             Origin::Uncached(why) => write!(f, "miss, not stored ({why})"),
+            Origin::TemplateHit => write!(f, "hit (template)"),
+            Origin::TemplateStored => write!(f, "miss, template stored"),
         }
     }
 }
@@ -157,7 +163,71 @@ pub fn load_or_plan(
         },
         Err(_) => None,
     };
+    let template =
+        ferrun_planner::template::template(&config, bundle, ferrun_planner::READ_ANNOTATIONS);
+    if let Some(t) = &template {
+        let tinput = Input {
+            config: &t.config,
+            bundle: &t.bundle,
+            ..input
+        };
+        let tkey = ferrun_planner::cache_key(&tinput);
+        let tpath = dir.join(format!("{tkey}.tmpl"));
+        if let Ok(bytes) = std::fs::read(&tpath)
+            && let Ok(plan) = Plan::decode_filled(&bytes, |b| t.fill(b))
+            && plan.header.input_hash == tkey
+        {
+            return Ok(Loaded {
+                plan,
+                config,
+                key: tkey,
+                origin: Origin::TemplateHit,
+                path: tpath,
+                filters_reused: 0,
+                filters_compiled: 0,
+            });
+        }
+        let mut plan = ferrun_planner::plan(&input)?;
+        // Stored only if it gives back exactly this config's plan.
+        if let Ok(tplan) = ferrun_planner::plan(&tinput) {
+            let mut same = tplan.clone();
+            same.header.input_hash.clone_from(&plan.header.input_hash);
+            let mut body = same.body();
+            t.fill(&mut body);
+            if body == plan.body() {
+                sweep(&dir, "tmpl");
+                if store(&dir, &tpath, &tplan.encode()).is_ok() {
+                    // Listed as a later hit will be.
+                    plan.header.input_hash.clone_from(&tkey);
+                    return Ok(Loaded {
+                        plan,
+                        config,
+                        key: tkey,
+                        origin: Origin::TemplateStored,
+                        path: tpath,
+                        filters_reused: filters.reused.get(),
+                        filters_compiled: filters.compiled.get(),
+                    });
+                }
+            }
+        }
+        return stored(root, plan, config, key, path, stale, &filters);
+    }
     let plan = ferrun_planner::plan(&input)?;
+    stored(root, plan, config, key, path, stale, &filters)
+}
+
+/// A plan planned now, stored under its own key.
+fn stored(
+    root: &Path,
+    plan: Plan,
+    config: Vec<u8>,
+    key: String,
+    path: PathBuf,
+    stale: Option<String>,
+    filters: &FilterFiles,
+) -> Result<Loaded> {
+    let dir = root.join("@cache/plans");
     // Before the store: a full disk that refuses it still gets its stale files swept.
     sweep(&dir, "plan");
     let origin = match store(&dir, &path, &plan.encode()) {
@@ -183,6 +253,9 @@ impl Loaded {
     /// container's own, or the config names it (engines put the id in hostnames, cgroup paths
     /// and annotations). Such a plan goes with the container.
     pub fn private_to(&self, id: &str, bundle: &Path) -> bool {
+        if matches!(self.origin, Origin::TemplateHit | Origin::TemplateStored) {
+            return false;
+        }
         let in_bundle = bundle.components().any(|c| c.as_os_str() == id);
         let named = id.len() >= 12 && self.config.windows(id.len()).any(|w| w == id.as_bytes());
         in_bundle || named

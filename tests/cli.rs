@@ -447,3 +447,87 @@ fn profile_times_every_step_and_the_phases_add_up() {
     let o = b.ferrun(&["run", "--profile=yaml", "--bundle", &bundle, "prof"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn engine_configs_of_one_shape_share_a_plan_template() {
+    // Engines write a config per container that differs only in ids, uuids and a timestamp
+    // annotation: the second container's plan is the first one's template, filled in.
+    let b = Bundle::new(&["true"]);
+    let root = b.state_root();
+    let container = |id: &str, uuid: &str, created: &str| -> std::path::PathBuf {
+        let data = b.path().join(id).join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        std::fs::write(data.join("f"), id).expect("data file");
+        let mut c = b.config.clone();
+        c["process"]["args"] = json!(["sh", "-c", "hostname; cat /mnt/f; echo; echo $HOSTNAME"]);
+        c["process"]["env"]
+            .as_array_mut()
+            .expect("env")
+            .push(json!(format!("HOSTNAME={}", &id[..12])));
+        c["hostname"] = json!(&id[..12]);
+        c["linux"]["cgroupsPath"] = json!(format!("/ferrun-test/libpod-{id}"));
+        c["annotations"] = json!({"io.kubernetes.cri-o.Created": created, "x.y": uuid});
+        c["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/mnt", "type": "bind", "source": data, "options": ["rbind", "ro"]
+        }));
+        let bundle = b.path().join(id).join("userdata");
+        std::fs::create_dir_all(&bundle).expect("bundle");
+        std::fs::write(bundle.join("config.json"), c.to_string()).expect("config");
+        bundle
+    };
+    let ferrun = |root: &std::path::Path, args: &[&str]| {
+        let mut c = std::process::Command::new(common::ferrun_bin());
+        c.arg("--root").arg(root).args(args);
+        common::output_via_files(c)
+    };
+    let id1 = "1af77eb82c825a59142e48fe10b3b59ae254e7402b097a719cfec487581948e4";
+    let id2 = "0dd4e7f60a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f607182930a4b";
+    let b1 = container(
+        id1,
+        "bef65a0d-70e4-7a35-4877-d45995782186",
+        "2026-11-29T00:17:29Z",
+    );
+    let b2 = container(
+        id2,
+        "00c0ffee-1111-2222-3333-444444444444",
+        "2026-12-01T10:00:00Z",
+    );
+    let plan = |root: &std::path::Path, bundle: &std::path::Path| {
+        text(&ferrun(
+            root,
+            &["plan", "--bundle", bundle.to_str().expect("utf-8")],
+        ))
+        .0
+    };
+    let first = plan(&root, &b1);
+    assert!(first.contains("cache: miss, template stored"), "{first}");
+    let second = plan(&root, &b2);
+    assert!(second.contains("cache: hit (template)"), "{second}");
+    // The filled template lists what planning the second config afresh lists.
+    let fresh = plan(&b.path().join("fresh-root"), &b2);
+    let body = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with("cache:") && !l.starts_with("seccomp filter cache"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&second), body(&fresh));
+    assert!(second.contains(&format!("libpod-{id2}")) && !second.contains(id1));
+    // And it runs: the hostname, the bind's source and the env are the second container's.
+    let o = ferrun(
+        &root,
+        &["run", "--bundle", b2.to_str().expect("utf-8"), "tmpl2"],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert_eq!(out, format!("{}\n{id2}\n{}\n", &id2[..12], &id2[..12]));
+    // One template, kept after the container went (it is not the container's own plan).
+    let names: Vec<String> = std::fs::read_dir(root.join("@cache/plans"))
+        .expect("plans")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with(".tmpl"), "{names:?}");
+    assert!(common::cgroup_dirs(&format!("/ferrun-test/libpod-{id2}")).is_empty());
+}

@@ -425,3 +425,65 @@ fn containerd_run_and_task_exec() {
         ok(rt, c.ctr(&["container", "delete", &name]));
     }
 }
+
+#[test]
+fn podman_runs_of_one_command_hit_a_plan_template() {
+    // Each podman container's config has its own ids, netns uuid and creation annotation,
+    // and podman lists four of its binds in map order (so at most 4! = 24 shapes). ferrun keys
+    // its plan by a template of the config: 30 runs store at most 24 templates (so at least 6
+    // hit one), and no container's own plan. A nonce in the env marks this test's entries
+    // among those of the other tests in podman's runtime root.
+    let nonce = format!(
+        "FERRUN_TEMPLATE_TEST={}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let plans = Path::new("/run/ferrun/@cache/plans");
+    let ours = || -> Vec<PathBuf> {
+        std::fs::read_dir(plans)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        std::fs::read(p)
+                            .is_ok_and(|b| b.windows(nonce.len()).any(|w| w == nonce.as_bytes()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let runs = 30;
+    for i in 0..runs {
+        let o = podman(
+            "ferrun",
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--env",
+                &nonce,
+                IMAGE,
+                "true",
+            ],
+        );
+        assert!(o.status.success(), "run {i}: {o:?}");
+    }
+    let entries = ours();
+    for p in &entries {
+        let _ = std::fs::remove_file(p);
+    }
+    assert!(
+        entries
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "tmpl")),
+        "{entries:?}"
+    );
+    assert!(
+        !entries.is_empty() && entries.len() <= 24,
+        "{} templates",
+        entries.len()
+    );
+}

@@ -9,6 +9,7 @@ pub mod cgroups;
 mod mounts;
 mod process;
 pub mod seccomp;
+pub mod template;
 
 pub use mounts::OPTION_NAMES as MOUNT_OPTIONS;
 
@@ -22,6 +23,8 @@ use std::path::{Component, Path, PathBuf};
 
 /// Lets a container join an existing cgroup that already holds processes.
 pub const SHARED_CGROUP_ANNOTATION: &str = "ferrun.cgroup.shared";
+/// Every annotation the planner reads; a template (see [`template`]) may empty the others.
+pub const READ_ANNOTATIONS: &[&str] = &[SHARED_CGROUP_ANNOTATION, process::KEEP_GROUPS_ANNOTATION];
 
 /// What the planner needs to know about the machine.
 #[derive(Clone, Debug, PartialEq, Eq)]

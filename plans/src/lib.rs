@@ -550,11 +550,23 @@ impl Plan {
         seal(MAGIC, FORMAT_VERSION, &body)
     }
 
+    /// The encoding without the seal: what a template's values are filled into.
+    pub fn body(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
     /// Decodes and checks a stored plan; anything odd is an error, never trusted.
     pub fn decode(bytes: &[u8]) -> Result<Plan, DecodeError> {
-        let body = unseal(MAGIC, FORMAT_VERSION, bytes)?;
+        Plan::decode_filled(bytes, |_| {})
+    }
+
+    /// [`Plan::decode`], with `fill` run on the checked body first (a template's values, of
+    /// the same lengths as its tokens).
+    pub fn decode_filled(bytes: &[u8], fill: impl FnOnce(&mut [u8])) -> Result<Plan, DecodeError> {
+        let mut body = unseal(MAGIC, FORMAT_VERSION, bytes)?.to_vec();
+        fill(&mut body);
         let (plan, rest): (Plan, &[u8]) =
-            postcard::take_from_bytes(body).map_err(|_| DecodeError::Corrupt)?;
+            postcard::take_from_bytes(&body).map_err(|_| DecodeError::Corrupt)?;
         if !rest.is_empty() || plan.header.format != FORMAT_VERSION || !plan.is_well_formed() {
             return Err(DecodeError::Corrupt);
         }

@@ -159,10 +159,10 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
         systemd_cgroup: opts.systemd_cgroup,
     };
     let loaded = cache::load_or_plan(&store.root, &bundle, opts.config.as_deref(), options)?;
-    profile::mark(if loaded.origin == cache::Origin::Hit {
-        "plan (cache hit)"
-    } else {
-        "plan (planned)"
+    profile::mark(match loaded.origin {
+        cache::Origin::Hit => "plan (cache hit)",
+        cache::Origin::TemplateHit => "plan (template filled in)",
+        _ => "plan (planned)",
     });
     log::debug(&format!("plan {} ({})", loaded.key, loaded.origin));
     for np in &loaded.plan.not_planned {

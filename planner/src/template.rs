@@ -1,0 +1,340 @@
+//! Plan templates: the config an engine writes for each container differs from the last one
+//! only in its per-container values (ids, uuids, a timestamp annotation), so a plan keyed by
+//! the config itself never hits under podman or containerd. A template takes those values out:
+//!
+//! - **holes**: inside JSON strings, every lowercase hex run of 32 characters or more (container,
+//!   layer and sandbox ids), every uuid, and a standalone 12-character prefix of a 64-character
+//!   hole (podman's hostname). Each distinct value becomes a token of the same length and the
+//!   same shape (lowercase hex, a uuid's dashes where they were), so every check the planner
+//!   makes on a string treats the token as it treats the value;
+//! - **blanks**: without hooks (which carry the annotations into the plan), the value of an
+//!   annotation the planner does not read ([`crate::READ_ANNOTATIONS`]) is emptied.
+//!
+//! The template's plan is the plan of the tokenized config; [`Template::fill`] puts the values
+//! back, byte for byte (same lengths, so the encoding stays valid). The runtime stores a
+//! template only after checking that the filled plan equals the plan of the real config.
+//! Owns nothing but this rewriting; pure, like the rest of the planner.
+
+use std::path::{Path, PathBuf};
+
+/// A config with its per-container values taken out, and how to put them back.
+#[derive(Debug)]
+pub struct Template {
+    /// The config with tokens for holes and blanked annotation values.
+    pub config: Vec<u8>,
+    /// The bundle path with the same tokens.
+    pub bundle: PathBuf,
+    /// (token, value), whole values first: a prefix hole's token is a prefix of its whole
+    /// value's token, so it is filled only where it stands alone.
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Template {
+    /// Puts the values back wherever their tokens are, in a plan's encoded bytes.
+    pub fn fill(&self, bytes: &mut [u8]) {
+        for (token, value) in &self.pairs {
+            let mut at = 0;
+            while let Some(i) = find(&bytes[at..], token) {
+                let start = at + i;
+                bytes[start..start + token.len()].copy_from_slice(value);
+                at = start + token.len();
+            }
+        }
+    }
+
+    /// How many distinct values were taken out.
+    pub fn holes(&self) -> usize {
+        self.pairs.len()
+    }
+}
+
+/// The template of a config, or None when it has no hole (the plain plan is as good), is not
+/// well-formed JSON (planning it reports why), or a token would clash with its text.
+pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Option<Template> {
+    let strings = scan(config, read_annotations)?;
+    let bundle_text = bundle.to_str()?;
+    let mut wholes: Vec<Vec<u8>> = Vec::new();
+    let mut uuid: Vec<bool> = Vec::new();
+    // (start, end, hole index, prefix?) for every occurrence.
+    let mut found: Vec<(usize, usize, usize, bool)> = Vec::new();
+    let mut prefixes: Vec<(usize, usize)> = Vec::new();
+    for s in strings.iter().filter(|s| !s.blank) {
+        let mut i = s.start;
+        while i < s.end {
+            let bounded_left = i == s.start || !config[i - 1].is_ascii_alphanumeric();
+            if !bounded_left || !is_hex(config[i]) {
+                i += 1;
+                continue;
+            }
+            let bounded = |end: usize| end == s.end || !config[end].is_ascii_alphanumeric();
+            let (len, is_uuid) = if is_uuid(&config[i..s.end]) && bounded(i + 36) {
+                (36, true)
+            } else {
+                let run = config[i..s.end].iter().take_while(|&&b| is_hex(b)).count();
+                if !bounded(i + run) {
+                    i += run;
+                    continue;
+                }
+                (run, false)
+            };
+            let value = &config[i..i + len];
+            if is_uuid || len >= 32 {
+                let index = match wholes.iter().position(|w| w == value) {
+                    Some(k) => k,
+                    None => {
+                        wholes.push(value.to_vec());
+                        uuid.push(is_uuid);
+                        wholes.len() - 1
+                    }
+                };
+                found.push((i, i + len, index, false));
+            } else if len == 12 {
+                prefixes.push((i, i + len));
+            }
+            i += len;
+        }
+    }
+    for (start, end) in prefixes {
+        let value = &config[start..end];
+        if let Some(k) = wholes
+            .iter()
+            .position(|w| w.len() == 64 && w.starts_with(value))
+        {
+            found.push((start, end, k, true));
+        }
+    }
+    if wholes.is_empty() && !strings.iter().any(|s| s.blank) {
+        return None;
+    }
+    let tokens: Vec<Vec<u8>> = (0..wholes.len())
+        .map(|k| token(k, wholes[k].len(), uuid[k]))
+        .collect();
+    if tokens
+        .iter()
+        .any(|t| find(config, &t[..12]).is_some() || bundle_text.contains(ascii(&t[..12])))
+    {
+        return None;
+    }
+    let mut edits: Vec<(usize, usize, &[u8])> = found
+        .iter()
+        .map(|&(s, e, k, prefix)| {
+            let t: &[u8] = if prefix { &tokens[k][..12] } else { &tokens[k] };
+            (s, e, t)
+        })
+        .collect();
+    edits.extend(
+        strings
+            .iter()
+            .filter(|s| s.blank)
+            .map(|s| (s.start, s.end, &b""[..])),
+    );
+    edits.sort_by_key(|e| e.0);
+    let mut out = Vec::with_capacity(config.len());
+    let mut at = 0;
+    for (s, e, with) in edits {
+        out.extend_from_slice(&config[at..s]);
+        out.extend_from_slice(with);
+        at = e;
+    }
+    out.extend_from_slice(&config[at..]);
+    let mut bundle_tokens = bundle_text.to_string();
+    for (w, t) in wholes.iter().zip(&tokens) {
+        bundle_tokens = bundle_tokens.replace(ascii(w), ascii(t));
+    }
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = tokens.iter().cloned().zip(wholes.clone()).collect();
+    for (k, w) in wholes.iter().enumerate() {
+        if found.iter().any(|f| f.2 == k && f.3) {
+            pairs.push((tokens[k][..12].to_vec(), w[..12].to_vec()));
+        }
+    }
+    Some(Template {
+        config: out,
+        bundle: PathBuf::from(bundle_tokens),
+        pairs,
+    })
+}
+
+/// The token of hole `k`: lowercase hex, a pattern that names `k` in its first 12 characters
+/// (so prefixes differ too), with a uuid's dashes if the value had them.
+fn token(k: usize, len: usize, uuid: bool) -> Vec<u8> {
+    let unit = format!("{:012x}", 0xfe77_ab00_0000u64 + k as u64);
+    let hex: Vec<u8> = unit.bytes().cycle().take(len).collect();
+    if !uuid {
+        return hex;
+    }
+    let mut t = hex;
+    for d in [8, 13, 18, 23] {
+        t[d] = b'-';
+    }
+    t
+}
+
+fn is_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+fn is_uuid(s: &[u8]) -> bool {
+    s.len() >= 36
+        && s[..36].iter().enumerate().all(|(i, &b)| {
+            if [8, 13, 18, 23].contains(&i) {
+                b == b'-'
+            } else {
+                is_hex(b)
+            }
+        })
+}
+
+fn ascii(b: &[u8]) -> &str {
+    // Tokens and values are hex and dashes.
+    std::str::from_utf8(b).unwrap_or("")
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A JSON string's contents (between its quotes).
+struct JsonString {
+    start: usize,
+    end: usize,
+    /// The value of an annotation to empty.
+    blank: bool,
+}
+
+/// Every string of a JSON document, with the annotation values to blank (none if there are
+/// hooks). None if the document is not balanced.
+fn scan(json: &[u8], read_annotations: &[&str]) -> Option<Vec<JsonString>> {
+    // Per open container: is it an object, is a key expected next, the last key's span.
+    struct Frame {
+        object: bool,
+        expect_key: bool,
+        key: (usize, usize),
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut out = Vec::new();
+    let mut hooks = false;
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < json.len() && json[j] != b'"' {
+                    j += if json[j] == b'\\' { 2 } else { 1 };
+                }
+                if j >= json.len() {
+                    return None;
+                }
+                let is_key = stack.last().is_some_and(|f| f.object && f.expect_key);
+                let key_of = |f: &Frame| &json[f.key.0..f.key.1];
+                let mut blank = false;
+                if is_key {
+                    let depth = stack.len();
+                    if let Some(f) = stack.last_mut() {
+                        f.key = (start, j);
+                        f.expect_key = false;
+                    }
+                    hooks |= depth == 1 && &json[start..j] == b"hooks";
+                } else if stack.len() == 2 && stack[1].object && key_of(&stack[0]) == b"annotations"
+                {
+                    let key = key_of(&stack[1]);
+                    blank = !read_annotations.iter().any(|a| a.as_bytes() == key);
+                }
+                out.push(JsonString {
+                    start,
+                    end: j,
+                    blank,
+                });
+                i = j + 1;
+                continue;
+            }
+            b'{' | b'[' => stack.push(Frame {
+                object: json[i] == b'{',
+                expect_key: json[i] == b'{',
+                key: (0, 0),
+            }),
+            b'}' | b']' => {
+                stack.pop()?;
+            }
+            b',' => {
+                if let Some(f) = stack.last_mut() {
+                    f.expect_key = f.object;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if !stack.is_empty() {
+        return None;
+    }
+    if hooks {
+        for s in &mut out {
+            s.blank = false;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "1af77eb82c825a59142e48fe10b3b59ae254e7402b097a719cfec487581948e4";
+
+    fn config(id: &str, uuid: &str, created: &str) -> String {
+        format!(
+            r#"{{"hostname":"{}","root":{{"path":"/var/lib/overlay/{id}/merged"}},
+            "linux":{{"cgroupsPath":"/libpod_parent/libpod-{id}",
+            "namespaces":[{{"type":"network","path":"/run/netns/netns-{uuid}"}}]}},
+            "annotations":{{"io.kubernetes.cri-o.Created":"{created}","ferrun.cgroup.shared":"true"}}}}"#,
+            &id[..12]
+        )
+    }
+
+    #[test]
+    fn two_containers_of_one_shape_share_a_template_and_fill_back() {
+        let a = config(
+            ID,
+            "bef65a0d-70e4-7a35-4877-d45995782186",
+            "2026-11-29T00:17:29Z",
+        );
+        let id2 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let b = config(
+            id2,
+            "00000000-1111-2222-3333-444444444444",
+            "2026-12-01T10:00:00Z",
+        );
+        let read = ["ferrun.cgroup.shared"];
+        let bundle = |id: &str| PathBuf::from(format!("/run/containers/{id}/userdata"));
+        let ta = template(a.as_bytes(), &bundle(ID), &read).expect("template");
+        let tb = template(b.as_bytes(), &bundle(id2), &read).expect("template");
+        assert_eq!(ta.config, tb.config);
+        assert_eq!(ta.bundle, tb.bundle);
+        assert_eq!(ta.holes(), 3, "id, its prefix, the uuid");
+        let text = String::from_utf8(ta.config.clone()).expect("utf-8");
+        assert!(!text.contains(ID) && !text.contains(&ID[..12]), "{text}");
+        assert!(
+            text.contains(r#""io.kubernetes.cri-o.Created":"""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""ferrun.cgroup.shared":"true""#), "{text}");
+        // Filling the template's text gives back each config.
+        let mut filled = ta.config.clone();
+        tb.fill(&mut filled);
+        let want = b.replace("2026-12-01T10:00:00Z", "");
+        assert_eq!(String::from_utf8(filled).expect("utf-8"), want);
+    }
+
+    #[test]
+    fn hooks_keep_the_annotations_and_short_or_glued_hex_stays() {
+        let c = format!(
+            r#"{{"hooks":{{}},"annotations":{{"a":"x"}},"hostname":"x{ID}","env":["abcdef12"]}}"#
+        );
+        assert!(template(c.as_bytes(), Path::new("/b"), &[]).is_none());
+        assert!(template(b"{\"a\":[", Path::new("/b"), &[]).is_none());
+    }
+}
