@@ -173,7 +173,9 @@ pub fn load_or_plan(
         };
         let tkey = ferrun_planner::cache_key(&tinput);
         let tpath = dir.join(format!("{tkey}.tmpl"));
-        if let Ok(bytes) = std::fs::read(&tpath)
+        // The values a template empties are never planned: the config must still be JSON.
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&config).is_ok()
+            && let Ok(bytes) = std::fs::read(&tpath)
             && let Ok(plan) = Plan::decode_filled(&bytes, |b| t.fill(b))
             && plan.header.input_hash == tkey
         {
@@ -192,9 +194,14 @@ pub fn load_or_plan(
         if let Ok(tplan) = ferrun_planner::plan(&tinput) {
             let mut same = tplan.clone();
             same.header.input_hash.clone_from(&plan.header.input_hash);
-            let mut body = same.body();
-            t.fill(&mut body);
-            if body == plan.body() {
+            let matches = match (same.body(), plan.body()) {
+                (Some(mut body), Some(real)) => {
+                    t.fill(&mut body);
+                    body == real
+                }
+                _ => false,
+            };
+            if matches {
                 sweep(&dir, "tmpl");
                 if store(&dir, &tpath, &tplan.encode()).is_ok() {
                     // Listed as a later hit will be.

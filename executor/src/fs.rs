@@ -219,8 +219,24 @@ impl PathBuf {
     }
 }
 
-/// Creates every missing directory of `path` (NUL-terminated, absolute) inside `root`.
-pub(crate) fn mkdir_all(root: c_int, path: &[u8]) -> Result<(), i32> {
+/// Creates every missing directory of `path` (NUL-terminated, absolute, known to be missing)
+/// inside `root`. Usually only its last component is missing (its parent is in the image), so
+/// that is tried first: one open and a mkdirat.
+pub(crate) fn mkdir_missing(root: c_int, path: &[u8]) -> Result<(), i32> {
+    with_parent(root, path, |dir, name| {
+        // SAFETY: name is NUL-terminated.
+        let r = unsafe { libc::mkdirat(dir, name, 0o755) };
+        if r < 0 && errno() != libc::EEXIST {
+            Err(errno())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// Every component of `path` in turn, from the root: made a directory where nothing is there.
+/// A loop, not a recursion: a path of thousands of components must not exhaust the stack.
+fn mkdir_each(root: c_int, path: &[u8]) -> Result<(), i32> {
     let mut p = PathBuf::new(path)?;
     let len = p.len;
     let mut end = 1;
@@ -255,13 +271,9 @@ fn ensure_dir(root: c_int, p: &mut PathBuf, end: usize) -> Result<(), i32> {
     })
 }
 
-/// Opens the parent of `path` (NUL-terminated, inside `root`) and calls `f(parent fd, name)`.
-/// `path` is cut at its last separator while `f` runs.
-fn in_parent<T>(
-    root: c_int,
-    path: &mut [u8],
-    f: impl FnOnce(c_int, *const c_char) -> Result<T, i32>,
-) -> Result<T, i32> {
+/// Where the last component of `path` (NUL-terminated) is: (its separator, its end), trailing
+/// separators left out.
+fn split_last(path: &[u8]) -> Result<(usize, usize), i32> {
     let nul = path.iter().position(|&b| b == 0).ok_or(libc::EINVAL)?;
     let mut end = nul;
     while end > 0 && path[end - 1] == b'/' {
@@ -274,18 +286,31 @@ fn in_parent<T>(
     if slash + 1 >= end {
         return Err(libc::EINVAL);
     }
-    let name_end = end;
+    Ok((slash, end))
+}
+
+/// Opens the directory before `path[slash]`, inside `root`.
+fn open_parent(root: c_int, path: &mut [u8], slash: usize) -> Result<Fd, i32> {
+    if slash == 0 {
+        return open_in_root(root, b"/\0", libc::O_PATH | libc::O_DIRECTORY);
+    }
+    path[slash] = 0;
+    let r = open_in_root(root, &path[..=slash], libc::O_PATH | libc::O_DIRECTORY);
+    path[slash] = b'/';
+    r
+}
+
+/// Opens the parent of `path` (NUL-terminated, inside `root`) and calls `f(parent fd, name)`.
+/// `path` is cut at its last separator while `f` runs.
+fn in_parent<T>(
+    root: c_int,
+    path: &mut [u8],
+    f: impl FnOnce(c_int, *const c_char) -> Result<T, i32>,
+) -> Result<T, i32> {
+    let (slash, name_end) = split_last(path)?;
     let saved_end = path[name_end];
     path[name_end] = 0;
-    let parent = if slash == 0 {
-        open_in_root(root, b"/\0", libc::O_PATH | libc::O_DIRECTORY)
-    } else {
-        path[slash] = 0;
-        let r = open_in_root(root, &path[..=slash], libc::O_PATH | libc::O_DIRECTORY);
-        path[slash] = b'/';
-        r
-    };
-    let result = match parent {
+    let result = match open_parent(root, path, slash) {
         Ok(dir) => f(dir.0, path[slash + 1..].as_ptr().cast()),
         Err(e) => Err(e),
     };
@@ -293,7 +318,8 @@ fn in_parent<T>(
     result
 }
 
-/// Ensures the parent directories of `path` exist, then runs `f(parent fd, name)`.
+/// Ensures the parent directories of `path` exist, then runs `f(parent fd, name)`. The parent
+/// is opened first; only if it is missing are the directories made, one by one.
 pub(crate) fn with_parent<T>(
     root: c_int,
     path: &[u8],
@@ -301,12 +327,19 @@ pub(crate) fn with_parent<T>(
 ) -> Result<T, i32> {
     let mut p = PathBuf::new(path)?;
     let len = p.len;
-    if let Some(slash) = p.buf[..len].iter().rposition(|&b| b == b'/')
-        && slash > 0
-    {
-        mkdir_all(root, &p.buf[..slash])?;
-    }
-    in_parent(root, &mut p.buf[..=len], f)
+    let buf = &mut p.buf[..=len];
+    let (slash, name_end) = split_last(buf)?;
+    buf[name_end] = 0;
+    let dir = match open_parent(root, buf, slash) {
+        Err(libc::ENOENT) if slash > 0 => {
+            buf[slash] = 0;
+            mkdir_each(root, &buf[..=slash])?;
+            buf[slash] = b'/';
+            open_parent(root, buf, slash)?
+        }
+        other => other?,
+    };
+    f(dir.0, buf[slash + 1..].as_ptr().cast())
 }
 
 /// Creates an empty regular file at `path` inside `root` if nothing is there.

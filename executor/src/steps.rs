@@ -1,7 +1,7 @@
 //! One function call per plan step: raw syscalls on the plan's buffers, `Err(errno)` on failure.
 
 use crate::fs::{
-    Fd, FdPath, PATH_MAX, ensure_file, is_dir, link_target, mkdir_all, open_in_procfs,
+    Fd, FdPath, PATH_MAX, ensure_file, is_dir, link_target, mkdir_missing, open_in_procfs,
     open_in_root, open_no_magic, open_procfs, with_parent,
 };
 use crate::{Ctx, MSG_PTY, MSG_READY, Prepared, Record, check, errno, send_record};
@@ -78,7 +78,7 @@ fn target_fd(ctx: &Ctx<'_>, dest: &CBuf, target: Target, source: Option<&CBuf>) 
     };
     let create = |path: &[u8]| {
         if dir {
-            mkdir_all(ctx.rootfd, path)
+            mkdir_missing(ctx.rootfd, path)
         } else {
             ensure_file(ctx.rootfd, path)
         }

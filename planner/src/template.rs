@@ -30,15 +30,30 @@ pub struct Template {
 }
 
 impl Template {
-    /// Puts the values back wherever their tokens are, in a plan's encoded bytes.
+    /// Puts the values back wherever their tokens are, in a plan's encoded bytes. Every place
+    /// is found in the untouched bytes first (whole tokens before prefixes, none overlapping),
+    /// then written: a value never combines with its neighbours into a token filled later. The
+    /// places depend only on the template's bytes, which every config of the shape shares, and
+    /// were checked when the template was stored.
     pub fn fill(&self, bytes: &mut [u8]) {
-        for (token, value) in &self.pairs {
+        let mut places: Vec<(usize, usize)> = Vec::new();
+        for (k, (token, _)) in self.pairs.iter().enumerate() {
             let mut at = 0;
             while let Some(i) = find(&bytes[at..], token) {
                 let start = at + i;
-                bytes[start..start + token.len()].copy_from_slice(value);
-                at = start + token.len();
+                let end = start + token.len();
+                if !places
+                    .iter()
+                    .any(|&(s, p)| start < s + self.pairs[p].0.len() && s < end)
+                {
+                    places.push((start, k));
+                }
+                at = start + 1;
             }
+        }
+        for (start, k) in places {
+            let value = &self.pairs[k].1;
+            bytes[start..start + value.len()].copy_from_slice(value);
         }
     }
 
@@ -52,12 +67,20 @@ impl Template {
 /// well-formed JSON (planning it reports why), or a token would clash with its text.
 pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Option<Template> {
     let strings = scan(config, read_annotations)?;
+    // Keys are compared as raw bytes: an escaped key could be "hooks" or an annotation the
+    // planner reads in disguise.
+    if strings
+        .iter()
+        .any(|s| s.key && config[s.start..s.end].contains(&b'\\'))
+    {
+        return None;
+    }
     let bundle_text = bundle.to_str()?;
     let mut wholes: Vec<Vec<u8>> = Vec::new();
     let mut uuid: Vec<bool> = Vec::new();
     // (start, end, hole index, prefix?) for every occurrence.
     let mut found: Vec<(usize, usize, usize, bool)> = Vec::new();
-    let mut prefixes: Vec<(usize, usize)> = Vec::new();
+    let mut prefixes: Vec<(usize, usize, bool)> = Vec::new();
     for s in strings.iter().filter(|s| !s.blank) {
         let mut i = s.start;
         while i < s.end {
@@ -78,7 +101,14 @@ pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Opti
                 (run, false)
             };
             let value = &config[i..i + len];
-            if is_uuid || len >= 32 {
+            // A value without a letter might be read as a number; its token could not be.
+            let lettered = value.iter().any(|b| (b'a'..=b'f').contains(b));
+            if (is_uuid || len >= 32) && lettered && s.key {
+                // The planner sorts some maps by key (sysctls, cgroup files, annotations): a
+                // token would sort where the value might not.
+                return None;
+            }
+            if lettered && (is_uuid || len >= 32) {
                 let index = match wholes.iter().position(|w| w == value) {
                     Some(k) => k,
                     None => {
@@ -88,18 +118,24 @@ pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Opti
                     }
                 };
                 found.push((i, i + len, index, false));
-            } else if len == 12 {
-                prefixes.push((i, i + len));
+            } else if lettered && len == 12 {
+                prefixes.push((i, i + len, s.key));
             }
             i += len;
         }
     }
-    for (start, end) in prefixes {
+    if wholes.len() > MAX_HOLES {
+        return None;
+    }
+    for (start, end, key) in prefixes {
         let value = &config[start..end];
         if let Some(k) = wholes
             .iter()
             .position(|w| w.len() == 64 && w.starts_with(value))
         {
+            if key {
+                return None;
+            }
             found.push((start, end, k, true));
         }
     }
@@ -154,6 +190,10 @@ pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Opti
     })
 }
 
+/// More distinct values than this and there is no template (the scan and the fill search for
+/// each): no engine writes that many ids into one config.
+const MAX_HOLES: usize = 64;
+
 /// The token of hole `k`: lowercase hex, a pattern that names `k` in its first 12 characters
 /// (so prefixes differ too), with a uuid's dashes if the value had them.
 fn token(k: usize, len: usize, uuid: bool) -> Vec<u8> {
@@ -200,6 +240,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 struct JsonString {
     start: usize,
     end: usize,
+    /// An object's key, not a value.
+    key: bool,
     /// The value of an annotation to empty.
     blank: bool,
 }
@@ -246,6 +288,7 @@ fn scan(json: &[u8], read_annotations: &[&str]) -> Option<Vec<JsonString>> {
                 out.push(JsonString {
                     start,
                     end: j,
+                    key: is_key,
                     blank,
                 });
                 i = j + 1;
@@ -305,7 +348,7 @@ mod tests {
         let id2 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let b = config(
             id2,
-            "00000000-1111-2222-3333-444444444444",
+            "00c0ffee-1111-2222-3333-444444444444",
             "2026-12-01T10:00:00Z",
         );
         let read = ["ferrun.cgroup.shared"];
@@ -327,6 +370,43 @@ mod tests {
         tb.fill(&mut filled);
         let want = b.replace("2026-12-01T10:00:00Z", "");
         assert_eq!(String::from_utf8(filled).expect("utf-8"), want);
+    }
+
+    #[test]
+    fn a_filled_value_never_makes_a_token_with_its_neighbours() {
+        // The first hole's value ends where the second hole's token could begin.
+        let second = token(1, 64, false);
+        let v1 = format!(
+            "{}{}",
+            "0a".repeat(16),
+            std::str::from_utf8(&second[..6]).expect("hex")
+        );
+        let c = format!(r#"{{"a":"{v1}","b":"{ID}","c":"{}"}}"#, &ID[..12]);
+        let t = template(c.as_bytes(), Path::new("/b"), &[]).expect("template");
+        let mut body = t.config.clone();
+        // The token of v1, then the rest of the second token glued on, as bytes may lie.
+        let t0 = token(0, v1.len(), false);
+        let glued = [t0.as_slice(), &second[6..12]].concat();
+        body.extend_from_slice(&glued);
+        t.fill(&mut body);
+        let text = String::from_utf8(body).expect("utf-8");
+        assert!(
+            text.ends_with(&format!(
+                "{v1}{}",
+                std::str::from_utf8(&second[6..12]).expect("hex")
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ids_in_keys_escaped_keys_and_digit_only_runs_make_no_template() {
+        let key = format!(r#"{{"linux":{{"sysctl":{{"net.{ID}":"1"}}}}}}"#);
+        assert!(template(key.as_bytes(), Path::new("/b"), &[]).is_none());
+        let escaped = format!(r#"{{"hook\u0073":{{}},"annotations":{{"a":"x"}},"b":"{ID}"}}"#);
+        assert!(template(escaped.as_bytes(), Path::new("/b"), &[]).is_none());
+        let digits = format!(r#"{{"a":"{}"}}"#, "1".repeat(40));
+        assert!(template(digits.as_bytes(), Path::new("/b"), &[]).is_none());
     }
 
     #[test]

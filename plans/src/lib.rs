@@ -551,8 +551,8 @@ impl Plan {
     }
 
     /// The encoding without the seal: what a template's values are filled into.
-    pub fn body(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).unwrap_or_default()
+    pub fn body(&self) -> Option<Vec<u8>> {
+        postcard::to_stdvec(self).ok()
     }
 
     /// Decodes and checks a stored plan; anything odd is an error, never trusted.

@@ -10,14 +10,18 @@ use std::path::PathBuf;
 pub const DEFAULT_ROOT: &str = "/run/ferrun";
 
 /// Rootless: the effective uid is not 0, or ferrun is root only in a partial user namespace.
+/// Probed once per process: a command never changes its own ids or user namespace.
 pub fn detect() -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return true;
-    }
-    // The initial user namespace maps every id to itself; anything else is a namespace
-    // someone made, and (unless it maps the full range) root there is not root.
-    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| !is_full_map(&m))
+    static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOTLESS.get_or_init(|| {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return true;
+        }
+        // The initial user namespace maps every id to itself; anything else is a namespace
+        // someone made, and (unless it maps the full range) root there is not root.
+        std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| !is_full_map(&m))
+    })
 }
 
 fn is_full_map(map: &str) -> bool {
