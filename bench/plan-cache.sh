@@ -2,7 +2,8 @@
 # Usage: [RUNS=30] bench/plan-cache.sh
 # What planning costs a `run` of podman's config (tests/data/config/podman-run.json, its binds
 # pointed at files here), read from `ferrun run --profile=json`: planned from scratch (an empty
-# cache each time), filled in from a template (a new container id, netns uuid and creation
+# cache each time), a new shape with the seccomp filter cached (the config and its template both
+# planned, checked against each other, and the template stored), filled in from a template (a new container id, netns uuid and creation
 # time each run, as podman writes them), and read whole (the same config again). Prints the
 # median of the plan phase and of the whole run for each.
 set -euo pipefail
@@ -47,13 +48,15 @@ profile() { # root bundle: one run's JSON profile on stderr
 }
 
 runs=${RUNS:-30}
-: >"$tmp/planned" ; : >"$tmp/template" ; : >"$tmp/whole"
+: >"$tmp/planned" ; : >"$tmp/warm" ; : >"$tmp/template" ; : >"$tmp/whole"
 same=$(container)
 profile "$tmp/root-whole" "$same" >/dev/null
 profile "$tmp/root-template" "$(container)" >/dev/null
+profile "$tmp/root-warm" "$(container)" >/dev/null
 for _ in $(seq "$runs"); do
-    rm -rf "$tmp/root-planned"
+    rm -rf "$tmp/root-planned" "$tmp/root-warm/@cache/plans"
     profile "$tmp/root-planned" "$(container)" >>"$tmp/planned"
+    profile "$tmp/root-warm" "$(container)" >>"$tmp/warm"
     profile "$tmp/root-template" "$(container)" >>"$tmp/template"
     profile "$tmp/root-whole" "$same" >>"$tmp/whole"
 done
@@ -62,7 +65,7 @@ import json, statistics, sys
 tmp = sys.argv[1]
 print("| plan | plan phase, median (ms) | whole run, median (ms) |")
 print("| --- | --- | --- |")
-for mode, name in [("planned", "planned (empty cache)"), ("template", "template filled in"), ("whole", "whole plan read")]:
+for mode, name in [("planned", "planned (empty cache)"), ("warm", "new shape: planned twice, template stored (filter cached)"), ("template", "template filled in"), ("whole", "whole plan read")]:
     rows = [json.loads(l) for l in open(f"{tmp}/{mode}") if l.startswith("{")]
     plan = [p["ms"] for r in rows for p in r["phases"] if p["phase"].startswith("plan")]
     total = [r["total_ms"] for r in rows]

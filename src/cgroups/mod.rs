@@ -462,6 +462,20 @@ impl Cgroup {
 
     /// Writes `value` to `file` in hierarchy `h`; `field` names the setting in errors.
     pub fn write(&self, h: usize, file: &str, value: &str, field: &str) -> Result<()> {
+        self.write_through(&mut None, h, file, value, field)
+    }
+
+    /// [`Cgroup::write`], through `open` when it holds the same file: a run of writes to one
+    /// file (a device list is a dozen lines to `devices.allow`) opens it once. Each write is
+    /// still its own `write(2)`, which is all the kernel reads a rule from.
+    pub fn write_through(
+        &self,
+        open: &mut Option<(PathBuf, std::fs::File)>,
+        h: usize,
+        file: &str,
+        value: &str,
+        field: &str,
+    ) -> Result<()> {
         let Some(dir) = self.dirs.get(h) else {
             bail!("{field}: the plan names cgroup hierarchy #{h}, which the container lacks");
         };
@@ -479,11 +493,21 @@ impl Cgroup {
             }
             None => value,
         };
-        // Never O_CREAT: cgroupfs cannot create files, and would answer EACCES for a missing one.
-        let r = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()));
+        let r = match open {
+            Some((p, f)) if *p == path => std::io::Write::write_all(f, value.as_bytes()),
+            _ => {
+                // Never O_CREAT: cgroupfs cannot create files, and would answer EACCES for a
+                // missing one.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|mut f| {
+                        let r = std::io::Write::write_all(&mut f, value.as_bytes());
+                        *open = Some((path.clone(), f));
+                        r
+                    })
+            }
+        };
         match r {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && optional(file, value) => {

@@ -279,6 +279,7 @@ fn open_sync(l: &Launch<'_>) -> Result<SyncFds> {
 /// them), the cgroups made and written.
 fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
     let min_fd = 3 + l.preserve_fds;
+    let mut open = None;
     for (i, h) in l.plan.before_clone.iter().enumerate() {
         if profile::enabled() {
             profile::host_step(i + 1, h.to_string());
@@ -325,7 +326,7 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
                 l.oom_before = cg.oom_kills_so_far();
             }
             HostStep::CgroupWrite(_) | HostStep::CgroupDevices { .. } => {
-                cgroup_file_step(l.cgroup.as_ref(), h)?
+                cgroup_file_step(l.cgroup.as_ref(), h, &mut open)?
             }
             other => bail!("plan: {other} cannot run before clone"),
         }
@@ -339,10 +340,16 @@ fn no_cgroup() -> Error {
 
 /// A write into the container's cgroup files, or its device program: the same before clone
 /// (cgroupfs) and after it (the systemd driver, once the scope exists).
-fn cgroup_file_step(cg: Option<&Cgroup>, h: &HostStep) -> Result<()> {
+fn cgroup_file_step(
+    cg: Option<&Cgroup>,
+    h: &HostStep,
+    open: &mut Option<(std::path::PathBuf, std::fs::File)>,
+) -> Result<()> {
     let cg = cg.ok_or_else(no_cgroup)?;
     match h {
-        HostStep::CgroupWrite(w) => cg.write(usize::from(w.hierarchy), &w.file, &w.value, &w.field),
+        HostStep::CgroupWrite(w) => {
+            cg.write_through(open, usize::from(w.hierarchy), &w.file, &w.value, &w.field)
+        }
         HostStep::CgroupDevices { hierarchy, program } => {
             cg.attach_devices(usize::from(*hierarchy), program)
         }
@@ -421,6 +428,7 @@ fn clone_child(
 /// ferrun's own, then the release.
 fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()> {
     let mut proc = None;
+    let mut open = None;
     let first = l.plan.before_clone.len() + 2;
     for (j, h) in l.plan.after_clone.iter().enumerate() {
         if profile::enabled() {
@@ -465,7 +473,7 @@ fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()
                 cg.check_scope(child.pid, &c.v2_controllers)?;
             }
             HostStep::CgroupWrite(_) | HostStep::CgroupDevices { .. } => {
-                cgroup_file_step(l.cgroup.as_ref(), h)?
+                cgroup_file_step(l.cgroup.as_ref(), h, &mut open)?
             }
             HostStep::Release => send_byte(parent)?,
             other => bail!("plan: {other} cannot run after clone"),

@@ -129,6 +129,10 @@ pub fn main() {
         ("rootless_podman_memory_runc", || {
             crate::rootless::podman_memory("runc")
         }),
+        (
+            "syscalls_of_one_run_cgroupfs_and_systemd",
+            syscalls_of_a_run,
+        ),
         ("nothing_left_behind", nothing_left_behind),
         (
             "selinux_label_and_mount_label",
@@ -526,6 +530,59 @@ fn rdma_and_misc_refused() {
     assert!(err.contains("linux.resources.unified"), "{err}");
     assert!(!cgroup_dir(&b).exists());
     assert!(b.leftover_state().is_empty());
+}
+
+/// The syscalls of one `run` of `true` (`strace -f -c`), for each runtime with the cgroupfs
+/// driver and with the systemd one: noted for the speed issue's figures on pure cgroup v2. Each
+/// run must succeed under strace and leave no cgroup or scope behind.
+fn syscalls_of_a_run() {
+    for systemd in [false, true] {
+        let driver = if systemd { "systemd" } else { "cgroupfs" };
+        for rt in ["ferrun", "crun", "runc"] {
+            let id = format!("calls-{rt}-{driver}");
+            let mut b = Bundle::new(&["true"]);
+            if systemd {
+                b.edit(|c| {
+                    c["linux"]["cgroupsPath"] = json!(format!("ferrun-test.slice:ferrun:{id}"))
+                });
+            }
+            let bundle = b.path().to_string_lossy().into_owned();
+            let root = b.state_root().to_string_lossy().into_owned();
+            let counts = format!("{bundle}/strace");
+            let rtb = runtime_bin(rt);
+            let mut args = vec!["-f", "-c", "-o", &counts, &rtb];
+            if systemd {
+                args.push("--systemd-cgroup");
+            }
+            args.extend(["--root", &root, "run", "--bundle", &bundle, &id]);
+            let o = run("strace", &args);
+            assert!(o.status.success(), "{rt} {driver}: {}", text(&o));
+            let report = std::fs::read_to_string(&counts).expect("strace report");
+            // "% time, seconds, usecs/call, calls, errors, total": usecs/call or errors may be
+            // blank.
+            let total: u64 = report
+                .lines()
+                .find(|l| l.trim_end().ends_with("total"))
+                .and_then(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.get(if f.len() >= 6 { 3 } else { 2 }).copied()
+                })
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{rt} {driver}: no total in {report}"));
+            assert!(total > 100, "{rt} {driver}: {total} syscalls? {report}");
+            note(&format!("{rt} {driver}: {total} syscalls"));
+            if systemd {
+                let scope = format!("ferrun-{id}.scope");
+                let state = unit(&scope, &["LoadState"]);
+                assert!(
+                    state.contains("LoadState=not-found"),
+                    "{rt}: {scope} left: {state}"
+                );
+            } else {
+                assert!(!cgroup_dir(&b).exists(), "{rt}: cgroup left");
+            }
+        }
+    }
 }
 
 fn runtime_bin(rt: &str) -> String {
