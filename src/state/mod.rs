@@ -236,11 +236,14 @@ impl Store {
     /// Removes the container's directory.
     pub fn remove(&self, id: &str) -> Result<()> {
         let dir = self.dir(id);
-        // Usually the directory holds only state.json: two syscalls, where remove_dir_all
-        // makes ten; anything else there (an exec fifo, a notify socket) takes the long way.
-        let _ = std::fs::remove_file(dir.join("state.json"));
-        if std::fs::remove_dir(&dir).is_ok() {
-            return Ok(());
+        // Usually a real directory holding only state.json: three syscalls, where
+        // remove_dir_all makes ten. A symlink (never followed) or anything else inside (an
+        // exec fifo, a notify socket) takes the long way.
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            let _ = std::fs::remove_file(dir.join("state.json"));
+            if std::fs::remove_dir(&dir).is_ok() {
+                return Ok(());
+            }
         }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
