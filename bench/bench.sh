@@ -62,14 +62,8 @@ mv "$tmp/config.json" "$bundle/config.json"
 podman=$tmp/podman
 mkdir -p "$podman/files/shm"
 for f in resolv.conf hosts hostname .containerenv; do : >"$podman/files/$f"; done
-jq --arg rootfs "$bundle/rootfs" --arg files "$podman/files" '
-    .root.path = $rootfs | .process.args = ["/bin/true"] | .process.terminal = false
-    | .process.rlimits = [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}]
-    | del(.linux.resources) | del(.linux.cgroupsPath)
-    | .linux.namespaces |= map(del(.path))
-    | .mounts |= map(select(.type != "cgroup")
-        | if .type == "bind" then .source = ($files + "/" + (.source | split("/") | last)) else . end)
-' "$repo/tests/data/config/podman-run.json" >"$podman/config.json"
+jq --arg rootfs "$bundle/rootfs" --arg files "$podman/files" -f "$repo/bench/podman-config.jq" \
+    "$repo/tests/data/config/podman-run.json" >"$podman/config.json"
 
 # The same with podman's cgroup settings kept (its resources, a cgroupsPath under a
 # ferrun-bench parent, the cgroup mount): what cgroups cost ferrun.

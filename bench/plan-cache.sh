@@ -32,14 +32,8 @@ container() {
     for f in resolv.conf hosts hostname .containerenv; do : >"$dir/$f"; done
     sed -e "s/$old_id/$id/g" -e "s/${old_id:0:12}/${id:0:12}/g" -e "s/$old_uuid/$uuid/g" \
         -e "s/$old_created/$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)/" "$fixture" |
-        jq --arg rootfs "$tmp/demo/rootfs" --arg dir "$dir" '
-            .root.path = $rootfs | .process.args = ["/bin/true"] | .process.terminal = false
-            | .process.rlimits = [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024}]
-            | del(.linux.resources) | del(.linux.cgroupsPath)
-            | .linux.namespaces |= map(del(.path))
-            | .mounts |= map(select(.type != "cgroup")
-                | if .type == "bind" then .source = ($dir + "/" + (.source | split("/") | last)) else . end)
-        ' >"$dir/config.json"
+        jq --arg rootfs "$tmp/demo/rootfs" --arg files "$dir" -f "$repo/bench/podman-config.jq" \
+            >"$dir/config.json"
     echo "$dir"
 }
 
