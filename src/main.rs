@@ -3,6 +3,14 @@
 //! `/proc/self/maps` and a signal stack for its stack-overflow message. What of that start-up
 //! matters is kept: stdio fds 0–2 are made to exist (so a file opened later can never become
 //! stdout), and SIGPIPE is ignored, so a closed pipe is an error, not a silent death.
+//!
+//! On x86_64 the ELF entry is `ferrun_entry` (build.rs), which runs before glibc's `_start`:
+//! before the image relocates itself and before anything but the stack exists. When root runs
+//! `create`, `run` or `exec` from a writable image, it re-executes the same command from a
+//! read-only detached bind of the binary right there (`host::sealed` explains why), so the
+//! first, throw-away process costs an exec and a few page faults instead of a whole start-up.
+//! Anything it does not handle (rootless, no mount API) falls through to `_start`, and
+//! `host::sealed` decides as before.
 #![no_main]
 
 #[unsafe(no_mangle)]
@@ -10,4 +18,166 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
     ferrun::host::stdio::sanitize();
     // std::process::exit flushes stdout, as returning from std's main would.
     std::process::exit(ferrun::cli::main());
+}
+
+#[cfg(target_arch = "x86_64")]
+mod entry {
+    //! Code that runs before relocation: no statics holding pointers, no libc (its TLS is not
+    //! set up, its memcpy is an unresolved IFUNC), no allocation, no panic; raw syscalls only.
+
+    // The kernel starts us with rsp at argc and rdx holding a function for atexit (0 when
+    // static). Both are handed to `_start` exactly as they came.
+    std::arch::global_asm!(
+        ".globl ferrun_entry",
+        ".type ferrun_entry,@function",
+        "ferrun_entry:",
+        "mov r12, rdx",
+        "mov r13, rsp",
+        "mov rdi, rsp",
+        "and rsp, -16",
+        "call {pre}",
+        "mov rsp, r13",
+        "mov rdx, r12",
+        "jmp _start",
+        pre = sym pre_start,
+    );
+
+    unsafe fn syscall(n: usize, a0: usize, a1: usize, a2: usize, a3: usize, a4: usize) -> isize {
+        let ret: isize;
+        // SAFETY: the caller passes a syscall's number and arguments.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") n as isize => ret,
+                in("rdi") a0,
+                in("rsi") a1,
+                in("rdx") a2,
+                in("r10") a3,
+                in("r8") a4,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    /// Whether the NUL-terminated `s` is `word` (which ends in NUL). Raw reads and
+    /// `wrapping_add`: in a debug build, `ptr::add` and `read_volatile` check their
+    /// preconditions through code that needs the relocations not yet made.
+    unsafe fn is(s: *const u8, word: &[u8]) -> bool {
+        let mut i = 0;
+        while i < word.len() {
+            // SAFETY: s is a NUL-terminated argv string; we stop at its NUL or a mismatch.
+            let c = unsafe { *s.wrapping_add(i) };
+            if c != word[i] {
+                return false;
+            }
+            if c == 0 {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// `struct mount_attr`, set field by field: an array or struct copied from a constant
+    /// could become a call to memcpy, an IFUNC not resolved yet.
+    #[repr(C)]
+    struct MountAttr {
+        set: u64,
+        clear: u64,
+        propagation: u64,
+        userns: u64,
+    }
+
+    unsafe extern "C" fn pre_start(sp: *const usize) {
+        const SYS_CLOSE: usize = 3;
+        const SYS_GETEUID: usize = 107;
+        const SYS_STATFS: usize = 137;
+        const SYS_EXECVEAT: usize = 322;
+        const SYS_OPEN_TREE: usize = 428;
+        const SYS_MOUNT_SETATTR: usize = 442;
+        const AT_FDCWD: isize = -100;
+        const AT_EMPTY_PATH: usize = 0x1000;
+        const OPEN_TREE_CLONE: usize = 1;
+        const OPEN_TREE_CLOEXEC: usize = 0o2000000;
+        const MOUNT_ATTR_RDONLY: u64 = 1;
+        const ST_RDONLY: u64 = 1;
+        // SAFETY: the System V start-up stack: argc, argv[argc] and a NULL, then envp.
+        unsafe {
+            let argc = *sp;
+            let argv = sp.wrapping_add(1) as *const *const u8;
+            let envp = argv.wrapping_add(argc + 1);
+            let mut starts = false;
+            let mut i = 1;
+            while i < argc {
+                let a = *argv.wrapping_add(i);
+                if is(a, b"create\0") || is(a, b"run\0") || is(a, b"exec\0") {
+                    starts = true;
+                    break;
+                }
+                i += 1;
+            }
+            // Rootless callers are judged by host::sealed (out of reach, or a memfd copy).
+            if !starts || syscall(SYS_GETEUID, 0, 0, 0, 0, 0) != 0 {
+                return;
+            }
+            let exe = b"/proc/self/exe\0";
+            // struct statfs is 120 bytes; f_flags is its eleventh word. The kernel fills it.
+            let mut st = std::mem::MaybeUninit::<[u64; 15]>::uninit();
+            if syscall(
+                SYS_STATFS,
+                exe.as_ptr() as usize,
+                st.as_mut_ptr() as usize,
+                0,
+                0,
+                0,
+            ) == 0
+                && (*st.as_ptr())[10] & ST_RDONLY != 0
+            {
+                return;
+            }
+            let fd = syscall(
+                SYS_OPEN_TREE,
+                AT_FDCWD as usize,
+                exe.as_ptr() as usize,
+                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+                0,
+                0,
+            );
+            if fd < 0 {
+                return;
+            }
+            let mut attr = MountAttr {
+                set: 0,
+                clear: 0,
+                propagation: 0,
+                userns: 0,
+            };
+            attr.set = MOUNT_ATTR_RDONLY;
+            let empty = b"\0";
+            let attr_ptr = &attr as *const MountAttr as usize;
+            if syscall(
+                SYS_MOUNT_SETATTR,
+                fd as usize,
+                empty.as_ptr() as usize,
+                AT_EMPTY_PATH,
+                attr_ptr,
+                32,
+            ) == 0
+            {
+                // Returns only on failure.
+                syscall(
+                    SYS_EXECVEAT,
+                    fd as usize,
+                    empty.as_ptr() as usize,
+                    argv as usize,
+                    envp as usize,
+                    AT_EMPTY_PATH,
+                );
+            }
+            syscall(SYS_CLOSE, fd as usize, 0, 0, 0, 0);
+        }
+    }
 }

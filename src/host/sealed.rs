@@ -3,7 +3,8 @@
 //! on; a process of the container that opens `/proc/<pid>/exe` could later write through it to
 //! the host binary. So `create`, `run` and `exec` first re-execute ferrun from a read-only image:
 //! a detached read-only bind of the binary (no copy), or, where the mount API is missing, a
-//! sealed memfd copy.
+//! sealed memfd copy. On x86_64 root's bind re-exec is usually done already, at the ELF entry
+//! (`ferrun_entry` in main.rs): then [`protected`] holds and nothing happens here.
 
 use crate::error::{Context, Result};
 use std::ffi::CString;
