@@ -8,7 +8,8 @@
 //! before the image relocates itself and before anything but the stack exists. When root runs
 //! `create`, `run` or `exec` from a writable image, it re-executes the same command from a
 //! read-only detached bind of the binary right there (`host::sealed` explains why), so the
-//! first, throw-away process costs an exec and a few page faults instead of a whole start-up.
+//! first, throw-away process costs an exec, six syscalls and a few page faults instead of a
+//! whole start-up.
 //! Anything it does not handle (rootless, no mount API) falls through to `_start`, and
 //! `host::sealed` decides as before.
 #![no_main]
@@ -20,10 +21,16 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
     std::process::exit(ferrun::cli::main());
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_pointer_width = "64",
+    target_os = "linux"
+))]
 mod entry {
     //! Code that runs before relocation: no statics holding pointers, no libc (its TLS is not
     //! set up, its memcpy is an unresolved IFUNC), no allocation, no panic; raw syscalls only.
+    //! Builds that read `fs:` or need markers early (stack protectors, sanitizers, CET) would
+    //! break it.
 
     // The kernel starts us with rsp at argc and rdx holding a function for atexit (0 when
     // static). Both are handed to `_start` exactly as they came.
@@ -31,6 +38,8 @@ mod entry {
         ".globl ferrun_entry",
         ".type ferrun_entry,@function",
         "ferrun_entry:",
+        ".cfi_startproc",
+        ".cfi_undefined rip",
         "mov r12, rdx",
         "mov r13, rsp",
         "mov rdi, rsp",
@@ -39,6 +48,8 @@ mod entry {
         "mov rsp, r13",
         "mov rdx, r12",
         "jmp _start",
+        ".cfi_endproc",
+        ".size ferrun_entry, .-ferrun_entry",
         pre = sym pre_start,
     );
 
@@ -93,6 +104,7 @@ mod entry {
 
     unsafe extern "C" fn pre_start(sp: *const usize) {
         const SYS_CLOSE: usize = 3;
+        const SYS_STAT: usize = 4;
         const SYS_GETEUID: usize = 107;
         const SYS_STATFS: usize = 137;
         const SYS_EXECVEAT: usize = 322;
@@ -104,6 +116,8 @@ mod entry {
         const OPEN_TREE_CLOEXEC: usize = 0o2000000;
         const MOUNT_ATTR_RDONLY: u64 = 1;
         const ST_RDONLY: u64 = 1;
+        // The initial user namespace's inode number (PROC_USER_INIT_INO), fixed by the kernel.
+        const INIT_USER_NS_INO: u64 = 0xEFFF_FFFD;
         // SAFETY: the System V start-up stack: argc, argv[argc] and a NULL, then envp.
         unsafe {
             let argc = *sp;
@@ -119,22 +133,27 @@ mod entry {
                 }
                 i += 1;
             }
-            // Rootless callers are judged by host::sealed (out of reach, or a memfd copy).
+            // Rootless callers (another uid, or root of a user namespace: rootless podman) are
+            // judged by host::sealed (out of reach, or a memfd copy).
             if !starts || syscall(SYS_GETEUID, 0, 0, 0, 0, 0) != 0 {
                 return;
             }
+            // struct stat is 144 bytes; st_ino is its second word. The kernel fills it.
+            let userns = b"/proc/self/ns/user\0";
+            let mut ns = std::mem::MaybeUninit::<[u64; 18]>::uninit();
+            let ns_ptr = ns.as_mut_ptr() as usize;
+            if syscall(SYS_STAT, userns.as_ptr() as usize, ns_ptr, 0, 0, 0) != 0
+                || (*ns.as_ptr())[1] != INIT_USER_NS_INO
+            {
+                return;
+            }
             let exe = b"/proc/self/exe\0";
-            // struct statfs is 120 bytes; f_flags is its eleventh word. The kernel fills it.
+            // struct statfs is 120 bytes; f_flags is its eleventh word. Unknown (the call
+            // refused): no re-exec here, or each image would re-execute the next.
             let mut st = std::mem::MaybeUninit::<[u64; 15]>::uninit();
-            if syscall(
-                SYS_STATFS,
-                exe.as_ptr() as usize,
-                st.as_mut_ptr() as usize,
-                0,
-                0,
-                0,
-            ) == 0
-                && (*st.as_ptr())[10] & ST_RDONLY != 0
+            let st_ptr = st.as_mut_ptr() as usize;
+            if syscall(SYS_STATFS, exe.as_ptr() as usize, st_ptr, 0, 0, 0) != 0
+                || (*st.as_ptr())[10] & ST_RDONLY != 0
             {
                 return;
             }

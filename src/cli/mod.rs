@@ -462,7 +462,7 @@ pub fn main() -> i32 {
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(ferrun_executor::now_ns);
         lifecycle::profile::start(p == "json", t0);
-        lifecycle::profile::mark("start-up (exec, re-exec, arguments)");
+        lifecycle::profile::mark("start-up (exec, arguments)");
     }
     let code = match dispatch(&cli) {
         Ok(code) => code,
