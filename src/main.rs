@@ -53,7 +53,14 @@ mod entry {
         pre = sym pre_start,
     );
 
-    unsafe fn syscall(n: usize, a0: usize, a1: usize, a2: usize, a3: usize, a4: usize) -> isize {
+    unsafe fn syscall(
+        n: libc::c_long,
+        a0: usize,
+        a1: usize,
+        a2: usize,
+        a3: usize,
+        a4: usize,
+    ) -> isize {
         let ret: isize;
         // SAFETY: the caller passes a syscall's number and arguments.
         unsafe {
@@ -92,30 +99,12 @@ mod entry {
         false
     }
 
-    /// `struct mount_attr`, set field by field: an array or struct copied from a constant
-    /// could become a call to memcpy, an IFUNC not resolved yet.
-    #[repr(C)]
-    struct MountAttr {
-        set: u64,
-        clear: u64,
-        propagation: u64,
-        userns: u64,
-    }
-
     unsafe extern "C" fn pre_start(sp: *const usize) {
-        const SYS_CLOSE: usize = 3;
-        const SYS_STAT: usize = 4;
-        const SYS_GETEUID: usize = 107;
-        const SYS_STATFS: usize = 137;
-        const SYS_EXECVEAT: usize = 322;
-        const SYS_OPEN_TREE: usize = 428;
-        const SYS_MOUNT_SETATTR: usize = 442;
-        const AT_FDCWD: isize = -100;
-        const AT_EMPTY_PATH: usize = 0x1000;
-        const OPEN_TREE_CLONE: usize = 1;
-        const OPEN_TREE_CLOEXEC: usize = 0o2000000;
-        const MOUNT_ATTR_RDONLY: u64 = 1;
-        const ST_RDONLY: u64 = 1;
+        use libc::{
+            AT_EMPTY_PATH, AT_FDCWD, MOUNT_ATTR_RDONLY, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE,
+            ST_RDONLY, SYS_close, SYS_execveat, SYS_geteuid, SYS_mount_setattr, SYS_open_tree,
+            SYS_stat, SYS_statfs,
+        };
         // The initial user namespace's inode number (PROC_USER_INIT_INO), fixed by the kernel.
         const INIT_USER_NS_INO: u64 = 0xEFFF_FFFD;
         // SAFETY: the System V start-up stack: argc, argv[argc] and a NULL, then envp.
@@ -135,14 +124,14 @@ mod entry {
             }
             // Rootless callers (another uid, or root of a user namespace: rootless podman) are
             // judged by host::sealed (out of reach, or a memfd copy).
-            if !starts || syscall(SYS_GETEUID, 0, 0, 0, 0, 0) != 0 {
+            if !starts || syscall(SYS_geteuid, 0, 0, 0, 0, 0) != 0 {
                 return;
             }
             // struct stat is 144 bytes; st_ino is its second word. The kernel fills it.
             let userns = b"/proc/self/ns/user\0";
             let mut ns = std::mem::MaybeUninit::<[u64; 18]>::uninit();
             let ns_ptr = ns.as_mut_ptr() as usize;
-            if syscall(SYS_STAT, userns.as_ptr() as usize, ns_ptr, 0, 0, 0) != 0
+            if syscall(SYS_stat, userns.as_ptr() as usize, ns_ptr, 0, 0, 0) != 0
                 || (*ns.as_ptr())[1] != INIT_USER_NS_INO
             {
                 return;
@@ -152,51 +141,53 @@ mod entry {
             // refused): no re-exec here, or each image would re-execute the next.
             let mut st = std::mem::MaybeUninit::<[u64; 15]>::uninit();
             let st_ptr = st.as_mut_ptr() as usize;
-            if syscall(SYS_STATFS, exe.as_ptr() as usize, st_ptr, 0, 0, 0) != 0
+            if syscall(SYS_statfs, exe.as_ptr() as usize, st_ptr, 0, 0, 0) != 0
                 || (*st.as_ptr())[10] & ST_RDONLY != 0
             {
                 return;
             }
             let fd = syscall(
-                SYS_OPEN_TREE,
+                SYS_open_tree,
                 AT_FDCWD as usize,
                 exe.as_ptr() as usize,
-                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+                (OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC) as usize,
                 0,
                 0,
             );
             if fd < 0 {
                 return;
             }
-            let mut attr = MountAttr {
-                set: 0,
-                clear: 0,
+            // Set field by field: a struct copied from a constant could become a call to
+            // memcpy, an IFUNC not resolved yet.
+            let mut attr = libc::mount_attr {
+                attr_set: 0,
+                attr_clr: 0,
                 propagation: 0,
-                userns: 0,
+                userns_fd: 0,
             };
-            attr.set = MOUNT_ATTR_RDONLY;
+            attr.attr_set = MOUNT_ATTR_RDONLY;
             let empty = b"\0";
-            let attr_ptr = &attr as *const MountAttr as usize;
+            let attr_ptr = &attr as *const libc::mount_attr as usize;
             if syscall(
-                SYS_MOUNT_SETATTR,
+                SYS_mount_setattr,
                 fd as usize,
                 empty.as_ptr() as usize,
-                AT_EMPTY_PATH,
+                AT_EMPTY_PATH as usize,
                 attr_ptr,
-                32,
+                std::mem::size_of::<libc::mount_attr>(),
             ) == 0
             {
                 // Returns only on failure.
                 syscall(
-                    SYS_EXECVEAT,
+                    SYS_execveat,
                     fd as usize,
                     empty.as_ptr() as usize,
                     argv as usize,
                     envp as usize,
-                    AT_EMPTY_PATH,
+                    AT_EMPTY_PATH as usize,
                 );
             }
-            syscall(SYS_CLOSE, fd as usize, 0, 0, 0, 0);
+            syscall(SYS_close, fd as usize, 0, 0, 0, 0);
         }
     }
 }

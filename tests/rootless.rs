@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::host_sh as sh;
 use serde_json::{Value, json};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,15 +24,6 @@ struct TestUser {
     runtime_dir: PathBuf,
     /// Its subordinate range: `sub..sub + 65536`.
     sub: u32,
-}
-
-fn sh(script: &str) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .output()
-        .expect("sh")
 }
 
 fn without_user(file: &str, name: &str) {
@@ -85,22 +77,8 @@ impl TestUser {
 
     /// `args` as this user, with a login's environment and no privilege at all.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid",
-            &self.uid.to_string(),
-            "--regid",
-            &self.gid.to_string(),
-            "--init-groups",
-            "--reset-env",
-            "--",
-            "env",
-        ])
-        .arg(format!("XDG_RUNTIME_DIR={}", self.runtime_dir.display()))
-        .args(args)
-        .current_dir(&self.home)
-        .stdin(Stdio::null());
-        c
+        let env = [format!("XDG_RUNTIME_DIR={}", self.runtime_dir.display())];
+        common::as_user(self.uid, self.gid, &self.home, &env, args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -110,22 +88,8 @@ impl TestUser {
     /// A bundle the user owns, on the shared busybox rootfs, from `<rt> spec --rootless`.
     fn bundle(&self, rt: &str, name: &str, args: &[&str]) -> RootlessBundle {
         let dir = self.home.join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("bundle dir");
-        std::os::unix::fs::chown(&dir, Some(self.uid), Some(self.gid)).expect("chown");
-        let spec = self.run(&[
-            "sh",
-            "-c",
-            &format!("cd {} && {} spec --rootless", dir.display(), bin(rt)),
-        ]);
-        assert!(spec.status.success(), "{rt} spec --rootless: {spec:?}");
-        let mut config: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("config.json"))
-                .expect("json");
-        config["root"]["path"] = json!(common::rootfs());
-        config["process"]["args"] = json!(args);
-        // `spec` asks for a terminal; these tests read the output instead.
-        config["process"]["terminal"] = json!(false);
+        let config =
+            common::rootless_spec(|a| self.run(a), bin(rt), &dir, (self.uid, self.gid), args);
         let b = RootlessBundle { dir, config };
         b.save();
         b
@@ -525,16 +489,7 @@ fn podman_user(u: &TestUser) {
         u.gid,
         u.home.display()
     ));
-    let tar = u.home.join("busybox.tar");
-    common::rootfs_tar(&tar);
-    std::os::unix::fs::chown(&tar, Some(u.uid), Some(u.gid)).expect("chown");
-    let o = u.run(&[
-        "podman",
-        "import",
-        tar.to_str().expect("utf-8"),
-        "localhost/bb",
-    ]);
-    assert!(o.status.success(), "podman import: {o:?}");
+    common::podman_import_as(|a| u.run(a), &u.home, (u.uid, u.gid));
 }
 
 /// Debian makes /dev/net/tun 0666; this machine has it 0600, which keeps slirp4netns (the

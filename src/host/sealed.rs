@@ -65,32 +65,23 @@ fn out_of_reach_rootless() -> bool {
 /// `/proc/<pid>/exe` of a container process reopened for writing meets EROFS. Nothing is copied;
 /// kernels without the mount API get the sealed memfd copy instead. Returns only on failure.
 pub fn reexec() -> Result<()> {
-    const OPEN_TREE_CLONE: u32 = 1;
-    const MOUNT_ATTR_RDONLY: u64 = 1;
-    #[repr(C)]
-    struct MountAttr {
-        set: u64,
-        clear: u64,
-        propagation: u64,
-        userns: u64,
-    }
     // SAFETY: plain syscalls on a static path and our own fd.
     let tree = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             c"/proc/self/exe".as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
         )
     };
     if tree >= 0 {
         // SAFETY: fresh fd.
         let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
-        let attr = MountAttr {
-            set: MOUNT_ATTR_RDONLY,
-            clear: 0,
+        let attr = libc::mount_attr {
+            attr_set: libc::MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
             propagation: 0,
-            userns: 0,
+            userns_fd: 0,
         };
         // SAFETY: mount_setattr on our detached mount with a valid attr struct.
         let r = unsafe {
@@ -99,8 +90,8 @@ pub fn reexec() -> Result<()> {
                 tree.as_raw_fd(),
                 c"".as_ptr(),
                 libc::AT_EMPTY_PATH,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
+                &attr as *const libc::mount_attr,
+                std::mem::size_of::<libc::mount_attr>(),
             )
         };
         if r == 0 {

@@ -398,3 +398,78 @@ pub fn rootfs_tar(path: &Path) {
         .expect("tar");
     assert!(t.success(), "tar of {}", rootfs().display());
 }
+
+/// `args` as `uid`:`gid` with no privilege at all and a login's clean environment plus `env`
+/// (`NAME=value`), run in `home`.
+pub fn as_user(uid: u32, gid: u32, home: &Path, env: &[String], args: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        &uid.to_string(),
+        "--regid",
+        &gid.to_string(),
+        "--init-groups",
+        "--reset-env",
+        "--",
+        "env",
+    ])
+    .args(env)
+    .args(args)
+    .current_dir(home)
+    .stdin(Stdio::null());
+    c
+}
+
+/// A bundle directory `dir` owned by `uid`:`gid`, its config made there by `<runtime> spec
+/// --rootless` (through `run`, which runs a command as that user), on the shared busybox rootfs,
+/// running `args` without a terminal. Returns the config; the caller edits and saves it.
+pub fn rootless_spec(
+    run: impl Fn(&[&str]) -> Output,
+    runtime: &str,
+    dir: &Path,
+    (uid, gid): (u32, u32),
+    args: &[&str],
+) -> Value {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("bundle dir");
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).expect("chown");
+    let spec = run(&[
+        "sh",
+        "-c",
+        &format!("cd {} && {runtime} spec --rootless", dir.display()),
+    ]);
+    assert!(spec.status.success(), "{runtime} spec --rootless: {spec:?}");
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("config.json"))
+            .expect("json");
+    config["root"]["path"] = json!(rootfs());
+    config["process"]["args"] = json!(args);
+    // `spec` asks for a terminal; the tests read the output instead.
+    config["process"]["terminal"] = json!(false);
+    config
+}
+
+/// The busybox rootfs imported as `localhost/bb` into a user's rootless podman: the tarball is
+/// written to `home`, handed to `uid`:`gid`, and imported through `run` (as that user).
+pub fn podman_import_as(run: impl Fn(&[&str]) -> Output, home: &Path, (uid, gid): (u32, u32)) {
+    let tar = home.join("busybox.tar");
+    rootfs_tar(&tar);
+    std::os::unix::fs::chown(&tar, Some(uid), Some(gid)).expect("chown");
+    let o = run(&[
+        "podman",
+        "import",
+        tar.to_str().expect("utf-8"),
+        "localhost/bb",
+    ]);
+    assert!(o.status.success(), "podman import: {o:?}");
+}
+
+/// `sh -c script` as the test itself (root), its output captured.
+pub fn host_sh(script: &str) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh")
+}

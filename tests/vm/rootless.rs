@@ -5,6 +5,7 @@
 //! rootless podman's `--memory`; each is held at its limits, with ferrun, crun and runc alike.
 
 use crate::common;
+use crate::common::host_sh as sh;
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -17,15 +18,6 @@ pub struct User {
     pub uid: u32,
     pub gid: u32,
     pub home: PathBuf,
-}
-
-fn sh(script: &str) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .output()
-        .expect("sh")
 }
 
 fn must(script: &str) -> String {
@@ -68,26 +60,14 @@ pub fn user() -> &'static User {
 
 impl User {
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid",
-            &self.uid.to_string(),
-            "--regid",
-            &self.gid.to_string(),
-            "--init-groups",
-            "--reset-env",
-            "--",
-            "env",
-        ])
-        .arg(format!("XDG_RUNTIME_DIR=/run/user/{}", self.uid))
-        .arg(format!(
-            "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{}/bus",
-            self.uid
-        ))
-        .args(args)
-        .current_dir(&self.home)
-        .stdin(Stdio::null());
-        c
+        let env = [
+            format!("XDG_RUNTIME_DIR=/run/user/{}", self.uid),
+            format!(
+                "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{}/bus",
+                self.uid
+            ),
+        ];
+        common::as_user(self.uid, self.gid, &self.home, &env, args)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -98,22 +78,14 @@ impl User {
     /// process `sh -c script`, with `edit` applied.
     fn bundle(&self, rt: &str, name: &str, script: &str, edit: impl FnOnce(&mut Value)) -> String {
         let dir = self.home.join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("bundle");
-        std::os::unix::fs::chown(&dir, Some(self.uid), Some(self.gid)).expect("chown");
         let d = dir.to_str().expect("utf-8");
-        let o = self.run(&[
-            "sh",
-            "-c",
-            &format!("cd {d} && {} spec --rootless", bin(rt)),
-        ]);
-        assert!(o.status.success(), "{rt} spec --rootless: {o:?}");
-        let mut c: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("config"))
-                .expect("json");
-        c["root"]["path"] = json!(common::rootfs());
-        c["process"]["terminal"] = json!(false);
-        c["process"]["args"] = json!(["sh", "-c", script]);
+        let mut c = common::rootless_spec(
+            |a| self.run(a),
+            &bin(rt),
+            &dir,
+            (self.uid, self.gid),
+            &["sh", "-c", script],
+        );
         edit(&mut c);
         std::fs::write(
             dir.join("config.json"),
@@ -181,16 +153,20 @@ pub fn systemd_delegation(rt: &str) {
         c["linux"]["cgroupsPath"] = json!(format!("user.slice:ferrun-test:{id}"));
     });
     let root = format!("{}/state-{rt}", u.home.display());
-    let o = u.run(&[
-        &bin(rt),
-        "--root",
-        &root,
-        "--systemd-cgroup",
-        "run",
-        "-b",
-        &b,
-        &id,
-    ]);
+    let run = |bundle: &str, id: &str| {
+        let rtb = bin(rt);
+        u.run(&[
+            &rtb,
+            "--root",
+            &root,
+            "--systemd-cgroup",
+            "run",
+            "-b",
+            bundle,
+            id,
+        ])
+    };
+    let o = run(&b, &id);
     assert!(o.status.success(), "{rt}: {o:?}");
     let manager = format!("/user.slice/user-{0}.slice/user@{0}.service", u.uid);
     let cg = format!("/sys/fs/cgroup{manager}/user.slice/ferrun-test-{id}.scope");
@@ -200,16 +176,7 @@ pub fn systemd_delegation(rt: &str) {
         c["linux"]["resources"] = serde_json::from_str(LIMITS).expect("limits");
         c["linux"]["cgroupsPath"] = json!(format!("user.slice:ferrun-test:{id}-hog"));
     });
-    let o = u.run(&[
-        &bin(rt),
-        "--root",
-        &root,
-        "--systemd-cgroup",
-        "run",
-        "-b",
-        &hog,
-        &format!("{id}-hog"),
-    ]);
+    let o = run(&hog, &format!("{id}-hog"));
     assert_eq!(
         o.status.code(),
         Some(137),
@@ -289,16 +256,7 @@ pub fn podman_memory(rt: &str) {
     let u = user();
     static IMPORTED: std::sync::Once = std::sync::Once::new();
     IMPORTED.call_once(|| {
-        let tar = u.home.join("busybox.tar");
-        common::rootfs_tar(&tar);
-        std::os::unix::fs::chown(&tar, Some(u.uid), Some(u.gid)).expect("chown");
-        let o = u.run(&[
-            "podman",
-            "import",
-            tar.to_str().expect("utf-8"),
-            "localhost/bb",
-        ]);
-        assert!(o.status.success(), "podman import: {o:?}");
+        common::podman_import_as(|a| u.run(a), &u.home, (u.uid, u.gid));
         let info = u.run(&[
             "podman",
             "info",
