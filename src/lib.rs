@@ -17,7 +17,7 @@ pub mod error;
 pub mod log;
 
 /// The runtime spec version ferrun reports in states and features.
-pub const OCI_VERSION: &str = "1.2.0";
+pub const OCI_VERSION: &str = "1.3.0";
 
 /// The calling thread's errno.
 pub(crate) fn errno() -> i32 {

@@ -160,6 +160,15 @@ fn features_spec_and_version() {
     );
     assert_eq!(f["linux"]["cgroup"]["v1"], true);
     assert_eq!(f["linux"]["cgroup"]["v2"], true);
+    assert_eq!(f["ociVersionMax"], "1.3.0");
+    assert_eq!(
+        f["linux"]["memoryPolicy"]["modes"].as_array().map(Vec::len),
+        Some(7)
+    );
+    assert_eq!(
+        f["linux"]["memoryPolicy"]["flags"][0],
+        "MPOL_F_NUMA_BALANCING"
+    );
 
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let d = dir.path().to_str().expect("utf-8");

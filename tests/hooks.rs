@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Bundle, cgroup_dirs, wait_until};
+use common::{Bundle, cgroup_dirs, ok, wait_until};
 use serde_json::{Value, json};
 
 /// A hook that appends `<name> <its uts namespace>` to `log` and saves its stdin as
@@ -204,4 +204,40 @@ fn a_hook_without_env_inherits_the_runtimes_and_runs_in_the_bundle() {
     // An `env`: exactly that, nothing of the runtime's.
     let got = read(&env_out);
     assert_eq!(got.trim(), "mark= only=1", "{got}");
+}
+
+#[test]
+fn a_failing_poststart_hook_is_an_error_and_stops_the_container() {
+    // Spec 1.3: the runtime generates an error, stops the container, and goes on to destroy it.
+    let failing = json!({"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 4"]});
+    let mut b = Bundle::new(&["sleep", "60"]);
+    let dir = b.path().to_str().expect("utf-8").to_string();
+    b.edit(|c| {
+        c["hooks"] = json!({"poststart": [failing.clone()], "poststop": [hook("poststop", &dir)]})
+    });
+    let o = b.ferrun(&["run", "--bundle", &dir, "fg"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("hooks.poststart[0] /bin/sh") && err.contains("nope"),
+        "{err}"
+    );
+    assert!(b.leftover_state().is_empty(), "run removed it");
+    assert!(cgroup_dirs(&b.cgroup_path()).is_empty());
+    assert!(read(&b.path().join("log")).starts_with("poststop"));
+
+    std::fs::remove_file(b.path().join("log")).expect("rm log");
+    ok(&b.ferrun(&["create", "--bundle", &dir, "two"]));
+    let o = b.ferrun(&["start", "two"]);
+    assert!(!o.status.success(), "start reports the failed hook");
+    assert!(
+        wait_until(|| {
+            let st = ok(&b.ferrun(&["state", "two"]));
+            st.contains("\"stopped\"")
+        }),
+        "the container was stopped"
+    );
+    ok(&b.ferrun(&["delete", "two"]));
+    assert!(read(&b.path().join("log")).starts_with("poststop"));
+    assert!(b.leftover_state().is_empty());
 }

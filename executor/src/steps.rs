@@ -515,6 +515,40 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 };
                 ok(libc::setrlimit(*resource as _, &lim))
             }
+            Step::Scheduler(a) => sched_setattr(a),
+            Step::IoPriority { class, level } => check(libc::syscall(
+                libc::SYS_ioprio_set,
+                IOPRIO_WHO_PROCESS,
+                0,
+                (*class << 13) | *level,
+            ))
+            .map(drop),
+            Step::Personality { persona } => check(libc::c_long::from(libc::personality(
+                libc::c_ulong::from(*persona),
+            )))
+            .map(drop),
+            Step::MemoryPolicy { mode, flags, nodes } => {
+                // The kernel reads one bit fewer than `maxnode` says.
+                let (ptr, maxnode) = if nodes.is_empty() {
+                    (std::ptr::null(), 0)
+                } else {
+                    (nodes.as_ptr(), nodes.len() * 8 + 1)
+                };
+                check(libc::syscall(
+                    libc::SYS_set_mempolicy,
+                    *mode | *flags,
+                    ptr,
+                    maxnode,
+                ))
+                .map(drop)
+            }
+            Step::CpuAffinity { cpus } => check(libc::syscall(
+                libc::SYS_sched_setaffinity,
+                0,
+                cpus.len(),
+                cpus.as_ptr(),
+            ))
+            .map(drop),
             Step::Chdir { path } => {
                 // Inside the root and never through a magic link: a leaked fd cannot become the
                 // container's cwd (CVE-2024-21626).
@@ -946,6 +980,43 @@ fn wait_parent(sync: c_int) -> Result<(), i32> {
         0 => Err(libc::EPIPE),
         _ => Err(errno()),
     }
+}
+
+/// `who` of `ioprio_set`: one process (`0`: the caller).
+const IOPRIO_WHO_PROCESS: c_int = 1;
+
+/// `struct sched_attr` of `SCHED_ATTR_SIZE_VER1`: the utilisation clamps, which the spec has
+/// no values for, are reset (`-1`) when their flags ask for them.
+#[repr(C)]
+struct RawSchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    util_min: u32,
+    util_max: u32,
+}
+
+fn sched_setattr(a: &ferrun_plans::SchedAttr) -> Result<(), i32> {
+    let raw = RawSchedAttr {
+        size: std::mem::size_of::<RawSchedAttr>() as u32,
+        policy: a.policy,
+        flags: a.flags,
+        nice: a.nice,
+        priority: a.priority,
+        runtime: a.runtime,
+        deadline: a.deadline,
+        period: a.period,
+        util_min: u32::MAX,
+        util_max: u32::MAX,
+    };
+    // SAFETY: the kernel reads `size` bytes of our struct.
+    check(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw as *const RawSchedAttr, 0) })
+        .map(drop)
 }
 
 /// `<pid>/task/<tid>/<attr>` with a NUL, in `buf`: this thread's attribute as the procfs

@@ -5,6 +5,7 @@
 //! ([`cache_key`]). Same inputs, same plan. Every validation error names the JSON path of the
 //! field at fault.
 
+mod attributes;
 pub mod cgroups;
 mod mounts;
 mod process;
@@ -139,11 +140,20 @@ pub fn cache_key(input: &Input<'_>) -> String {
 pub fn parse(config: &[u8]) -> Result<Spec, PlanError> {
     // The legacy single `name` of a seccomp rule needs a look at the JSON before oci-spec, which
     // knows only `names`; configs without the word pay nothing for it.
-    if config.windows(6).any(|w| w == b"\"name\"") {
+    if config.windows(6).any(|w| w == b"\"name\"")
+        || config_has_spec_sched_flag(config)
+        || config.windows(6).any(|w| w == b"\"pids\"")
+    {
         let mut v: serde_json::Value =
             serde_json::from_slice(config).map_err(|e| json_error(String::new(), e))?;
         if let Some(seccomp) = v.pointer_mut("/linux/seccomp") {
             seccomp::lift_legacy_names(seccomp);
+        }
+        if let Some(process) = v.get_mut("process") {
+            spell_sched_flags_for_oci_spec(process);
+        }
+        if let Some(resources) = v.pointer_mut("/linux/resources") {
+            drop_pids_without_limit(resources);
         }
         return serde_path_to_error::deserialize(v).map_err(|e| {
             let field = e.path().to_string();
@@ -155,6 +165,42 @@ pub fn parse(config: &[u8]) -> Result<Spec, PlanError> {
         let field = e.path().to_string();
         json_error(field, e.into_inner())
     })
+}
+
+/// The spec's name of the reset-on-fork scheduler flag, which oci-spec spells without `FLAG_`.
+const SPEC_RESET_ON_FORK: &str = "SCHED_FLAG_RESET_ON_FORK";
+
+fn config_has_spec_sched_flag(config: &[u8]) -> bool {
+    config
+        .windows(SPEC_RESET_ON_FORK.len())
+        .any(|w| w == SPEC_RESET_ON_FORK.as_bytes())
+}
+
+/// `process.scheduler.flags` as oci-spec reads them (the spec's spelling of reset-on-fork is
+/// refused by oci-spec 0.10).
+fn spell_sched_flags_for_oci_spec(process: &mut serde_json::Value) {
+    let Some(flags) = process
+        .pointer_mut("/scheduler/flags")
+        .and_then(|f| f.as_array_mut())
+    else {
+        return;
+    };
+    for f in flags {
+        if f.as_str() == Some(SPEC_RESET_ON_FORK) {
+            *f = "SCHED_RESET_ON_FORK".into();
+        }
+    }
+}
+
+/// `pids` without a `limit` leaves the limit alone (spec 1.3: the limit is optional), where
+/// oci-spec would read it as a limit of 0.
+pub fn drop_pids_without_limit(resources: &mut serde_json::Value) {
+    if let Some(r) = resources.as_object_mut()
+        && r.get("pids")
+            .is_some_and(|p| p.is_null() || p.get("limit").is_none_or(|l| l.is_null()))
+    {
+        r.remove("pids");
+    }
 }
 
 /// `field: problem` for a JSON or oci-spec error, in words a user can act on.
@@ -214,9 +260,11 @@ fn console_size(p: &oci_spec::runtime::Process) -> Option<(u16, u16)> {
 /// container's own cgroup layout.
 pub fn plan_exec(input: &Input<'_>, process: &[u8]) -> Result<Plan, PlanError> {
     let spec = parse(input.config)?;
-    let de = &mut serde_json::Deserializer::from_slice(process);
+    let mut value: serde_json::Value =
+        serde_json::from_slice(process).map_err(|e| json_error("process".into(), e))?;
+    spell_sched_flags_for_oci_spec(&mut value);
     let process: oci_spec::runtime::Process =
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             PlanError {
                 field: if path == "." {
@@ -344,6 +392,7 @@ impl<'a> Planner<'a> {
                 self.steps.push(Step::JoinCgroup { hierarchy: h });
             }
         }
+        self.exec_cpu_affinity(process)?;
         if !hierarchies.is_empty() {
             self.cgroups = Some(ferrun_plans::Cgroups {
                 path: ferrun_plans::CgroupPath::Container,
@@ -383,7 +432,36 @@ impl<'a> Planner<'a> {
         })
     }
 
+    /// `process.execCPUAffinity` of an exec'd process (else the container's): the parent runs
+    /// on the initial CPUs when it clones, the process moves to the final ones once it is in
+    /// the container's cgroups; without a final set the kernel's stays (the spec's rule).
+    fn exec_cpu_affinity(&mut self, process: &oci_spec::runtime::Process) -> Result<(), PlanError> {
+        let container = self.spec.process().as_ref();
+        let Some(a) = process
+            .exec_cpu_affinity()
+            .as_ref()
+            .or(container.and_then(|c| c.exec_cpu_affinity().as_ref()))
+        else {
+            return Ok(());
+        };
+        let field = "process.execCPUAffinity";
+        if let Some(list) = a.initial().as_deref().filter(|l| !l.trim().is_empty()) {
+            let cpus = attributes::cpu_mask(&format!("{field}.initial"), list)?;
+            self.before_clone.push(HostStep::CpuAffinity { cpus });
+        }
+        if let Some(list) = a
+            .cpu_affinity_final()
+            .as_deref()
+            .filter(|l| !l.trim().is_empty())
+        {
+            let cpus = attributes::cpu_mask(&format!("{field}.final"), list)?;
+            self.steps.push(Step::CpuAffinity { cpus });
+        }
+        Ok(())
+    }
+
     fn build(mut self) -> Result<Plan, PlanError> {
+        self.refuse_unsupported()?;
         let rootfs = self.rootfs()?;
         let process = self.spec.process().as_ref().ok_or_else(|| PlanError {
             field: "process".into(),
@@ -397,6 +475,7 @@ impl<'a> Planner<'a> {
             self.steps.push(Step::NotDumpable);
         }
         self.join_and_map()?;
+        self.time_offsets()?;
         if self.new_ns(Namespace::Network) {
             // Every namespace exists by now (a deferred one was unshared above).
             self.steps.push(Step::LoopbackUp);
@@ -488,6 +567,54 @@ impl<'a> Planner<'a> {
             warnings: self.warnings,
         };
         Ok(plan)
+    }
+
+    /// `linux.timeOffsets`: the parent makes the new time namespace and writes its offsets
+    /// before clone, since one a process is born in by `clone` is frozen without them.
+    fn time_offsets(&mut self) -> Result<(), PlanError> {
+        let field = "linux.timeOffsets";
+        let Some(offsets) = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.time_offsets().as_ref())
+        else {
+            return Ok(());
+        };
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        if !self.new_ns(Namespace::Time) {
+            return err(
+                field,
+                "time offsets need a new time namespace in linux.namespaces",
+            );
+        }
+        let mut keys: Vec<_> = offsets.iter().collect();
+        keys.sort_by_key(|(k, _)| k.as_str());
+        let mut text = String::new();
+        for (clock, o) in keys {
+            if clock != "monotonic" && clock != "boottime" {
+                return err(
+                    format!("{field}.{}", ferrun_plans::clip(clock, 100)),
+                    "only the monotonic and boottime clocks have offsets",
+                );
+            }
+            let nanos = o.nanosecs().unwrap_or(0);
+            if nanos >= 1_000_000_000 {
+                return err(
+                    format!("{field}.{clock}.nanosecs"),
+                    format!("{nanos} is not below one second"),
+                );
+            }
+            text.push_str(&format!("{clock} {} {nanos}\n", o.secs().unwrap_or(0)));
+        }
+        self.deferred_flags |= Namespace::Time.clone_flag();
+        self.before_clone.push(HostStep::TimeNamespace {
+            offsets: cbuf(field, &text)?,
+        });
+        self.after_clone.insert(0, HostStep::LeaveTimeNamespace);
+        Ok(())
     }
 
     fn rootfs(&self) -> Result<String, PlanError> {
@@ -726,25 +853,25 @@ impl<'a> Planner<'a> {
         } else {
             HostStep::CgroupCreate
         }];
-        host.extend(applied.writes.into_iter().map(HostStep::CgroupWrite));
+        // A pids limit of 0 refuses every fork, the clone into the cgroup included: it is
+        // written once the container process is in its cgroups (a move is never refused) and
+        // before it is released, as runc, which moves its init in, honours it.
+        let (no_forks, writes): (Vec<_>, Vec<_>) = applied
+            .writes
+            .into_iter()
+            .partition(|w| w.file == "pids.max" && w.value == "0");
+        host.extend(writes.into_iter().map(HostStep::CgroupWrite));
         if let Some((hierarchy, program)) = applied.device_program {
             host.push(HostStep::CgroupDevices { hierarchy, program });
         }
+        let no_forks = no_forks.into_iter().map(HostStep::CgroupWrite);
         if scope.is_some() {
-            match self
-                .after_clone
-                .iter()
-                .position(|h| matches!(h, HostStep::Release))
-            {
-                Some(at) => {
-                    self.after_clone.splice(at..at, host);
-                }
-                None => {
-                    self.after_clone.extend(host);
-                    self.after_clone.push(HostStep::Release);
-                    self.steps.push(Step::WaitParent);
-                }
-            }
+            host.extend(no_forks);
+        } else if no_forks.len() != 0 {
+            self.release_after(no_forks.collect());
+        }
+        if scope.is_some() {
+            self.release_after(host);
         } else {
             self.before_clone.extend(host);
         }
@@ -788,6 +915,25 @@ impl<'a> Planner<'a> {
             systemd: scope,
         });
         Ok(())
+    }
+
+    /// Host steps after clone, before the container process is released (which it then waits
+    /// for, if it did not already).
+    fn release_after(&mut self, host: Vec<HostStep>) {
+        match self
+            .after_clone
+            .iter()
+            .position(|h| matches!(h, HostStep::Release))
+        {
+            Some(at) => {
+                self.after_clone.splice(at..at, host);
+            }
+            None => {
+                self.after_clone.extend(host);
+                self.after_clone.push(HostStep::Release);
+                self.steps.push(Step::WaitParent);
+            }
+        }
     }
 
     /// `--systemd-cgroup`: the scope for `slice:prefix:name`, on a host whose cgroups systemd
@@ -1165,31 +1311,27 @@ impl<'a> Planner<'a> {
                 );
             }
         }
-        if let Some(linux) = spec.linux() {
-            if linux.intel_rdt().is_some() {
-                self.not_planned("linux.intelRdt", "Intel RDT is not supported");
-            }
-            if linux.personality().is_some() {
-                self.not_planned("linux.personality", "personality is not planned yet");
-            }
-            if linux.time_offsets().is_some() {
-                self.not_planned(
-                    "linux.timeOffsets",
-                    "time namespace offsets are not planned yet",
-                );
-            }
+    }
+
+    /// Sections ferrun cannot apply: refused, since a container without them would run with
+    /// less than it asked for.
+    fn refuse_unsupported(&self) -> Result<(), PlanError> {
+        let Some(linux) = self.spec.linux() else {
+            return Ok(());
+        };
+        if linux.intel_rdt().is_some() {
+            return err(
+                "linux.intelRdt",
+                "Intel RDT (resctrl) is not supported by ferrun: refused rather than ignored",
+            );
         }
-        if let Some(p) = spec.process() {
-            if p.scheduler().is_some() {
-                self.not_planned(
-                    "process.scheduler",
-                    "scheduler settings are not planned yet",
-                );
-            }
-            if p.io_priority().is_some() {
-                self.not_planned("process.ioPriority", "I/O priority is not planned yet");
-            }
+        if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return err(
+                "linux.netDevices",
+                "moving network devices into the container is not supported yet",
+            );
         }
+        Ok(())
     }
 }
 

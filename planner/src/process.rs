@@ -132,6 +132,32 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
             hard: r.hard(),
         });
     }
+    // The kernel keeps these across execve; set while every capability is still held. An
+    // exec'd process without its own takes the container's (runc's rule).
+    let container = p.spec.process().as_ref();
+    if let Some(s) = process
+        .scheduler()
+        .as_ref()
+        .or(container.and_then(|c| c.scheduler().as_ref()))
+    {
+        p.steps.push(crate::attributes::scheduler(s)?);
+    }
+    if let Some(io) = process
+        .io_priority()
+        .as_ref()
+        .or(container.and_then(|c| c.io_priority().as_ref()))
+    {
+        p.steps
+            .push(crate::attributes::io_priority(io.class(), io.priority())?);
+    }
+    let linux = p.spec.linux().as_ref();
+    if let Some(persona) = linux.and_then(|l| l.personality().as_ref()) {
+        let step = crate::attributes::personality(persona, &mut p.warnings);
+        p.steps.push(step);
+    }
+    if let Some(m) = linux.and_then(|l| l.memory_policy().as_ref()) {
+        p.steps.push(crate::attributes::memory_policy(m)?);
+    }
     if let Some(score) = process.oom_score_adj() {
         if !(-1000..=1000).contains(&score) {
             return err(

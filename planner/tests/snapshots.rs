@@ -664,6 +664,38 @@ fn broken_variants_name_the_field() {
             )]),
             "linux.devices[0].path",
         ),
+        (
+            "intel-rdt",
+            variant(&[("/linux/intelRdt", json!({"closID": "guaranteed_group"}))]),
+            "linux.intelRdt",
+        ),
+        (
+            "time-offsets-of-a-joined-time-namespace",
+            variant(&[
+                (
+                    "/linux/namespaces/9",
+                    json!({"type": "time", "path": "/proc/1/ns/time"}),
+                ),
+                ("/linux/timeOffsets", json!({"boottime": {"secs": 5}})),
+            ]),
+            "linux.timeOffsets",
+        ),
+        (
+            "scheduler-deadline-runtime-over-deadline",
+            variant(&[(
+                "/process/scheduler",
+                json!({"policy": "SCHED_DEADLINE", "runtime": 20000, "deadline": 10000}),
+            )]),
+            "process.scheduler.runtime",
+        ),
+        (
+            "memory-policy-local-with-nodes",
+            variant(&[(
+                "/linux/memoryPolicy",
+                json!({"mode": "MPOL_LOCAL", "nodes": "1"}),
+            )]),
+            "linux.memoryPolicy.nodes",
+        ),
     ];
     assert!(cases.len() >= 15);
     for (name, config, field) in cases {
@@ -988,4 +1020,58 @@ fn sysfs_in_a_user_namespace_without_its_own_network_namespace_is_a_readonly_bin
         .expect("plan")
         .to_string();
     assert!(listing.contains("type sysfs"), "{listing}");
+}
+
+#[test]
+fn process_attributes_time_offsets_and_a_pids_limit_of_zero_are_steps() {
+    let bytes = variant(&[
+        (
+            "/process/scheduler",
+            json!({"policy": "SCHED_FIFO", "priority": 10, "flags": ["SCHED_FLAG_RESET_ON_FORK"]}),
+        ),
+        (
+            "/process/ioPriority",
+            json!({"class": "IOPRIO_CLASS_BE", "priority": 6}),
+        ),
+        ("/linux/personality", json!({"domain": "LINUX32"})),
+        (
+            "/linux/memoryPolicy",
+            json!({"mode": "MPOL_INTERLEAVE", "nodes": "0-3,7", "flags": ["MPOL_F_STATIC_NODES"]}),
+        ),
+        ("/linux/namespaces/9", json!({"type": "time"})),
+        (
+            "/linux/timeOffsets",
+            json!({"monotonic": {"secs": -5, "nanosecs": 500}, "boottime": {"secs": 86400}}),
+        ),
+        ("/linux/resources/pids", json!({"limit": 0})),
+    ]);
+    let p = plan_on(&bytes, Options::default(), host_on(hybrid_layout())).expect("plan");
+    let listing = redacted(&p.to_string());
+    assert!(p.not_planned.is_empty(), "{:?}", p.not_planned);
+    assert!(
+        !ferrun_plans::clone_flag_names(p.clone_flags).contains("NEWTIME"),
+        "the parent makes the time namespace: {listing}"
+    );
+    settings().bind(|| insta::assert_snapshot!("process-attributes", listing));
+
+    let host = host_on(hybrid_layout());
+    let input = Input {
+        config: &bytes,
+        bundle: Path::new("/bundle"),
+        host: &host,
+        options: Options::default(),
+        seccomp_cache: None,
+    };
+    let process = json!({
+        "args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+        "execCPUAffinity": {"initial": "0", "final": "1-2"},
+        "scheduler": {"policy": "SCHED_BATCH", "nice": 3}
+    });
+    let p = ferrun_planner::plan_exec(&input, process.to_string().as_bytes()).expect("plan");
+    let listing = redacted(&p.to_string());
+    assert!(
+        listing.contains("SCHED_BATCH"),
+        "exec's own scheduler wins: {listing}"
+    );
+    settings().bind(|| insta::assert_snapshot!("exec-process-attributes", listing));
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 10;
+pub const FORMAT_VERSION: u32 = 11;
 
 /// A Linux security module whose exec attribute a plan sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +203,20 @@ pub enum HostStep {
     OomScoreAdj { value: CBuf },
     /// Release the container process once its id maps are written and it is in its cgroups.
     Release,
+    /// A new time namespace with offsets (`linux.timeOffsets`): `unshare(CLONE_NEWTIME)` in the
+    /// parent and `offsets` written to its `timens_offsets` through a procfs of ferrun's own,
+    /// so that the clone is born in it (a namespace a process is born in by `clone` is frozen
+    /// at once, without offsets).
+    TimeNamespace { offsets: CBuf },
+    /// After clone: the parent back in its own time namespace, so that what it starts next
+    /// (hooks, helpers) is not born in the container's.
+    LeaveTimeNamespace,
+    /// `exec`: the parent's CPU set before clone, which the process inherits until it is in
+    /// the container's cgroups (`process.execCPUAffinity.initial`).
+    CpuAffinity {
+        #[serde(with = "serde_bytes")]
+        cpus: Vec<u8>,
+    },
     /// Create the container's cgroup in every hierarchy (with its missing parents), and enable
     /// the planned controllers in the cgroup2 ancestors.
     CgroupCreate,
@@ -342,6 +356,26 @@ pub enum Step {
     Terminal,
     /// `setrlimit`.
     Rlimit { resource: u32, soft: u64, hard: u64 },
+    /// `sched_setattr(0, attr, 0)` (`process.scheduler`).
+    Scheduler(SchedAttr),
+    /// `ioprio_set(IOPRIO_WHO_PROCESS, 0, class << 13 | level)` (`process.ioPriority`).
+    IoPriority { class: u32, level: u32 },
+    /// `personality(persona)` (`linux.personality`).
+    Personality { persona: u32 },
+    /// `set_mempolicy(mode | flags, nodes, bits + 1)` (`linux.memoryPolicy`).
+    MemoryPolicy {
+        mode: i32,
+        flags: i32,
+        /// The node mask, little-endian, a whole number of `unsigned long`s.
+        #[serde(with = "serde_bytes")]
+        nodes: Vec<u8>,
+    },
+    /// `sched_setaffinity(0, cpus)`: `exec`'s final CPU set, once it is in the container's
+    /// cgroups (`process.execCPUAffinity.final`).
+    CpuAffinity {
+        #[serde(with = "serde_bytes")]
+        cpus: Vec<u8>,
+    },
     /// `chdir`.
     Chdir { path: CBuf },
     /// Find the program: the first candidate that is an executable regular file.
@@ -388,6 +422,121 @@ pub enum Step {
     CloseFds,
     /// `execve` the resolved program.
     Exec { argv: Vec<CBuf>, env: Vec<CBuf> },
+}
+
+/// `struct sched_attr` as `sched_setattr` reads it (the first 56 bytes, `SCHED_ATTR_SIZE_VER1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedAttr {
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// Kernel names of `sched_attr.sched_policy` values, by number.
+pub const SCHED_POLICIES: [&str; 7] = [
+    "SCHED_OTHER",
+    "SCHED_FIFO",
+    "SCHED_RR",
+    "SCHED_BATCH",
+    "SCHED_ISO",
+    "SCHED_IDLE",
+    "SCHED_DEADLINE",
+];
+
+/// Kernel names of `sched_attr.sched_flags` bits, by bit.
+pub const SCHED_FLAGS: [&str; 7] = [
+    "SCHED_FLAG_RESET_ON_FORK",
+    "SCHED_FLAG_RECLAIM",
+    "SCHED_FLAG_DL_OVERRUN",
+    "SCHED_FLAG_KEEP_POLICY",
+    "SCHED_FLAG_KEEP_PARAMS",
+    "SCHED_FLAG_UTIL_CLAMP_MIN",
+    "SCHED_FLAG_UTIL_CLAMP_MAX",
+];
+
+/// Kernel names of `set_mempolicy` modes, by number.
+pub const MEMPOLICY_MODES: [&str; 7] = [
+    "MPOL_DEFAULT",
+    "MPOL_PREFERRED",
+    "MPOL_BIND",
+    "MPOL_INTERLEAVE",
+    "MPOL_LOCAL",
+    "MPOL_PREFERRED_MANY",
+    "MPOL_WEIGHTED_INTERLEAVE",
+];
+
+/// Kernel names of `set_mempolicy` mode flags, with their bits.
+pub const MEMPOLICY_FLAGS: [(&str, i32); 3] = [
+    ("MPOL_F_NUMA_BALANCING", 1 << 13),
+    ("MPOL_F_RELATIVE_NODES", 1 << 14),
+    ("MPOL_F_STATIC_NODES", 1 << 15),
+];
+
+/// Kernel names of I/O priority classes, by number (0 is none).
+pub const IOPRIO_CLASSES: [&str; 4] = [
+    "IOPRIO_CLASS_NONE",
+    "IOPRIO_CLASS_RT",
+    "IOPRIO_CLASS_BE",
+    "IOPRIO_CLASS_IDLE",
+];
+
+/// A bit list (`0-3,7`) as the little-endian mask the kernel reads, padded to whole
+/// `unsigned long`s; `None` when it is not such a list or names a bit at `limit` or above.
+pub fn bit_list_mask(list: &str, limit: usize) -> Option<Vec<u8>> {
+    let mut mask = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        let num = |x: &str| {
+            let x = x.trim();
+            if x.is_empty() || !x.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            x.parse::<usize>().ok()
+        };
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        if a > b || b >= limit {
+            return None;
+        }
+        for n in a..=b {
+            if mask.len() <= n / 8 {
+                mask.resize(n / 8 + 1, 0);
+            }
+            mask[n / 8] |= 1 << (n % 8);
+        }
+    }
+    mask.resize(mask.len().div_ceil(8) * 8, 0);
+    Some(mask)
+}
+
+/// The bits set in a mask made by [`bit_list_mask`], as a list again (`0-3,7`).
+pub fn mask_bit_list(mask: &[u8]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut n = 0;
+    let bits = mask.len() * 8;
+    let set = |i: usize| mask[i / 8] & (1 << (i % 8)) != 0;
+    while n < bits {
+        if !set(n) {
+            n += 1;
+            continue;
+        }
+        let start = n;
+        while n + 1 < bits && set(n + 1) {
+            n += 1;
+        }
+        out.push(if start == n {
+            start.to_string()
+        } else {
+            format!("{start}-{n}")
+        });
+        n += 1;
+    }
+    out.join(",")
 }
 
 /// `linux.seccomp.listenerPath` and `listenerMetadata`.
@@ -588,7 +737,10 @@ impl Plan {
                 }
                 HostStep::WriteIdMap { map, .. } | HostStep::IdMapHelper { map, .. } => f(map),
                 HostStep::OomScoreAdj { value } => f(value),
+                HostStep::TimeNamespace { offsets } => f(offsets),
                 HostStep::Release
+                | HostStep::LeaveTimeNamespace
+                | HostStep::CpuAffinity { .. }
                 | HostStep::DenySetgroups
                 | HostStep::JoinContainer { .. }
                 | HostStep::CgroupCreate

@@ -1,7 +1,10 @@
 //! The human-readable listing of a plan: one numbered line per step, flags by name.
 
 use crate::flags::{RLIMITS, cap_names, clone_flag_names, mount_attr_names, mount_flag_names};
-use crate::{CBuf, HostStep, IdMapKind, Plan, Step, Target};
+use crate::{
+    CBuf, HostStep, IOPRIO_CLASSES, IdMapKind, MEMPOLICY_FLAGS, MEMPOLICY_MODES, Plan, SCHED_FLAGS,
+    SCHED_POLICIES, Step, Target, mask_bit_list,
+};
 use std::fmt::{self, Display, Formatter};
 
 fn opt(b: &Option<CBuf>) -> String {
@@ -53,6 +56,21 @@ impl Display for HostStep {
                 write!(f, "write /proc/<pid>/oom_score_adj {}", value.text())
             }
             HostStep::Release => write!(f, "release the container process (id maps written)"),
+            HostStep::TimeNamespace { offsets } => write!(
+                f,
+                "unshare a time namespace for the clone, write its timens_offsets {:?}",
+                offsets.text()
+            ),
+            HostStep::LeaveTimeNamespace => {
+                write!(f, "setns back to our own time namespace")
+            }
+            HostStep::CpuAffinity { cpus } => {
+                write!(
+                    f,
+                    "sched_setaffinity of the parent: cpus {}",
+                    mask_bit_list(cpus)
+                )
+            }
             HostStep::JoinContainer { flags } => write!(
                 f,
                 "setns container pidfd {} before clone",
@@ -291,6 +309,69 @@ impl Display for Step {
                     show(*soft),
                     show(*hard)
                 )
+            }
+            Step::Scheduler(a) => {
+                let policy = SCHED_POLICIES
+                    .get(a.policy as usize)
+                    .copied()
+                    .unwrap_or("SCHED_?");
+                let flags: Vec<&str> = SCHED_FLAGS
+                    .iter()
+                    .enumerate()
+                    .filter(|(bit, _)| a.flags & (1 << bit) != 0)
+                    .map(|(_, n)| *n)
+                    .collect();
+                write!(
+                    f,
+                    "sched_setattr {policy} nice {} priority {} flags [{}]",
+                    a.nice,
+                    a.priority,
+                    flags.join(" ")
+                )?;
+                if a.runtime != 0 || a.deadline != 0 || a.period != 0 {
+                    write!(
+                        f,
+                        " runtime {} deadline {} period {} ns",
+                        a.runtime, a.deadline, a.period
+                    )?;
+                }
+                Ok(())
+            }
+            Step::IoPriority { class, level } => {
+                let name = IOPRIO_CLASSES
+                    .get(*class as usize)
+                    .copied()
+                    .unwrap_or("IOPRIO_CLASS_?");
+                write!(f, "ioprio_set {name} level {level}")
+            }
+            Step::Personality { persona } => {
+                let name = if *persona == 0x0008 {
+                    "PER_LINUX32"
+                } else {
+                    "PER_LINUX"
+                };
+                write!(f, "personality {name} ({persona:#06x})")
+            }
+            Step::MemoryPolicy { mode, flags, nodes } => {
+                let name = usize::try_from(*mode)
+                    .ok()
+                    .and_then(|m| MEMPOLICY_MODES.get(m))
+                    .copied()
+                    .unwrap_or("MPOL_?");
+                let names: Vec<&str> = MEMPOLICY_FLAGS
+                    .iter()
+                    .filter(|(_, bit)| flags & bit != 0)
+                    .map(|(n, _)| *n)
+                    .collect();
+                write!(
+                    f,
+                    "set_mempolicy {name} flags [{}] nodes [{}]",
+                    names.join(" "),
+                    mask_bit_list(nodes)
+                )
+            }
+            Step::CpuAffinity { cpus } => {
+                write!(f, "sched_setaffinity cpus {}", mask_bit_list(cpus))
             }
             Step::Chdir { path } => write!(f, "chdir {}", path.text()),
             Step::ResolveExec { name, candidates } => {

@@ -343,12 +343,28 @@ fn clone_into_container(
         .as_ref()
         .map(|c| c.tasks.clone())
         .unwrap_or_default();
+    for h in &plan.before_clone {
+        if let HostStep::CpuAffinity { cpus } = h {
+            // Inherited by the clone (and by the rootless helper's) until it is in the
+            // container's cgroups.
+            // SAFETY: the kernel reads `cpus.len()` bytes of our mask.
+            let r =
+                unsafe { libc::syscall(libc::SYS_sched_setaffinity, 0, cpus.len(), cpus.as_ptr()) };
+            if r < 0 {
+                bail!(
+                    "process.execCPUAffinity.initial: sched_setaffinity: {}",
+                    crate::error::errno_text(crate::errno())
+                );
+            }
+        }
+    }
     if crate::host::rootless::detect() {
         return clone_through_helper(id, s, plan, pidfd, (fds, min_fd), (clone_into, tasks));
     }
     let own = own_namespaces(plan)?;
     for h in &plan.before_clone {
         match h {
+            HostStep::CpuAffinity { .. } => {}
             HostStep::JoinContainer { flags } => {
                 // SAFETY: setns on a pidfd we hold.
                 if unsafe { libc::setns(pidfd.as_raw_fd(), *flags as libc::c_int) } < 0 {

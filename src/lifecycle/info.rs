@@ -202,6 +202,11 @@ pub fn features() -> String {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
+            "memoryPolicy": {
+                "modes": ferrun_plans::MEMPOLICY_MODES,
+                "flags": ferrun_plans::MEMPOLICY_FLAGS.map(|(name, _)| name)
+            },
+            "netDevices": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": false}}
         },
         "annotations": {"run.ferrun.version": env!("CARGO_PKG_VERSION")}

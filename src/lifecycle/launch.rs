@@ -101,6 +101,8 @@ struct Launch<'a> {
     /// Rootless, the cgroup not delegated and no resources asked for: no cgroup is made and
     /// the plan's cgroup steps keep the caller's.
     cgroups_skipped: bool,
+    /// The parent's own time namespace while its children are born in the container's.
+    own_time_ns: Option<std::fs::File>,
 }
 
 /// The parent's fds for the clone: the sync socket pair, the exec fifo, namespaces to join.
@@ -242,6 +244,7 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
         preserve_fds,
         oom_before: 0,
         cgroups_skipped,
+        own_time_ns: None,
     })
 }
 
@@ -298,6 +301,9 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
                 nix::sched::setns(&f, flags)
                     .ctx(|| format!("join {} namespace {}", ns.oci_name(), path.text()))?;
             }
+            HostStep::TimeNamespace { offsets } => {
+                l.own_time_ns = Some(time_namespace_with_offsets(offsets)?);
+            }
             HostStep::CgroupCreate | HostStep::CgroupWrite(_) | HostStep::CgroupDevices { .. }
                 if l.cgroups_skipped => {}
             HostStep::CgroupCreate => {
@@ -332,6 +338,32 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `linux.timeOffsets`: a new time namespace for the parent's children, its offsets written
+/// through a procfs of ferrun's own before any process is in it; returns the parent's own.
+fn time_namespace_with_offsets(offsets: &ferrun_plans::CBuf) -> Result<std::fs::File> {
+    let field = "linux.timeOffsets";
+    let own = ferrun_plans::CBuf::new("/proc/self/ns/time")
+        .ok_or_else(|| Error("a NUL in a constant".into()))?;
+    let own = open_namespace(ferrun_plans::Namespace::Time, &own)?;
+    // SAFETY: unshare takes flags only.
+    if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let hint = if crate::host::rootless::detect() {
+            " (rootless: making a time namespace needs CAP_SYS_ADMIN)"
+        } else {
+            ""
+        };
+        bail!("{field}: unshare a time namespace: {e}{hint}");
+    }
+    crate::host::procfs::ProcFs::open()?
+        .write(
+            &format!("{}/timens_offsets", std::process::id()),
+            offsets.bytes(),
+        )
+        .map_err(|e| Error(format!("{field}: {}", e.0)))?;
+    Ok(own)
 }
 
 fn no_cgroup() -> Error {
@@ -476,6 +508,13 @@ fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()
                 cgroup_file_step(l.cgroup.as_ref(), h, &mut open)?
             }
             HostStep::Release => send_byte(parent)?,
+            HostStep::LeaveTimeNamespace => {
+                let Some(own) = l.own_time_ns.take() else {
+                    bail!("plan: {h} without a time namespace to leave");
+                };
+                nix::sched::setns(own, nix::sched::CloneFlags::empty())
+                    .ctx(|| "return to ferrun's own time namespace".into())?;
+            }
             other => bail!("plan: {other} cannot run after clone"),
         }
     }

@@ -83,7 +83,9 @@ fn run_blocked(
         }
     }
     let st = crate::host::hooks::state(h, &opts.id, "running", l.child.pid, &bundle);
-    crate::host::hooks::run_warn("poststart", &h.poststart, &st);
+    // Spec 1.3: a failed poststart hook is an error and stops the container; the guard kills
+    // it, removes it and runs poststop, as `run` owns it.
+    crate::host::hooks::run("poststart", &h.poststart, &st, None)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, l.child.pid)?;
     }

@@ -47,16 +47,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
             &process,
         ) {
             // The spec: a failed startContainer hook stops the container.
-            // SAFETY: signalling through the pidfd we hold.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    pidfd.as_raw_fd(),
-                    libc::SIGKILL,
-                    0,
-                    0,
-                )
-            };
+            kill(&pidfd);
             return Err(e);
         }
     }
@@ -70,9 +61,31 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     if let (Some(sock), Some(host), Some(pidfd)) = (&notify, &s.notify, pidfd_of(&s)) {
         crate::host::notify::wait_ready(sock, pidfd.as_raw_fd(), s.pid, host)?;
     }
-    if let Some(h) = &s.hooks {
+    if let Some(h) = &s.hooks
+        && !h.poststart.is_empty()
+    {
         let st = crate::host::hooks::state(h, id, "running", s.pid, &s.bundle);
-        crate::host::hooks::run_warn("poststart", &h.poststart, &st);
+        // Spec 1.3: a failed poststart hook is an error and stops the container (its
+        // poststop hooks run when it is deleted).
+        if let Err(e) = crate::host::hooks::run("poststart", &h.poststart, &st, None) {
+            if let Some(pidfd) = pidfd_of(&s) {
+                kill(&pidfd);
+            }
+            return Err(e);
+        }
     }
     Ok(())
+}
+
+fn kill(pidfd: &std::os::fd::OwnedFd) {
+    // SAFETY: signalling through the pidfd we hold.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            0,
+            0,
+        )
+    };
 }

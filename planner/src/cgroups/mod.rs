@@ -291,10 +291,9 @@ pub fn resources(
     }
     if let Some(p) = res.pids() {
         let (Place::V1(h) | Place::V2(h)) = b.place("pids", "pids.limit")?;
-        // 0 would refuse even the container's first process: runc writes 1, as systemd does.
+        // Spec 1.3 and runc 1.4: -1 (any negative) is no limit, 0 is a limit of 0.
         let v = match p.limit() {
             n if n < 0 => "max".into(),
-            0 => "1".into(),
             n => n.to_string(),
         };
         b.write(h, "pids.max", v, "pids.limit");
@@ -699,8 +698,12 @@ fn block_io(b: &mut Builder<'_>, io: &oci_spec::runtime::LinuxBlockIo) -> Result
 /// Parses a `linux.resources` object (what `ferrun update --resources` reads), naming the
 /// field that does not parse.
 pub fn parse_resources(json: &[u8], what: &str) -> Result<LinuxResources, PlanError> {
-    let de = &mut serde_json::Deserializer::from_slice(json);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|e| PlanError {
+        field: what.to_string(),
+        problem: format!("invalid JSON: {e}"),
+    })?;
+    crate::drop_pids_without_limit(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
             what.to_string()
