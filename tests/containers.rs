@@ -906,3 +906,45 @@ fn loopback_is_up_in_a_new_network_namespace() {
     let listing = common::ok(&b.ferrun(&["plan", "--bundle", b.path().to_str().expect("utf-8")]));
     assert!(!listing.contains("bring lo up"), "{listing}");
 }
+
+#[test]
+fn home_comes_from_the_containers_passwd_and_a_missing_cwd_is_made() {
+    // No HOME in the env: root's home from the image's /etc/passwd.
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| c["process"]["env"] = json!(["PATH=/bin"]));
+    assert_eq!(b.sh("echo $HOME").trim(), "/root");
+    // Another user's, from a passwd bound over the image's; a uid without an entry gets /.
+    let passwd = b.path().join("passwd");
+    std::fs::write(
+        &passwd,
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:A User:/home/user:/bin/sh\n",
+    )
+    .expect("write passwd");
+    b.edit(|c| {
+        c["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/etc/passwd", "type": "bind",
+            "source": passwd, "options": ["bind", "ro"]
+        }));
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    });
+    assert_eq!(b.sh("echo $HOME").trim(), "/home/user");
+    b.edit(|c| c["process"]["user"] = json!({"uid": 4242, "gid": 4242}));
+    assert_eq!(b.sh("echo $HOME").trim(), "/");
+    // A HOME the config gives is kept.
+    b.edit(|c| c["process"]["env"] = json!(["PATH=/bin", "HOME=/elsewhere"]));
+    assert_eq!(b.sh("echo $HOME").trim(), "/elsewhere");
+
+    // A cwd the image lacks is made (with its parents), even under a read-only root. The
+    // rootfs is shared: the directory is this run's own, and removed afterwards.
+    let top = format!("cwd-test-{}", std::process::id());
+    let made = common::rootfs().join(&top);
+    assert!(!made.exists());
+    b.edit(|c| {
+        c["process"]["user"] = json!({"uid": 0, "gid": 0});
+        c["process"]["cwd"] = json!(format!("/{top}/deep/dir"));
+        c["root"]["readonly"] = json!(true);
+    });
+    let out = b.sh(&format!("pwd; stat -c %a /{top}/deep"));
+    let _ = std::fs::remove_dir_all(&made);
+    assert_eq!(out.trim(), format!("/{top}/deep/dir\n755"));
+}

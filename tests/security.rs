@@ -962,3 +962,22 @@ fn cve_2025_52565_image_dev_symlinks_cannot_lead_dev_out() {
         core
     );
 }
+
+#[test]
+fn proc_and_sysfs_on_a_symlink_in_the_rootfs_are_refused() {
+    // CVE-2019-16884's class: an image whose /proc (or /sys) is a link would have procfs mounted
+    // where the link points, e.g. over a directory an LSM profile does not cover.
+    for (name, dest) in [("proc", "proc"), ("sysfs", "sys")] {
+        let mut b = Bundle::new(&["true"]);
+        let root = private_rootfs(&b);
+        let link = root.join(dest);
+        std::fs::remove_dir(&link).expect("rmdir");
+        std::fs::create_dir_all(root.join("elsewhere")).expect("mkdir");
+        std::os::unix::fs::symlink("elsewhere", &link).expect("symlink");
+        b.edit(|c| c["root"]["path"] = json!(root));
+        let (code, _, err) = b.run(name);
+        assert_ne!(code, 0, "{name} was mounted through a symlink");
+        assert!(err.contains("ordinary directory"), "{name}: {err}");
+        assert!(b.leftover_state().is_empty());
+    }
+}

@@ -6,6 +6,7 @@
 //! stack buffers, and a failing step ends the child with `(step index, errno)` sent to the parent.
 
 mod fs;
+mod passwd;
 mod steps;
 
 use ferrun_plans::{Plan, Step};
@@ -29,6 +30,9 @@ pub const MSG_HOOKS: u32 = u32::MAX - 3;
 pub const E_INSIDE_PROC: i32 = 0x1000_0001;
 /// A failed step's "errno" when a file ferrun writes under `/proc` is not on procfs.
 pub const E_NOT_PROCFS: i32 = 0x1000_0002;
+/// A failed step's "errno" when `proc` or `sysfs` would be mounted on a symlink or on
+/// something other than a directory.
+pub const E_NOT_ORDINARY_DIR: i32 = 0x1000_0003;
 
 /// What a child tells its parent: a step index and an errno, or one of the `MSG_*` markers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,7 +258,20 @@ pub struct Prepared<'p> {
     /// Rootless without a delegated cgroup: the process stays in the caller's cgroups, so
     /// `JoinCgroup` has nothing to do and `CgroupBind` shows the caller's own directories.
     cgroups_skipped: bool,
+    /// `HomeFromPasswd`: `HOME=<dir>` written by the child into `home`, and the env with it.
+    pub(crate) home: Option<HomeEnv>,
 }
+
+/// Room for the `HOME` a container process finds in its `/etc/passwd`, made before the clone
+/// so that the child only fills it in.
+pub(crate) struct HomeEnv {
+    pub(crate) buf: Box<std::cell::UnsafeCell<[u8; HOME_ROOM]>>,
+    /// The plan's env, then `buf`, then NULL.
+    pub(crate) envp: Vec<*const c_char>,
+}
+
+/// `HOME=`, a path of at most `PATH_MAX` bytes, and a NUL.
+pub(crate) const HOME_ROOM: usize = 5 + 4096 + 1;
 
 impl<'p> Prepared<'p> {
     /// Builds the NULL-terminated pointer arrays for `execve`.
@@ -267,6 +284,17 @@ impl<'p> Prepared<'p> {
                 envp = env.iter().map(|b| b.as_ptr()).collect();
             }
         }
+        let home = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::HomeFromPasswd { .. }))
+            .then(|| {
+                let buf = Box::new(std::cell::UnsafeCell::new([0u8; HOME_ROOM]));
+                let mut with = envp.clone();
+                with.push(buf.get().cast::<c_char>().cast_const());
+                with.push(std::ptr::null());
+                HomeEnv { buf, envp: with }
+            });
         argv.push(std::ptr::null());
         envp.push(std::ptr::null());
         Prepared {
@@ -277,6 +305,7 @@ impl<'p> Prepared<'p> {
             clone_into: -1,
             cgroup_tasks: Vec::new(),
             cgroups_skipped: false,
+            home,
         }
     }
 
@@ -434,6 +463,8 @@ pub(crate) struct Ctx<'a> {
     pub procfd: c_int,
     /// The program `ResolveExec` chose (a plan buffer); null until then.
     pub exec_path: *const libc::c_char,
+    /// `HomeFromPasswd` filled in `HOME`: exec with the env that has it.
+    pub home_set: bool,
 }
 
 /// Runs every container step; never returns.
@@ -475,6 +506,7 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
         rootfd: -1,
         procfd: -1,
         exec_path: std::ptr::null(),
+        home_set: false,
     };
     // SAFETY: the parent's page (or null) outlives the child's use of it.
     let shared = unsafe { fds.shared.as_ref() };

@@ -67,6 +67,9 @@ fn set_attr(
 
 /// Resolves `dest` inside the root, creating it as `target` asks when missing.
 fn target_fd(ctx: &Ctx<'_>, dest: &CBuf, target: Target, source: Option<&CBuf>) -> Result<Fd, i32> {
+    if target == Target::OrdinaryDir {
+        return ordinary_dir(ctx, dest);
+    }
     match open_in_root(ctx.rootfd, dest.bytes_with_nul(), libc::O_PATH) {
         Ok(fd) => return Ok(fd),
         Err(libc::ENOENT) => {}
@@ -151,6 +154,34 @@ fn close_strays(ctx: &mut Ctx<'_>) -> Result<(), i32> {
     ctx.rootfd = -1;
     ctx.procfd = -1;
     Ok(())
+}
+
+/// `dest` as a directory that is not a symlink (its last component is looked at, not followed),
+/// made when missing.
+fn ordinary_dir(ctx: &Ctx<'_>, dest: &CBuf) -> Result<Fd, i32> {
+    let open = || {
+        open_in_root(
+            ctx.rootfd,
+            dest.bytes_with_nul(),
+            libc::O_PATH | libc::O_NOFOLLOW,
+        )
+    };
+    let fd = match open() {
+        Err(libc::ENOENT) => {
+            mkdir_missing(ctx.rootfd, dest.bytes_with_nul())?;
+            open()?
+        }
+        other => other?,
+    };
+    // SAFETY: an all-zero stat is a valid out-buffer for fstat on our fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.0, &mut st) } < 0 {
+        return Err(errno());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(crate::E_NOT_ORDINARY_DIR);
+    }
+    Ok(fd)
 }
 
 /// Resolves an existing path inside the root.
@@ -717,12 +748,34 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 if ctx.exec_path.is_null() {
                     return Err(libc::ENOENT);
                 }
-                libc::execve(
-                    ctx.exec_path,
-                    prepared.argv.as_ptr(),
-                    prepared.envp.as_ptr(),
-                );
+                let envp = match &prepared.home {
+                    Some(h) if ctx.home_set => h.envp.as_ptr(),
+                    _ => prepared.envp.as_ptr(),
+                };
+                libc::execve(ctx.exec_path, prepared.argv.as_ptr(), envp);
                 Err(errno())
+            }
+            Step::MkdirCwd { path } => match open_in_root(
+                ctx.rootfd,
+                path.bytes_with_nul(),
+                libc::O_PATH | libc::O_DIRECTORY,
+            ) {
+                Ok(_) => Ok(()),
+                Err(libc::ENOENT) => crate::fs::mkdir_missing(ctx.rootfd, path.bytes_with_nul()),
+                Err(e) => Err(e),
+            },
+            Step::HomeFromPasswd { uid } => {
+                let Some(h) = &prepared.home else {
+                    return Ok(());
+                };
+                // SAFETY: this process is the buffer's only user (a copy made by clone), and
+                // nothing else borrows it while it is filled in.
+                let buf = &mut *h.buf.get();
+                buf[..5].copy_from_slice(b"HOME=");
+                let n = crate::passwd::home_of(ctx.rootfd, *uid, &mut buf[5..crate::HOME_ROOM - 1]);
+                buf[5 + n] = 0;
+                ctx.home_set = true;
+                Ok(())
             }
         }
     }

@@ -519,6 +519,13 @@ impl<'a> Planner<'a> {
         } else {
             Step::PivotRoot
         });
+        // runc makes a missing cwd, before / may become read-only.
+        let cwd = process.cwd().to_str().unwrap_or("");
+        if cwd.starts_with('/') && clean_abs(cwd) != "/" {
+            self.steps.push(Step::MkdirCwd {
+                path: cbuf("process.cwd", &clean_abs(cwd))?,
+            });
+        }
         if let Some(flags) = propagation {
             self.steps.push(Step::Propagation {
                 dest: cbuf("", "/")?,

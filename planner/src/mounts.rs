@@ -447,7 +447,11 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                     fstype: Some(cbuf(&format!("{field}.type"), typ)?),
                     flags,
                     data,
-                    target: Target::Dir,
+                    target: if matches!(typ, "proc" | "sysfs") {
+                        Target::OrdinaryDir
+                    } else {
+                        Target::Dir
+                    },
                 });
             }
         }

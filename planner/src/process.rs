@@ -228,6 +228,9 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     });
 
     let user = process.user();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        p.steps.push(Step::HomeFromPasswd { uid: user.uid() });
+    }
     p.steps.push(Step::Umask {
         mask: user.umask().unwrap_or(0o022) & 0o777,
     });

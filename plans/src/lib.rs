@@ -179,6 +179,9 @@ impl DevKind {
 pub enum Target {
     /// A directory (every filesystem mount).
     Dir,
+    /// A directory that is no symlink (`proc` and `sysfs`: a link in the image could aim them
+    /// anywhere in the rootfs, CVE-2019-16884; runc refuses it too).
+    OrdinaryDir,
     /// Whatever the bind source is: a file for a file, a directory otherwise.
     LikeSource,
 }
@@ -378,6 +381,12 @@ pub enum Step {
     },
     /// `chdir`.
     Chdir { path: CBuf },
+    /// Create the working directory (and its missing parents, mode 0755) inside the new root
+    /// when the image lacks it, before `/` may become read-only (runc's rule).
+    MkdirCwd { path: CBuf },
+    /// The env has no `HOME`: take `uid`'s home from the container's `/etc/passwd` (`/` when
+    /// it has none), as runc and crun do.
+    HomeFromPasswd { uid: u32 },
     /// Find the program: the first candidate that is an executable regular file.
     ResolveExec { name: CBuf, candidates: Vec<CBuf> },
     /// Drop every capability above `keep` from the bounding set.
@@ -766,6 +775,7 @@ impl Step {
             Step::BindRootfs { path }
             | Step::MaskPath { path }
             | Step::ReadonlyPath { path }
+            | Step::MkdirCwd { path }
             | Step::Chdir { path } => f(path),
             Step::Mount {
                 source,

@@ -162,10 +162,11 @@ impl Display for Step {
                     mount_flag_names(*flags),
                     opt(data)
                 )?;
-                if *target == Target::LikeSource {
-                    write!(f, " (target like source)")?;
+                match target {
+                    Target::LikeSource => write!(f, " (target like source)"),
+                    Target::OrdinaryDir => write!(f, " (on a directory, never a symlink)"),
+                    Target::Dir => Ok(()),
                 }
-                Ok(())
             }
             Step::BindMount {
                 source,
@@ -374,6 +375,15 @@ impl Display for Step {
                 write!(f, "sched_setaffinity cpus {}", mask_bit_list(cpus))
             }
             Step::Chdir { path } => write!(f, "chdir {}", path.text()),
+            Step::MkdirCwd { path } => {
+                write!(f, "mkdir -p {} (the working directory)", path.text())
+            }
+            Step::HomeFromPasswd { uid } => {
+                write!(
+                    f,
+                    "HOME from /etc/passwd for uid {uid} (/ without an entry)"
+                )
+            }
             Step::ResolveExec { name, candidates } => {
                 let c: Vec<_> = candidates.iter().map(|c| c.text().into_owned()).collect();
                 write!(f, "find executable {:?} in {}", name.text(), c.join(" "))

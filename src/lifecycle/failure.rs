@@ -41,6 +41,11 @@ pub fn render_failure(plan: &Plan, r: Record) -> String {
                 .to_string()
         }
         ferrun_executor::E_NOT_PROCFS => "the file reached is not on procfs".to_string(),
+        ferrun_executor::E_NOT_ORDINARY_DIR => {
+            "proc and sysfs must be mounted on an ordinary directory, and the rootfs has a \
+             symlink or a non-directory there"
+                .to_string()
+        }
         e => errno_text(e),
     };
     format!(
