@@ -119,6 +119,26 @@ fn default_errno_ret_and_allow_list() {
 }
 
 #[test]
+fn an_unknown_syscall_name_is_skipped_with_a_warning() {
+    // A profile newer than ferrun's syscall tables still works, as under runc and crun.
+    let profile = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat", "no_such_call"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]});
+    let b = with_profile("mkdir /tmp/d 2>&1; true", true, profile);
+    let (code, out, err) = b.run("newer");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Function not implemented"),
+        "the known names are filtered: {out}"
+    );
+    assert!(
+        err.contains(
+            "linux.seccomp.syscalls[0].names[2]: unknown syscall \"no_such_call\" skipped"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_profiles_are_refused_naming_the_rule() {
     let cases = [
         (
@@ -143,7 +163,9 @@ fn bad_profiles_are_refused_naming_the_rule() {
         ),
     ];
     for (profile, want) in cases {
-        let b = with_profile("true", true, profile);
+        let mut b = with_profile("true", true, profile);
+        // crun's annotation turns the skip of an unknown name back into a refusal.
+        b.edit(|c| c["annotations"] = json!({"run.oci.seccomp_fail_unknown_syscall": "true"}));
         let (code, _, err) = b.run("bad");
         assert_eq!(code, 1, "{want}");
         assert!(err.contains(want), "want {want:?} in {err:?}");

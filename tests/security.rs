@@ -722,6 +722,7 @@ fn errors_that_echo_a_value_cut_it_short() {
             "unknown syscall",
             Box::new(|c: &mut Value| {
                 c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["x".repeat(2 << 20)], "action": "SCMP_ACT_ERRNO"}]});
+                c["annotations"] = json!({"run.oci.seccomp_fail_unknown_syscall": "1"});
             }),
         ),
         (

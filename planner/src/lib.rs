@@ -25,7 +25,11 @@ use std::path::{Component, Path, PathBuf};
 /// Lets a container join an existing cgroup that already holds processes.
 pub const SHARED_CGROUP_ANNOTATION: &str = "ferrun.cgroup.shared";
 /// Every annotation the planner reads; a template (see [`template`]) may empty the others.
-pub const READ_ANNOTATIONS: &[&str] = &[SHARED_CGROUP_ANNOTATION, process::KEEP_GROUPS_ANNOTATION];
+pub const READ_ANNOTATIONS: &[&str] = &[
+    SHARED_CGROUP_ANNOTATION,
+    process::KEEP_GROUPS_ANNOTATION,
+    seccomp::FAIL_UNKNOWN_SYSCALL_ANNOTATION,
+];
 
 /// What the planner needs to know about the machine.
 #[derive(Clone, Debug, PartialEq, Eq)]

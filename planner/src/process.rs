@@ -374,6 +374,28 @@ fn seccomp_step(p: &mut Planner<'_>) -> Result<Option<(Step, bool)>, PlanError> 
     let Some(s) = p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(None);
     };
+    let unknown = crate::seccomp::unknown_syscalls(s);
+    let fail_unknown = p
+        .spec
+        .annotations()
+        .as_ref()
+        .is_some_and(|a| a.contains_key(crate::seccomp::FAIL_UNKNOWN_SYSCALL_ANNOTATION));
+    for (field, name) in unknown {
+        if fail_unknown {
+            return err(
+                field,
+                format!(
+                    "unknown syscall {:?} (refused: {} is set)",
+                    ferrun_plans::clip(&name, 100),
+                    crate::seccomp::FAIL_UNKNOWN_SYSCALL_ANNOTATION
+                ),
+            );
+        }
+        p.warnings.push(format!(
+            "{field}: unknown syscall {:?} skipped",
+            ferrun_plans::clip(&name, 100)
+        ));
+    }
     let compiled = crate::seccomp::compile_cached(s, &p.input.host.arch, p.input.seccomp_cache)?;
     if compiled.notify {
         let path = s

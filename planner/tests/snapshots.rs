@@ -727,10 +727,6 @@ fn broken_seccomp_profiles_name_the_rule() {
     let base = |rules: Value| json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": rules});
     let cases: Vec<(&str, Value)> = vec![
         (
-            "unknown-syscall",
-            base(json!([{"names": ["read", "no_such_call"], "action": "SCMP_ACT_ALLOW"}])),
-        ),
-        (
             "empty-names",
             base(json!([{"names": [], "action": "SCMP_ACT_ALLOW"}])),
         ),
@@ -787,6 +783,53 @@ fn broken_seccomp_profiles_name_the_rule() {
         assert!(e.field.starts_with("linux.seccomp"), "{name}: {e}");
         settings().bind(|| insta::assert_snapshot!(format!("seccomp-error-{name}"), e.to_string()));
     }
+}
+
+#[test]
+fn unknown_syscalls_are_skipped_with_a_warning_unless_the_annotation_refuses_them() {
+    let profile = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["read", "no_such_call"], "action": "SCMP_ACT_ALLOW"}]});
+    let bytes = variant(&[("/linux/seccomp", profile.clone())]);
+    let p = plan_bytes(&bytes, Options::default()).expect("a newer profile still plans");
+    assert!(
+        p.warnings.contains(
+            &"linux.seccomp.syscalls[0].names[1]: unknown syscall \"no_such_call\" skipped"
+                .to_string()
+        ),
+        "{:?}",
+        p.warnings
+    );
+    let known_only = variant(&[(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}),
+    )]);
+    let filter = |p: &ferrun_plans::Plan| {
+        p.steps
+            .iter()
+            .find_map(|s| match s {
+                ferrun_plans::Step::Seccomp { hash, .. } => Some(hash.clone()),
+                _ => None,
+            })
+            .expect("filter")
+    };
+    let q = plan_bytes(&known_only, Options::default()).expect("plan");
+    assert_eq!(
+        filter(&p),
+        filter(&q),
+        "the unknown name is left out, nothing else"
+    );
+
+    let refused = variant_of(
+        &bytes,
+        &[(
+            "/annotations",
+            json!({"run.oci.seccomp_fail_unknown_syscall": "1"}),
+        )],
+    );
+    let e = plan_bytes(&refused, Options::default()).expect_err("refused");
+    assert_eq!(e.field, "linux.seccomp.syscalls[0].names[1]");
+    settings().bind(|| insta::assert_snapshot!("seccomp-error-unknown-syscall", e.to_string()));
 }
 
 #[test]

@@ -319,6 +319,9 @@ fn plan_for(store: &Store, opts: &ExecOpts) -> Result<(crate::state::State, Owne
         bail!("exec --tty --detach needs --console-socket to hand the pty to");
     }
     crate::log::debug(&format!("exec plan:\n{plan}"));
+    for w in &plan.warnings {
+        crate::log::warn(w);
+    }
     Ok((s, pidfd, plan))
 }
 

@@ -170,6 +170,10 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
     for np in &loaded.plan.not_planned {
         log::debug(&format!("not yet planned: {}: {}", np.field, np.why));
     }
+    // What the planner left out on purpose is said each time, as runc says it.
+    for w in &loaded.plan.warnings {
+        log::warn(w);
+    }
     let private = loaded.private_to(&opts.id, &bundle);
     let key = loaded.key;
     let mut plan = loaded.plan;

@@ -110,7 +110,7 @@ pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
 
 /// Bumped whenever the emitter's output for a profile changes: cached filters and plans made by
 /// another revision are not used.
-pub const COMPILER_REVISION: u32 = 2;
+pub const COMPILER_REVISION: u32 = 3;
 
 /// Where compiled filters are kept between plans (the runtime's files).
 pub trait FilterCache {
@@ -426,11 +426,11 @@ pub fn compile(s: &LinuxSeccomp, host_arch: &str) -> Result<Compiled, PlanError>
         } else {
             vec![checks.clone()]
         };
-        for (k, name) in sc.names().iter().enumerate() {
-            let mut known = false;
+        // A name no arch knows is skipped ([`unknown_syscalls`] reports it), as runc and crun
+        // skip it: a newer profile must not break an older runtime.
+        for name in sc.names() {
             for &abi in &abis {
                 let Some(nr) = abi.nr(name) else { continue };
-                known = true;
                 let rules = table.entry(abi).or_default().entry(nr).or_default();
                 for checks in &rule_checks {
                     if rules.iter().any(|r| r.checks.is_empty()) {
@@ -444,12 +444,6 @@ pub fn compile(s: &LinuxSeccomp, host_arch: &str) -> Result<Compiled, PlanError>
                         action: act,
                     });
                 }
-            }
-            if !known && !is_known_elsewhere(name) {
-                return err(
-                    format!("{field}.names[{k}]"),
-                    format!("unknown syscall {name:?}"),
-                );
             }
         }
     }
@@ -466,6 +460,25 @@ pub fn compile(s: &LinuxSeccomp, host_arch: &str) -> Result<Compiled, PlanError>
         notify,
         sections,
     })
+}
+
+/// crun's annotation: a syscall name no arch knows fails the config instead of being skipped.
+pub const FAIL_UNKNOWN_SYSCALL_ANNOTATION: &str = "run.oci.seccomp_fail_unknown_syscall";
+
+/// `(field, name)` of every syscall name in the profile that no arch knows.
+pub fn unknown_syscalls(s: &LinuxSeccomp) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
+        for (k, name) in sc.names().iter().enumerate() {
+            if !is_known_elsewhere(name) {
+                out.push((
+                    format!("linux.seccomp.syscalls[{i}].names[{k}]"),
+                    name.clone(),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Names of other arches' syscalls (libseccomp accepts them everywhere and skips them).
