@@ -507,3 +507,34 @@ fn kill_all_of_a_stopped_container_reaches_what_outlived_its_init() {
     ok(&b.ferrun(&["delete", "orphan"]));
     assert!(cgroup_dirs(&b.cgroup_path()).is_empty());
 }
+
+#[test]
+fn delete_force_of_a_container_an_ancestor_froze_kills_it_and_leaves_the_ancestor_frozen() {
+    // v1's freezer holds even SIGKILL: a parent cgroup someone froze used to make delete
+    // --force wait 10 s and fail. The test's own parent, under ferrun-test, is the one frozen.
+    let mut b = Bundle::new(&["sleep", "60"]);
+    let parent = b.cgroup_path();
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("{parent}/ctr")));
+    b.run_detached("frozen", &[]);
+    let freezer = PathBuf::from(format!("/sys/fs/cgroup/freezer{parent}"));
+    std::fs::write(freezer.join("freezer.state"), "FROZEN").expect("freeze the parent");
+    assert!(wait_until(|| {
+        std::fs::read_to_string(freezer.join("ctr/freezer.state"))
+            .is_ok_and(|s| s.trim() == "FROZEN")
+    }));
+    let o = b.ferrun(&["delete", "--force", "frozen"]);
+    let parent_state = std::fs::read_to_string(freezer.join("freezer.state")).unwrap_or_default();
+    std::fs::write(freezer.join("freezer.state"), "THAWED").expect("thaw the parent");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        parent_state.trim(),
+        "FROZEN",
+        "someone else's freezer is left as it was"
+    );
+    assert!(b.leftover_state().is_empty());
+    assert!(!freezer.join("ctr").exists());
+    for d in cgroup_dirs(&parent) {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(cgroup_dirs(&parent).is_empty());
+}

@@ -948,3 +948,33 @@ fn home_comes_from_the_containers_passwd_and_a_missing_cwd_is_made() {
     let _ = std::fs::remove_dir_all(&made);
     assert_eq!(out.trim(), format!("/{top}/deep/dir\n755"));
 }
+
+#[test]
+fn stdio_files_are_given_to_the_containers_user() {
+    // As runc: a process of uid 1000 can reopen its own stdout (here a file the caller made,
+    // owned by root, mode 0644), e.g. through /dev/stdout.
+    let mut b = Bundle::new(&[]);
+    b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
+    let out = b.sh("stat -L -c %u /proc/self/fd/1; echo reopened >> /dev/stdout");
+    assert!(out.contains("1000") && out.contains("reopened"), "{out}");
+}
+
+#[test]
+fn delete_right_after_kill_9_finds_the_container_stopped() {
+    // `kill` returns before the process is gone; engines delete at once. Each delete must
+    // succeed and leave no cgroup behind (the race showed under the whole suite's load).
+    let b = Bundle::new(&["sleep", "60"]);
+    for i in 0..20 {
+        let id = format!("k{i}");
+        b.run_detached(&id, &[]);
+        assert!(b.ferrun(&["kill", &id, "9"]).status.success());
+        let o = b.ferrun(&["delete", &id]);
+        assert!(
+            o.status.success(),
+            "try {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert!(b.leftover_state().is_empty());
+    assert!(common::cgroup_dirs(&b.cgroup_path()).is_empty());
+}

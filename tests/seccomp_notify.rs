@@ -193,3 +193,31 @@ fn tsync_with_a_listener_still_starts() {
     assert!(out.contains("Operation not supported"), "{out}");
     assert!(agent.join().expect("agent").calls.contains_key("write"));
 }
+
+#[test]
+fn a_listener_path_without_a_notify_rule_is_ignored() {
+    // The spec: "If the SCMP_ACT_NOTIFY action is not used this value is ignored" (runc ignores
+    // it too; crun connects anyway). The container runs and nothing connects.
+    let mut b = Bundle::new(&["sh", "-c", "mkdir /tmp/x 2>&1; true"]);
+    let sock = b.path().join("agent.sock");
+    let listener = UnixListener::bind(&sock).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    b.edit(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        })
+    });
+    let (code, out, err) = b.run("no-notify");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Operation not permitted"),
+        "the filter applies: {out}"
+    );
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "no connection reached the listener path"
+    );
+}

@@ -982,3 +982,45 @@ fn proc_and_sysfs_on_a_symlink_in_the_rootfs_are_refused() {
         assert!(b.leftover_state().is_empty());
     }
 }
+
+#[test]
+fn dev_console_is_never_bound_through_a_symlink_in_the_image() {
+    // CVE-2025-52565's class: with /dev from the image, a /dev/console link must not aim the
+    // pty's bind at another file.
+    let mut b = Bundle::new(&["true"]);
+    let root = private_rootfs(&b);
+    std::fs::write(root.join("etc/target"), "untouched\n").expect("write");
+    std::os::unix::fs::symlink("../etc/target", root.join("dev/console")).expect("symlink");
+    b.edit(|c| {
+        c["root"]["path"] = json!(root);
+        c["process"]["terminal"] = json!(true);
+        c["mounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .retain(|m| m["destination"] != "/dev");
+    });
+    let sock = b.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let receiver = std::thread::spawn(move || common::accept_fd(&listener));
+    let bundle = b.path().to_str().expect("utf-8");
+    let o = b.ferrun(&[
+        "create",
+        "--bundle",
+        bundle,
+        "--console-socket",
+        sock.to_str().expect("utf-8"),
+        "console",
+    ]);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "create bound the console through a link"
+    );
+    assert!(err.contains("/dev/console"), "{err}");
+    assert!(b.leftover_state().is_empty());
+    drop(receiver);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/target")).expect("read"),
+        "untouched\n"
+    );
+}

@@ -535,6 +535,11 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             Step::Hostname { name } => ok(libc::sethostname(name.as_ptr(), name.bytes().len())),
             Step::Domainname { name } => ok(libc::setdomainname(name.as_ptr(), name.bytes().len())),
             Step::Terminal => terminal(ctx),
+            Step::Console => console(ctx),
+            Step::ChownStdio { uid } => {
+                chown_stdio(*uid);
+                Ok(())
+            }
             Step::Rlimit {
                 resource,
                 soft,
@@ -755,15 +760,18 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 libc::execve(ctx.exec_path, prepared.argv.as_ptr(), envp);
                 Err(errno())
             }
-            Step::MkdirCwd { path } => match open_in_root(
-                ctx.rootfd,
-                path.bytes_with_nul(),
-                libc::O_PATH | libc::O_DIRECTORY,
-            ) {
-                Ok(_) => Ok(()),
-                Err(libc::ENOENT) => crate::fs::mkdir_missing(ctx.rootfd, path.bytes_with_nul()),
-                Err(e) => Err(e),
-            },
+            Step::MkdirCwd { path } => {
+                // Best effort: whatever stands in the way (a magic link, a read-only image) is
+                // reported by `Chdir`, which names the cwd.
+                if let Err(libc::ENOENT) = open_in_root(
+                    ctx.rootfd,
+                    path.bytes_with_nul(),
+                    libc::O_PATH | libc::O_DIRECTORY,
+                ) {
+                    let _ = crate::fs::mkdir_missing(ctx.rootfd, path.bytes_with_nul());
+                }
+                Ok(())
+            }
             Step::HomeFromPasswd { uid } => {
                 let Some(h) = &prepared.home else {
                     return Ok(());
@@ -897,6 +905,73 @@ fn terminal(ctx: &Ctx<'_>) -> Result<(), i32> {
             ok(libc::dup2(slave.0, fd))?;
         }
         Ok(())
+    }
+}
+
+/// `/dev/console` inside the root: the existing entry if it is no symlink, else a new empty
+/// file; then a detached bind of the pty on stdin moved onto it.
+fn console(ctx: &Ctx<'_>) -> Result<(), i32> {
+    let path = b"/dev/console\0";
+    let target = match open_in_root(ctx.rootfd, path, libc::O_PATH | libc::O_NOFOLLOW) {
+        Err(libc::ENOENT) => {
+            let made = open_in_root(
+                ctx.rootfd,
+                path,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            )?;
+            drop(made);
+            open_in_root(ctx.rootfd, path, libc::O_PATH | libc::O_NOFOLLOW)?
+        }
+        other => other?,
+    };
+    // SAFETY: an all-zero stat is a valid out-buffer for fstat on our fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(target.0, &mut st) } < 0 {
+        return Err(errno());
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK || st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return Err(libc::ELOOP);
+    }
+    const OPEN_TREE_CLONE: u32 = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+    // SAFETY: plain syscalls on our fds and empty paths.
+    unsafe {
+        let tree = Fd(check(libc::syscall(
+            libc::SYS_open_tree,
+            0,
+            c"".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32,
+        ))? as c_int);
+        check(libc::syscall(
+            libc::SYS_move_mount,
+            tree.0,
+            c"".as_ptr(),
+            target.0,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        ))
+        .map(drop)
+    }
+}
+
+/// runc's stdio rule, with crun's care for devices: a pipe or file on fds 0–2 owned by
+/// someone else is given to `uid` (its group stays: a mount may prefer another).
+fn chown_stdio(uid: u32) {
+    for fd in 0..3 {
+        // SAFETY: fstat into a zeroed buffer, fchown on one of our own stdio fds.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) < 0 {
+                continue;
+            }
+            let kind = st.st_mode & libc::S_IFMT;
+            if kind == libc::S_IFCHR || kind == libc::S_IFBLK || st.st_uid == uid {
+                continue;
+            }
+            // EPERM (an owner the user namespace does not map) and EROFS are not errors.
+            let _ = libc::fchown(fd, uid, u32::MAX);
+        }
     }
 }
 

@@ -537,6 +537,12 @@ impl<'a> Planner<'a> {
             });
         }
         self.uts()?;
+        // The console before / may go read-only: /dev/console may have to be made.
+        let terminal = process.terminal().unwrap_or(false);
+        if terminal {
+            self.steps.push(Step::Terminal);
+            self.steps.push(Step::Console);
+        }
         if self
             .spec
             .root()
@@ -545,10 +551,6 @@ impl<'a> Planner<'a> {
             .unwrap_or(false)
         {
             self.steps.push(Step::ReadonlyRoot);
-        }
-        let terminal = process.terminal().unwrap_or(false);
-        if terminal {
-            self.steps.push(Step::Terminal);
         }
         process::plan_process(&mut self, process)?;
         self.unplanned_sections();

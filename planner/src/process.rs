@@ -258,12 +258,16 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
     let ambient = mask(p, caps.ambient(), "process.capabilities.ambient");
     // The kernel refuses an ambient capability that is not both permitted and inheritable;
     // runc warns and goes on, and its own default spec relies on that.
+    // runc's own default spec asks for that, so it is listed, not warned about at each start.
     let unraisable = ambient & !(permitted & inheritable);
     if unraisable != 0 {
-        p.warnings.push(format!(
-            "process.capabilities.ambient: {} not both permitted and inheritable, not raised",
-            ferrun_plans::cap_names(unraisable)
-        ));
+        p.not_planned.push(ferrun_plans::NotPlanned {
+            field: "process.capabilities.ambient".into(),
+            why: format!(
+                "{} not both permitted and inheritable: not raised (the kernel refuses it)",
+                ferrun_plans::cap_names(unraisable)
+            ),
+        });
     }
     let ambient = ambient & permitted & inheritable;
     let nnp = process.no_new_privileges().unwrap_or(false);
@@ -317,6 +321,9 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
         }
     } else {
         p.steps.push(Step::SetGroups { gids });
+    }
+    if user.uid() != 0 {
+        p.steps.push(Step::ChownStdio { uid: user.uid() });
     }
     p.steps.push(Step::SetGid { gid: user.gid() });
     p.steps.push(Step::SetUid { uid: user.uid() });

@@ -357,6 +357,13 @@ pub enum Step {
     Domainname { name: CBuf },
     /// Open the container's pty, hand its master to the parent, make it the controlling tty.
     Terminal,
+    /// Bind the pty (stdin, after `Terminal`) onto `/dev/console`, made as an empty file when
+    /// missing and never through a symlink (CVE-2025-52565), as runc and crun give a terminal.
+    Console,
+    /// `fchown` stdin, stdout and stderr to `uid` where they are pipes or files the caller gave
+    /// and someone else's (runc's rule), so that the process can use its own stdio; devices
+    /// and ttys are left alone, and a refusal (an unmapped owner) is not an error.
+    ChownStdio { uid: u32 },
     /// `setrlimit`.
     Rlimit { resource: u32, soft: u64, hard: u64 },
     /// `sched_setattr(0, attr, 0)` (`process.scheduler`).
@@ -382,7 +389,8 @@ pub enum Step {
     /// `chdir`.
     Chdir { path: CBuf },
     /// Create the working directory (and its missing parents, mode 0755) inside the new root
-    /// when the image lacks it, before `/` may become read-only (runc's rule).
+    /// when the image lacks it, before `/` may become read-only (runc's rule). Best effort:
+    /// `Chdir` reports what stood in the way.
     MkdirCwd { path: CBuf },
     /// The env has no `HOME`: take `uid`'s home from the container's `/etc/passwd` (`/` when
     /// it has none), as runc and crun do.

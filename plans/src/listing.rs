@@ -375,6 +375,10 @@ impl Display for Step {
                 write!(f, "sched_setaffinity cpus {}", mask_bit_list(cpus))
             }
             Step::Chdir { path } => write!(f, "chdir {}", path.text()),
+            Step::Console => write!(f, "bind the pty onto /dev/console"),
+            Step::ChownStdio { uid } => {
+                write!(f, "fchown stdio pipes and files to uid {uid}")
+            }
             Step::MkdirCwd { path } => {
                 write!(f, "mkdir -p {} (the working directory)", path.text())
             }

@@ -586,6 +586,37 @@ impl Cgroup {
         }
     }
 
+    /// Lets a SIGKILL through to processes a v1 freezer holds (it holds even fatal signals;
+    /// cgroup2's does not). The container's own freezer is thawed; where an ancestor someone
+    /// else froze holds them, they are moved to the hierarchy's root, which is never frozen
+    /// (a move thaws a task): they are dying, and the frozen cgroup and its other members are
+    /// left as they are.
+    pub fn release_frozen_for_kill(&self) -> Result<()> {
+        let Some((false, dir)) = self.freezer() else {
+            return Ok(());
+        };
+        let state = |d: &Path| std::fs::read_to_string(d.join("freezer.state")).unwrap_or_default();
+        if state(dir).trim() == "THAWED" {
+            return Ok(());
+        }
+        if self.is_frozen() {
+            self.set_frozen(false)?;
+        }
+        if state(dir).trim() == "THAWED" {
+            return Ok(());
+        }
+        let Some(i) = self.v1_index("freezer") else {
+            return Ok(());
+        };
+        let root = Path::new(&self.hierarchies[i].mount).join("cgroup.procs");
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter(|l| !l.trim().is_empty()) {
+            std::fs::write(&root, pid.trim())
+                .map_err(|e| Error(format!("write {}: {}", root.display(), io_err(e))))?;
+        }
+        Ok(())
+    }
+
     /// Freezes (or thaws) every process, waiting until the kernel reports it done.
     pub fn set_frozen(&self, frozen: bool) -> Result<()> {
         let Some((v2, dir)) = self.freezer() else {

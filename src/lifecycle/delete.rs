@@ -22,7 +22,12 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
-    let status = store.status(&s);
+    let mut status = store.status(&s);
+    if matches!(status, Status::Running | Status::Created) && killed_and_exiting(&s) {
+        // `kill 9` returns before the process is gone: a delete right after it waits for
+        // the death it follows instead of calling the container running.
+        status = store.status(&s);
+    }
     if status != Status::Stopped {
         if let Some(c) = s.cgroup.as_ref().filter(|c| force && c.owned()) {
             c.signal_all(libc::SIGKILL)?;
@@ -49,11 +54,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
                     0,
                 );
             }
-            // A paused container cannot die until thawed (runc kills, then thaws).
-            if let Some(c) = &s.cgroup
-                && c.is_frozen()
-            {
-                c.set_frozen(false)?;
+            // A frozen container cannot die until thawed (runc kills, then thaws), whoever
+            // froze it.
+            if let Some(c) = &s.cgroup {
+                c.release_frozen_for_kill()?;
             }
             // SAFETY: waiting for our pidfd to become readable (exit).
             unsafe {
@@ -83,4 +87,39 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         crate::host::hooks::run_warn("poststop", &h.poststop, &st);
     }
     Ok(())
+}
+
+/// True once the init, exiting or with a SIGKILL pending, has died within a moment (a frozen
+/// one cannot).
+fn killed_and_exiting(s: &crate::state::State) -> bool {
+    // `PF_EXITING` in the flags of /proc/<pid>/stat (field 9): do_exit has begun.
+    const PF_EXITING: u64 = 0x4;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", s.pid)).unwrap_or_default();
+    let exiting = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(6))
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|f| f & PF_EXITING != 0);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid)).unwrap_or_default();
+    let kill_bit = 1u64 << (libc::SIGKILL - 1);
+    let pending = status.lines().any(|l| {
+        ["SigPnd:", "ShdPnd:"].iter().any(|k| {
+            l.strip_prefix(k)
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .is_some_and(|m| m & kill_bit != 0)
+        })
+    });
+    if !exiting && !pending {
+        return false;
+    }
+    let Some(pidfd) = pidfd_of(s) else {
+        return true;
+    };
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on our pidfd.
+    unsafe { libc::poll(&mut p, 1, 2_000) > 0 }
 }
