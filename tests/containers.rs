@@ -978,3 +978,74 @@ fn delete_right_after_kill_9_finds_the_container_stopped() {
     assert!(b.leftover_state().is_empty());
     assert!(common::cgroup_dirs(&b.cgroup_path()).is_empty());
 }
+
+/// A veth pair on the host, removed when dropped (its peer goes with it).
+struct Veth(String);
+
+impl Veth {
+    fn new(name: &str, peer: &str) -> Veth {
+        let o = std::process::Command::new("ip")
+            .args(["link", "add", name, "type", "veth", "peer", "name", peer])
+            .output()
+            .expect("ip link add (apt-get install iproute2)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Veth(name.to_string())
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .output();
+    }
+}
+
+fn host_has_link(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+#[test]
+fn net_devices_move_into_the_container_renamed_with_their_addresses() {
+    let pid = std::process::id() % 100_000;
+    let (dev, peer) = (format!("frn{pid}"), format!("frp{pid}"));
+    let veth = Veth::new(&dev, &peer);
+    let ip = |args: &[&str]| {
+        let o = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("ip");
+        assert!(
+            o.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    ip(&["addr", "add", "10.199.7.2/24", "dev", &dev]);
+    let mut b = Bundle::new(&[]);
+    // runc's default spec has a new network namespace.
+    b.edit(|c| c["linux"]["netDevices"] = json!({ dev.clone(): {"name": "ctr0"} }));
+    let out = b.sh("ip -o addr show dev ctr0; cat /sys/class/net/ctr0/flags");
+    assert!(
+        out.contains("10.199.7.2/24"),
+        "the address came along: {out}"
+    );
+    let flags = out.lines().last().unwrap_or_default().trim();
+    let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).unwrap_or(0);
+    assert_eq!(flags & 1, 1, "set up: {out}");
+    // The namespace is gone with the container: a virtual device goes with it.
+    assert!(!host_has_link(&dev), "{dev} was moved, not copied");
+    drop(veth);
+
+    // A device the host lacks, and a bad name, are refused by name and leave nothing.
+    b.edit(|c| c["linux"]["netDevices"] = json!({"frnope0": {}}));
+    let (code, _, err) = b.run("missing");
+    assert_ne!(code, 0);
+    assert!(err.contains("linux.netDevices.frnope0"), "{err}");
+    b.edit(|c| c["linux"]["netDevices"] = json!({"a/b": {}}));
+    let (code, _, err) = b.run("bad");
+    assert_ne!(code, 0);
+    assert!(err.contains("linux.netDevices.a/b"), "{err}");
+    assert!(b.leftover_state().is_empty());
+    assert!(common::cgroup_dirs(&b.cgroup_path()).is_empty());
+}

@@ -480,6 +480,7 @@ impl<'a> Planner<'a> {
         }
         self.join_and_map()?;
         self.time_offsets()?;
+        self.net_devices()?;
         if self.new_ns(Namespace::Network) {
             // Every namespace exists by now (a deferred one was unshared above).
             self.steps.push(Step::LoopbackUp);
@@ -1338,11 +1339,86 @@ impl<'a> Planner<'a> {
                 "Intel RDT (resctrl) is not supported by ferrun: refused rather than ignored",
             );
         }
-        if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        Ok(())
+    }
+
+    /// `linux.netDevices`, checked as runc checks it: valid interface names, a network
+    /// namespace of the container's own, not rootless.
+    fn net_devices(&mut self) -> Result<(), PlanError> {
+        let Some(devices) = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.net_devices().as_ref())
+        else {
+            return Ok(());
+        };
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let field = "linux.netDevices";
+        if !self.has_ns(Namespace::Network) {
+            return err(field, "moving network devices needs a network namespace");
+        }
+        if self.input.host.rootless {
             return err(
-                "linux.netDevices",
-                "moving network devices into the container is not supported yet",
+                field,
+                "network devices cannot be moved by a rootless runtime",
             );
+        }
+        if self.deferred_flags & Namespace::Network.clone_flag() != 0 {
+            // Made by the process after it joins a user namespace: the parent cannot tell
+            // when it exists.
+            return err(
+                field,
+                "a new network namespace under a joined user namespace cannot receive devices",
+            );
+        }
+        let valid = |n: &str| {
+            !n.is_empty()
+                && n.len() < 16
+                && n != "."
+                && n != ".."
+                && !n.contains(['/', ':'])
+                && !n.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        let mut list: Vec<_> = devices.iter().collect();
+        list.sort_by_key(|(k, _)| k.as_str());
+        let mut moves = Vec::new();
+        for (host, dev) in list {
+            let at = format!("{field}.{}", ferrun_plans::clip(host, 100));
+            if !valid(host) {
+                return err(at, "not a network interface name");
+            }
+            let name = dev
+                .name()
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(host);
+            if !valid(name) {
+                return err(format!("{at}.name"), "not a network interface name");
+            }
+            moves.push((cbuf(&at, host)?, cbuf(&at, name)?));
+        }
+        let step = HostStep::NetDevices { devices: moves };
+        if self.new_ns(Namespace::Network) {
+            self.release_after(vec![step]);
+        } else {
+            // Before the parent joins the namespace: the device is in the runtime's own.
+            let at = self
+                .before_clone
+                .iter()
+                .position(|h| {
+                    matches!(
+                        h,
+                        HostStep::JoinBeforeClone {
+                            ns: Namespace::Network,
+                            ..
+                        }
+                    )
+                })
+                .unwrap_or(0);
+            self.before_clone.insert(at, step);
         }
         Ok(())
     }

@@ -1087,6 +1087,10 @@ fn process_attributes_time_offsets_and_a_pids_limit_of_zero_are_steps() {
             json!({"monotonic": {"secs": -5, "nanosecs": 500}, "boottime": {"secs": 86400}}),
         ),
         ("/linux/resources/pids", json!({"limit": 0})),
+        (
+            "/linux/netDevices",
+            json!({"eth9": {"name": "ctr0"}, "eth8": {}}),
+        ),
     ]);
     let p = plan_on(&bytes, Options::default(), host_on(hybrid_layout())).expect("plan");
     let listing = redacted(&p.to_string());

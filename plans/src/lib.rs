@@ -214,6 +214,11 @@ pub enum HostStep {
     /// After clone: the parent back in its own time namespace, so that what it starts next
     /// (hooks, helpers) is not born in the container's.
     LeaveTimeNamespace,
+    /// `linux.netDevices`: each `(host name, container name)` interface moved into the
+    /// container's network namespace (a joined one before the parent joins it, a new one once
+    /// the clone exists), renamed in the same request, its permanent global addresses given
+    /// back, and set up.
+    NetDevices { devices: Vec<(CBuf, CBuf)> },
     /// `exec`: the parent's CPU set before clone, which the process inherits until it is in
     /// the container's cgroups (`process.execCPUAffinity.initial`).
     CpuAffinity {
@@ -755,6 +760,12 @@ impl Plan {
                 HostStep::WriteIdMap { map, .. } | HostStep::IdMapHelper { map, .. } => f(map),
                 HostStep::OomScoreAdj { value } => f(value),
                 HostStep::TimeNamespace { offsets } => f(offsets),
+                HostStep::NetDevices { devices } => {
+                    for (host, name) in devices {
+                        f(host);
+                        f(name);
+                    }
+                }
                 HostStep::Release
                 | HostStep::LeaveTimeNamespace
                 | HostStep::CpuAffinity { .. }

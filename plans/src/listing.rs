@@ -61,6 +61,18 @@ impl Display for HostStep {
                 "unshare a time namespace for the clone, write its timens_offsets {:?}",
                 offsets.text()
             ),
+            HostStep::NetDevices { devices } => {
+                let moves: Vec<String> = devices
+                    .iter()
+                    .map(|(host, name)| format!("{} as {}", host.text(), name.text()))
+                    .collect();
+                write!(
+                    f,
+                    "move network devices into the container: {} (permanent global addresses \
+                     kept, set up)",
+                    moves.join(", ")
+                )
+            }
             HostStep::LeaveTimeNamespace => {
                 write!(f, "setns back to our own time namespace")
             }

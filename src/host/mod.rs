@@ -7,6 +7,7 @@ pub mod console;
 pub mod fd;
 pub mod files;
 pub mod hooks;
+pub mod netdev;
 pub mod notify;
 pub mod procfs;
 pub mod rootless;

@@ -206,7 +206,7 @@ pub fn features() -> String {
                 "modes": ferrun_plans::MEMPOLICY_MODES,
                 "flags": ferrun_plans::MEMPOLICY_FLAGS.map(|(name, _)| name)
             },
-            "netDevices": {"enabled": false},
+            "netDevices": {"enabled": true},
             "mountExtensions": {"idmap": {"enabled": false}}
         },
         "annotations": {"run.ferrun.version": env!("CARGO_PKG_VERSION")}

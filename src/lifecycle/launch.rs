@@ -308,6 +308,22 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
             HostStep::TimeNamespace { offsets } => {
                 l.own_time_ns = Some(time_namespace_with_offsets(offsets)?);
             }
+            HostStep::NetDevices { devices } => {
+                let Some(path) = l.plan.before_clone.iter().find_map(|h| match h {
+                    HostStep::JoinBeforeClone {
+                        ns: ferrun_plans::Namespace::Network,
+                        path,
+                    } => Some(path.clone()),
+                    _ => None,
+                }) else {
+                    bail!("plan: {h} before clone without a network namespace to join");
+                };
+                let ns = open_namespace(ferrun_plans::Namespace::Network, &path)?;
+                crate::host::netdev::move_devices(
+                    &net_devices(devices),
+                    crate::host::netdev::Target::File(&ns),
+                )?;
+            }
             HostStep::CgroupCreate | HostStep::CgroupWrite(_) | HostStep::CgroupDevices { .. }
                 if l.cgroups_skipped => {}
             HostStep::CgroupCreate => {
@@ -368,6 +384,13 @@ fn time_namespace_with_offsets(offsets: &ferrun_plans::CBuf) -> Result<std::fs::
         )
         .map_err(|e| Error(format!("{field}: {}", e.0)))?;
     Ok(own)
+}
+
+fn net_devices(devices: &[(ferrun_plans::CBuf, ferrun_plans::CBuf)]) -> Vec<(String, String)> {
+    devices
+        .iter()
+        .map(|(host, name)| (host.text().into_owned(), name.text().into_owned()))
+        .collect()
 }
 
 fn no_cgroup() -> Error {
@@ -512,6 +535,13 @@ fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()
                 cgroup_file_step(l.cgroup.as_ref(), h, &mut open)?
             }
             HostStep::Release => send_byte(parent)?,
+            HostStep::NetDevices { devices } => crate::host::netdev::move_devices(
+                &net_devices(devices),
+                crate::host::netdev::Target::Process {
+                    pid: child.pid,
+                    pidfd: child.pidfd,
+                },
+            )?,
             HostStep::LeaveTimeNamespace => {
                 let Some(own) = l.own_time_ns.take() else {
                     bail!("plan: {h} without a time namespace to leave");
