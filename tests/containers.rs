@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Bundle, cap_mask, status_field, wait_until};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[test]
 fn run_returns_the_exit_code() {
@@ -1048,4 +1048,67 @@ fn net_devices_move_into_the_container_renamed_with_their_addresses() {
     assert!(err.contains("linux.netDevices.a/b"), "{err}");
     assert!(b.leftover_state().is_empty());
     assert!(common::cgroup_dirs(&b.cgroup_path()).is_empty());
+}
+
+#[test]
+fn id_mapped_bind_mounts_show_the_mapped_owner() {
+    let mut b = Bundle::new(&[]);
+    let data = b.path().join("idmapped");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::write(data.join("f"), "x").expect("write");
+    // On disk the file is root's; through the mount's map (0 -> 1000) it is 1000's.
+    b.edit(|c| {
+        c["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/mapped", "type": "bind", "source": data,
+            "options": ["bind", "idmap"],
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": 1001, "size": 1}],
+        }));
+    });
+    assert_eq!(b.sh("stat -c %u:%g /mapped/f").trim(), "1000:1001");
+    // Without maps, and without a user namespace to take them from: refused by name.
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().expect("mounts");
+        let last = m.len() - 1;
+        m[last]["uidMappings"] = Value::Null;
+        m[last]["gidMappings"] = Value::Null;
+    });
+    let (code, _, err) = b.run("nomaps");
+    assert_ne!(code, 0);
+    assert!(err.contains("needs uidMappings and gidMappings"), "{err}");
+    assert!(b.leftover_state().is_empty());
+}
+
+#[test]
+fn in_a_user_namespace_sources_open_from_the_host_and_devices_are_made() {
+    // A bind source under a root-only directory, which the container's root (host uid 100000)
+    // cannot reach, and a device node the host does not have.
+    let mut b = Bundle::new(&[]);
+    let secret = b.path().join("secret");
+    std::fs::create_dir_all(secret.join("sub")).expect("mkdir");
+    std::fs::write(secret.join("sub/f"), "inside\n").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::set_permissions(secret.join("sub"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    std::fs::set_permissions(secret.join("sub/f"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    assert!(!std::path::Path::new("/dev/ferrun-test-null").exists());
+    b.edit(|c| {
+        common::user_namespace(c, 100000, 100000);
+        let mounts = c["mounts"].as_array_mut().expect("mounts");
+        mounts.retain(|m| m["destination"] != "/sys" && m["destination"] != "/sys/fs/cgroup");
+        mounts.push(json!({
+            "destination": "/data", "type": "bind",
+            "source": secret.join("sub"), "options": ["rbind", "ro"],
+        }));
+        c["linux"]["devices"] = json!([{
+            "path": "/dev/ferrun-test-null", "type": "c", "major": 1, "minor": 3,
+            "fileMode": 438, "uid": 0, "gid": 0,
+        }]);
+    });
+    let out = b.sh("cat /data/f; stat -c '%t:%T %a %u' /dev/ferrun-test-null; echo x > /dev/ferrun-test-null && echo wrote");
+    assert!(out.contains("inside"), "{out}");
+    assert!(out.contains("1:3 666 0"), "{out}");
+    assert!(out.contains("wrote"), "{out}");
 }

@@ -260,6 +260,8 @@ pub struct Prepared<'p> {
     cgroups_skipped: bool,
     /// `HomeFromPasswd`: `HOME=<dir>` written by the child into `home`, and the env with it.
     pub(crate) home: Option<HomeEnv>,
+    /// Per step, the detached mount the parent opened for it (`OpenMountTrees`); -1 for none.
+    trees: Vec<c_int>,
 }
 
 /// Room for the `HOME` a container process finds in its `/etc/passwd`, made before the clone
@@ -306,6 +308,7 @@ impl<'p> Prepared<'p> {
             cgroup_tasks: Vec::new(),
             cgroups_skipped: false,
             home,
+            trees: Vec::new(),
         }
     }
 
@@ -335,6 +338,16 @@ impl<'p> Prepared<'p> {
         self.clone_into = clone_into;
         self.cgroup_tasks = tasks;
         self
+    }
+
+    /// The detached mounts the parent opened, by step index (-1 where none).
+    pub fn with_trees(mut self, trees: Vec<c_int>) -> Self {
+        self.trees = trees;
+        self
+    }
+
+    pub(crate) fn tree(&self, step: usize) -> c_int {
+        self.trees.get(step).copied().unwrap_or(-1)
     }
 
     pub(crate) fn cgroup_tasks(&self, hierarchy: u8) -> c_int {
@@ -465,6 +478,8 @@ pub(crate) struct Ctx<'a> {
     pub exec_path: *const libc::c_char,
     /// `HomeFromPasswd` filled in `HOME`: exec with the env that has it.
     pub home_set: bool,
+    /// The index of the step under way.
+    pub step: usize,
 }
 
 /// Runs every container step; never returns.
@@ -507,6 +522,7 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
         procfd: -1,
         exec_path: std::ptr::null(),
         home_set: false,
+        step: 0,
     };
     // SAFETY: the parent's page (or null) outlives the child's use of it.
     let shared = unsafe { fds.shared.as_ref() };
@@ -520,6 +536,7 @@ fn replay(prepared: &Prepared<'_>, fds: &ChildFds) -> ! {
                 s.store(now_ns(), Ordering::Release);
             }
         }
+        ctx.step = i;
         if let Err(errno) = steps::run(step, &mut ctx, prepared) {
             // Recorded first, without a syscall: a seccomp filter may refuse the send, and
             // even the exit (the child then dies of SIGSEGV, and the parent reads this).

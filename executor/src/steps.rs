@@ -267,6 +267,26 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 ))
             }
             Step::BindMount {
+                dest,
+                from: ferrun_plans::BindFrom::Parent { .. },
+                ..
+            } => {
+                // The parent opened it with its attributes already set: only attach it.
+                let target = target_fd_of_tree(ctx, dest, prepared.tree(ctx.step))?;
+                check_not_in_proc(target.0, dest)?;
+                let tree = prepared.tree(ctx.step);
+                if dest.bytes() == b"/proc" && !crate::fs::is_procfs_root(tree)? {
+                    return Err(crate::E_NOT_PROCFS);
+                }
+                move_tree(tree, target.0)
+            }
+            Step::AttachDevice { dest, .. } => {
+                ensure_file(ctx.rootfd, dest.bytes_with_nul())?;
+                let fd = existing(ctx, dest)?;
+                check_not_in_proc(fd.0, dest)?;
+                move_tree(prepared.tree(ctx.step), fd.0)
+            }
+            Step::BindMount {
                 source,
                 dest,
                 recursive,
@@ -274,6 +294,7 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 clear,
                 rset,
                 rclear,
+                from: ferrun_plans::BindFrom::Child,
             } => {
                 let target = target_fd(ctx, dest, Target::LikeSource, Some(source))?;
                 check_not_in_proc(target.0, dest)?;
@@ -1083,6 +1104,49 @@ unsafe fn bind_tree(
         ))
         .map(|_| ())
     }
+}
+
+/// Moves the detached mount `tree` onto `target`.
+fn move_tree(tree: c_int, target: c_int) -> Result<(), i32> {
+    if tree < 0 {
+        return Err(libc::EBADF);
+    }
+    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+    // SAFETY: move_mount of our fds with empty paths.
+    let r = check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            target,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    });
+    // SAFETY: the tree's fd is ours and used once.
+    unsafe { libc::close(tree) };
+    r.map(drop)
+}
+
+/// The target of a parent's tree: made like the tree (a directory for a directory, else a file)
+/// when missing.
+fn target_fd_of_tree(ctx: &Ctx<'_>, dest: &CBuf, tree: c_int) -> Result<Fd, i32> {
+    match open_in_root(ctx.rootfd, dest.bytes_with_nul(), libc::O_PATH) {
+        Err(libc::ENOENT) => {}
+        other => return other,
+    }
+    // SAFETY: an all-zero stat is a valid out-buffer for fstat on the tree's fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(tree, &mut st) } < 0 {
+        return Err(errno());
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        mkdir_missing(ctx.rootfd, dest.bytes_with_nul())?;
+    } else {
+        ensure_file(ctx.rootfd, dest.bytes_with_nul())?;
+    }
+    open_in_root(ctx.rootfd, dest.bytes_with_nul(), libc::O_PATH)
 }
 
 /// A readable fd of the directory an `O_PATH` fd names (for `getdents64`).

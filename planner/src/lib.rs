@@ -555,6 +555,18 @@ impl<'a> Planner<'a> {
         }
         process::plan_process(&mut self, process)?;
         self.unplanned_sections();
+        let from_parent = self.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::BindMount {
+                    from: ferrun_plans::BindFrom::Parent { .. },
+                    ..
+                } | Step::AttachDevice { .. }
+            )
+        });
+        if from_parent {
+            self.before_clone.push(HostStep::OpenMountTrees);
+        }
 
         let plan = Plan {
             header: Header {
@@ -1169,9 +1181,40 @@ impl<'a> Planner<'a> {
             // /dev comes from elsewhere (often the host's): nothing is created in it, as runc.
             devices.clear();
         }
+        // Root making a new user namespace creates the nodes itself, on the host's side.
+        let parent_makes = self.new_ns(Namespace::User) && !self.input.host.rootless;
+        let linux = self.spec.linux().as_ref();
+        let uid_maps = linux
+            .and_then(|l| l.uid_mappings().clone())
+            .unwrap_or_default();
+        let gid_maps = linux
+            .and_then(|l| l.gid_mappings().clone())
+            .unwrap_or_default();
+        let host_id = |maps: &[LinuxIdMapping], id: u32| {
+            if maps.is_empty() {
+                // No maps: the runtime's own id is the container's root.
+                return if id == 0 { Some(0) } else { None };
+            }
+            maps.iter().find_map(|m| {
+                (id >= m.container_id() && id - m.container_id() < m.size())
+                    .then(|| m.host_id().checked_add(id - m.container_id()))
+                    .flatten()
+            })
+        };
         for (path, kind, major, minor, mode, uid, gid) in devices {
             let dest = cbuf("linux.devices", &path)?;
-            if in_userns {
+            if parent_makes {
+                // An id the namespace does not map shows as the overflow id: owned by root.
+                self.steps.push(Step::AttachDevice {
+                    dest,
+                    kind,
+                    major,
+                    minor,
+                    mode,
+                    uid: host_id(&uid_maps, uid).unwrap_or(0),
+                    gid: host_id(&gid_maps, gid).unwrap_or(0),
+                });
+            } else if in_userns {
                 let source = dest.clone();
                 self.steps.push(Step::BindDevice { source, dest });
             } else {
@@ -1437,7 +1480,7 @@ fn asks_for_resources(r: &oci_spec::runtime::LinuxResources) -> bool {
 }
 
 /// The text of an id map file; no mappings means the runtime's own id as root.
-fn id_map(field: &str, maps: &[LinuxIdMapping], own_id: u32) -> Result<CBuf, PlanError> {
+pub(crate) fn id_map(field: &str, maps: &[LinuxIdMapping], own_id: u32) -> Result<CBuf, PlanError> {
     if maps.is_empty() {
         return cbuf(field, &format!("0 {own_id} 1\n"));
     }

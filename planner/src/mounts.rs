@@ -3,9 +3,9 @@
 
 use crate::{PlanError, Planner, cbuf, clean_abs, err};
 use ferrun_plans::{
-    MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
-    MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
-    MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, Namespace, Step, Target,
+    BindFrom, IdMap, MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW,
+    MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, Namespace, Step, Target,
 };
 use oci_spec::runtime::Spec;
 
@@ -25,6 +25,8 @@ enum Opt {
 pub const OPTION_NAMES: &[&str] = &[
     "defaults",
     "tmpcopyup",
+    "idmap",
+    "ridmap",
     "ro",
     "rw",
     "nosuid",
@@ -294,6 +296,7 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
         let (mut flags, mut propagation, mut attr_set, mut attr_clear, mut data) =
             (0u64, 0u64, 0u64, 0u64, Vec::new());
         let mut copy_up = false;
+        let mut idmap: Option<(bool, usize)> = None;
         for (j, o) in options.iter().enumerate() {
             match option(o) {
                 Some(Opt::Flag(true, f)) => flags |= f,
@@ -315,10 +318,12 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                     attr_set &= !a;
                 }
                 Some(Opt::CopyUp) => copy_up = true,
+                None if o == "idmap" || o == "ridmap" => idmap = Some((o == "ridmap", j)),
                 None if o.starts_with("idmap") || o.starts_with("ridmap") => {
                     return err(
                         format!("{field}.options[{j}]"),
-                        "id-mapped mounts are not supported yet",
+                        "only plain idmap and ridmap are supported: give the maps in \
+                         uidMappings and gidMappings",
                     );
                 }
                 None if o.is_empty() || o.contains(',') => {
@@ -372,6 +377,7 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
             }
             // Bind mounts take no data; the kernel ignores it.
             let _ = data;
+            let from = bind_from(p, m, &field, idmap)?;
             let (set, clear) = flags_to_attrs(flags & BIND_ATTR_FLAGS);
             // One step: the attributes are set on the detached copy before it is attached.
             steps.push(Step::BindMount {
@@ -382,9 +388,22 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                 clear,
                 rset: attr_set,
                 rclear: attr_clear,
+                from,
             });
             (attr_set, attr_clear) = (0, 0);
         } else {
+            if let Some((_, j)) = idmap {
+                return err(
+                    format!("{field}.options[{j}]"),
+                    "id-mapped mounts are for bind mounts only",
+                );
+            }
+            if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+                return err(
+                    format!("{field}.uidMappings"),
+                    "id-mapped mounts are for bind mounts only",
+                );
+            }
             let Some(typ) = typ else {
                 return err(
                     format!("{field}.type"),
@@ -438,6 +457,7 @@ pub(crate) fn plan_mounts(p: &Planner<'_>) -> Result<PlannedMounts, PlanError> {
                     clear: clear & !MOUNT_ATTR_RDONLY,
                     rset: attr_set | MOUNT_ATTR_RDONLY,
                     rclear: attr_clear & !MOUNT_ATTR_RDONLY,
+                    from: BindFrom::Child,
                 });
                 (attr_set, attr_clear) = (0, 0);
             } else {
@@ -521,6 +541,71 @@ fn defaults(parsed: &mut Vec<Parsed>, at: usize, context: Option<&str>) -> Resul
         );
     }
     Ok(())
+}
+
+/// Who opens a bind's source: the parent for an id-mapped mount (`idmap`, `ridmap`, or the
+/// mount's own maps; without those the container's user namespace's maps, as runc does), and
+/// for every bind of a new user namespace made by root, so that the host's side opens what the
+/// container's root may not reach; else the container process.
+fn bind_from(
+    p: &Planner<'_>,
+    m: &oci_spec::runtime::Mount,
+    field: &str,
+    option: Option<(bool, usize)>,
+) -> Result<BindFrom, PlanError> {
+    let (uids, gids) = (m.uid_mappings().as_ref(), m.gid_mappings().as_ref());
+    let own_maps = uids.is_some() || gids.is_some();
+    if option.is_none() && !own_maps {
+        return Ok(if p.new_ns(Namespace::User) && !p.input.host.rootless {
+            BindFrom::Parent { idmap: None }
+        } else {
+            BindFrom::Child
+        });
+    }
+    if p.input.host.rootless {
+        return err(
+            field,
+            "id-mapped mounts cannot be made by a rootless runtime",
+        );
+    }
+    let linux = p.spec.linux().as_ref();
+    let (uids, gids) = match (uids, gids) {
+        (Some(u), Some(g)) => (u.clone(), g.clone()),
+        (None, None) if p.new_ns(Namespace::User) => (
+            linux
+                .and_then(|l| l.uid_mappings().clone())
+                .unwrap_or_default(),
+            linux
+                .and_then(|l| l.gid_mappings().clone())
+                .unwrap_or_default(),
+        ),
+        (None, None) => {
+            return err(
+                field,
+                "an id-mapped mount needs uidMappings and gidMappings, or a new user \
+                 namespace whose maps it takes",
+            );
+        }
+        (Some(_), None) => {
+            return err(format!("{field}.gidMappings"), "required with uidMappings");
+        }
+        (None, Some(_)) => {
+            return err(format!("{field}.uidMappings"), "required with gidMappings");
+        }
+    };
+    if uids.is_empty() || gids.is_empty() {
+        return err(
+            format!("{field}.uidMappings"),
+            "an id-mapped mount needs at least one uid and one gid mapping",
+        );
+    }
+    Ok(BindFrom::Parent {
+        idmap: Some(IdMap {
+            uid_map: crate::id_map(&format!("{field}.uidMappings"), &uids, 0)?,
+            gid_map: crate::id_map(&format!("{field}.gidMappings"), &gids, 0)?,
+            recursive: option.is_some_and(|(recursive, _)| recursive),
+        }),
+    })
 }
 
 /// A `cgroup` mount shows the container's own cgroups: on a cgroup2-only host its cgroup2

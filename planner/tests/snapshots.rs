@@ -454,7 +454,7 @@ fn broken_variants_name_the_field() {
                 "/mounts/7",
                 json!({"destination": "/d", "source": "/d", "options": ["bind", "idmap"]}),
             )]),
-            "mounts[7].options[1]",
+            "mounts[7]",
         ),
         (
             "unknown-capability",
@@ -1123,4 +1123,45 @@ fn process_attributes_time_offsets_and_a_pids_limit_of_zero_are_steps() {
         "exec's own scheduler wins: {listing}"
     );
     settings().bind(|| insta::assert_snapshot!("exec-process-attributes", listing));
+}
+
+#[test]
+fn id_mapped_and_user_namespace_binds_are_opened_by_the_parent() {
+    let bytes = variant(&[
+        ("/linux/namespaces/9", json!({"type": "user"})),
+        (
+            "/linux/uidMappings",
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+        ),
+        (
+            "/linux/gidMappings",
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+        ),
+        (
+            "/mounts/7",
+            json!({"destination": "/d", "source": "/d", "options": ["rbind", "ridmap"]}),
+        ),
+        (
+            "/mounts/8",
+            json!({"destination": "/e", "source": "/e", "options": ["bind"],
+                   "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                   "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}),
+        ),
+        (
+            "/linux/devices",
+            json!([{"path": "/dev/foo", "type": "c", "major": 1, "minor": 3, "uid": 0, "gid": 0}]),
+        ),
+    ]);
+    let p = plan_bytes(&bytes, Options::default()).expect("plan");
+    let listing = redacted(&p.to_string());
+    assert!(
+        listing.contains("bind recursively /d on /d (opened by the parent, recursively id-mapped uid [0 100000 65536] gid [0 100000 65536])"),
+        "{listing}"
+    );
+    assert!(listing.contains("id-mapped uid [0 1000 1]"), "{listing}");
+    assert!(
+        listing.contains("attach the parent's Char 1:3 mode 0666 owner 100000:100000 on /dev/foo"),
+        "{listing}"
+    );
+    settings().bind(|| insta::assert_snapshot!("user-namespace-parent-mounts", listing));
 }

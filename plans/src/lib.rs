@@ -174,6 +174,26 @@ impl DevKind {
     }
 }
 
+/// Who opens a bind mount's source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BindFrom {
+    /// The container process, in its own mount namespace.
+    Child,
+    /// The parent, before clone, as a detached mount the process attaches: from the host's
+    /// side, so a source the container's user namespace cannot reach (a root-only directory)
+    /// still binds, and with an id mapping if `idmap` says so.
+    Parent { idmap: Option<IdMap> },
+}
+
+/// A mount's id mapping (`mount_setattr(MOUNT_ATTR_IDMAP)` with a user namespace of these
+/// maps): the `uid_map` and `gid_map` texts, and whether submounts are mapped too (`ridmap`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    pub uid_map: CBuf,
+    pub gid_map: CBuf,
+    pub recursive: bool,
+}
+
 /// What to create at a mount destination that does not exist yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
@@ -228,6 +248,9 @@ pub enum HostStep {
     /// Create the container's cgroup in every hierarchy (with its missing parents), and enable
     /// the planned controllers in the cgroup2 ancestors.
     CgroupCreate,
+    /// Open, from the host's side, the detached mounts the container steps take from the
+    /// parent (`BindMount` from `Parent`, `AttachDevice`); the process inherits their fds.
+    OpenMountTrees,
     /// `--systemd-cgroup`: ask systemd for the transient scope with the container's pid (the
     /// unit is [`Cgroups::systemd`]), and wait until its job is done.
     StartScope,
@@ -293,6 +316,21 @@ pub enum Step {
         clear: u64,
         rset: u64,
         rclear: u64,
+        /// Who opens the source.
+        from: BindFrom,
+    },
+    /// A device node the parent made (`mknod` on a tmpfs of its own, owned by the host ids
+    /// `uid`:`gid`) and opened as a detached mount, moved onto `<dest>` (made as an empty
+    /// file): a container in a user namespace cannot `mknod`, and the host need not have the
+    /// device.
+    AttachDevice {
+        dest: CBuf,
+        kind: DevKind,
+        major: u32,
+        minor: u32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
     },
     /// Bind the container's own cgroup directory of a hierarchy onto `<dest>` with the mount
     /// attributes `set`; the host path is resolved at create time.
@@ -767,6 +805,7 @@ impl Plan {
                     }
                 }
                 HostStep::Release
+                | HostStep::OpenMountTrees
                 | HostStep::LeaveTimeNamespace
                 | HostStep::CpuAffinity { .. }
                 | HostStep::DenySetgroups
@@ -815,10 +854,17 @@ impl Step {
                 f(dest);
                 data.iter().for_each(f)
             }
-            Step::BindMount { source, dest, .. } => {
+            Step::BindMount {
+                source, dest, from, ..
+            } => {
                 f(source);
-                f(dest)
+                f(dest);
+                if let BindFrom::Parent { idmap: Some(m) } = from {
+                    f(&m.uid_map);
+                    f(&m.gid_map);
+                }
             }
+            Step::AttachDevice { dest, .. } => f(dest),
             Step::BindDevice { source, dest } => {
                 f(source);
                 f(dest)

@@ -2,8 +2,8 @@
 
 use crate::flags::{RLIMITS, cap_names, clone_flag_names, mount_attr_names, mount_flag_names};
 use crate::{
-    CBuf, HostStep, IOPRIO_CLASSES, IdMapKind, MEMPOLICY_FLAGS, MEMPOLICY_MODES, Plan, SCHED_FLAGS,
-    SCHED_POLICIES, Step, Target, mask_bit_list,
+    BindFrom, CBuf, HostStep, IOPRIO_CLASSES, IdMapKind, MEMPOLICY_FLAGS, MEMPOLICY_MODES, Plan,
+    SCHED_FLAGS, SCHED_POLICIES, Step, Target, mask_bit_list,
 };
 use std::fmt::{self, Display, Formatter};
 
@@ -89,6 +89,10 @@ impl Display for HostStep {
                 clone_flag_names(*flags)
             ),
             HostStep::CgroupCreate => write!(f, "cgroup: create the container's cgroup"),
+            HostStep::OpenMountTrees => write!(
+                f,
+                "open the mounts the container takes from the parent (binds, device nodes)"
+            ),
             HostStep::StartScope => write!(
                 f,
                 "cgroup: systemd StartTransientUnit of the scope with the container's pid, wait for the job"
@@ -188,6 +192,7 @@ impl Display for Step {
                 clear,
                 rset,
                 rclear,
+                from,
             } => {
                 write!(
                     f,
@@ -196,6 +201,20 @@ impl Display for Step {
                     source.text(),
                     dest.text()
                 )?;
+                if let BindFrom::Parent { idmap } = from {
+                    write!(f, " (opened by the parent")?;
+                    if let Some(m) = idmap {
+                        let map = |b: &CBuf| b.text().trim().replace('\n', ", ");
+                        write!(
+                            f,
+                            ", {}id-mapped uid [{}] gid [{}]",
+                            if m.recursive { "recursively " } else { "" },
+                            map(&m.uid_map),
+                            map(&m.gid_map)
+                        )?;
+                    }
+                    write!(f, ")")?;
+                }
                 if set | clear != 0 {
                     write!(
                         f,
@@ -254,6 +273,20 @@ impl Display for Step {
             } => write!(
                 f,
                 "mknod {} {kind:?} {major}:{minor} mode {mode:04o} owner {uid}:{gid}",
+                dest.text()
+            ),
+            Step::AttachDevice {
+                dest,
+                kind,
+                major,
+                minor,
+                mode,
+                uid,
+                gid,
+            } => write!(
+                f,
+                "attach the parent's {kind:?} {major}:{minor} mode {mode:04o} owner {uid}:{gid} \
+                 on {}",
                 dest.text()
             ),
             Step::BindDevice { source, dest } => {

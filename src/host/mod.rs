@@ -14,3 +14,4 @@ pub mod rootless;
 pub mod sealed;
 pub mod signals;
 pub mod stdio;
+pub mod trees;

@@ -57,6 +57,7 @@ pub fn prepare(plan: &mut Plan, state_dir: &Path) -> Result<()> {
             clear: 0,
             rset: 0,
             rclear: 0,
+            from: ferrun_plans::BindFrom::Child,
         },
     );
     for s in &mut plan.steps {

@@ -207,7 +207,7 @@ pub fn features() -> String {
                 "flags": ferrun_plans::MEMPOLICY_FLAGS.map(|(name, _)| name)
             },
             "netDevices": {"enabled": true},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {"run.ferrun.version": env!("CARGO_PKG_VERSION")}
     });

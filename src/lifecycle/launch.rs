@@ -103,6 +103,8 @@ struct Launch<'a> {
     cgroups_skipped: bool,
     /// The parent's own time namespace while its children are born in the container's.
     own_time_ns: Option<std::fs::File>,
+    /// Per container step, the fd of the detached mount the parent opened for it.
+    trees: Vec<RawFd>,
 }
 
 /// The parent's fds for the clone: the sync socket pair, the exec fifo, namespaces to join.
@@ -249,6 +251,7 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
         oom_before: 0,
         cgroups_skipped,
         own_time_ns: None,
+        trees: Vec::new(),
     })
 }
 
@@ -307,6 +310,12 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
             }
             HostStep::TimeNamespace { offsets } => {
                 l.own_time_ns = Some(time_namespace_with_offsets(offsets)?);
+            }
+            HostStep::OpenMountTrees => {
+                let trees = crate::host::trees::open(&l.plan, min_fd)?;
+                l.trees = trees.by_step;
+                // Held until the clone has inherited them.
+                sync.ns_files.extend(trees.fds);
             }
             HostStep::NetDevices { devices } => {
                 let Some(path) = l.plan.before_clone.iter().find_map(|h| match h {
@@ -450,14 +459,16 @@ fn clone_child(
                 .collect()
         })
         .unwrap_or_default();
-    let prepared = Prepared::new(&l.plan).with_cgroups(
-        cgroup_dirs,
-        clone_fds.as_ref().map_or(-1, |c| c.clone_into),
-        clone_fds
-            .as_ref()
-            .map(|c| c.tasks.clone())
-            .unwrap_or_default(),
-    );
+    let prepared = Prepared::new(&l.plan)
+        .with_trees(l.trees.clone())
+        .with_cgroups(
+            cgroup_dirs,
+            clone_fds.as_ref().map_or(-1, |c| c.clone_into),
+            clone_fds
+                .as_ref()
+                .map(|c| c.tasks.clone())
+                .unwrap_or_default(),
+        );
     let prepared = match (&l.plan.cgroups, l.cgroups_skipped) {
         (Some(c), true) => prepared.with_cgroups_skipped(
             crate::cgroups::own_dirs(&c.hierarchies)

@@ -1,0 +1,286 @@
+//! The detached mounts a container takes from its parent (`HostStep::OpenMountTrees`), opened
+//! on the host's side before clone: bind sources (`open_tree`, with their attributes and, for
+//! an id-mapped mount, `MOUNT_ATTR_IDMAP` with a user namespace of the mount's maps) and the
+//! device nodes of a new user namespace (`mknod` on a private tmpfs, then `open_tree` of each
+//! node). The container process inherits the fds and only moves each tree into place.
+
+use crate::error::{Error, Result};
+use ferrun_plans::{BindFrom, CBuf, IdMap, Plan, Step};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The trees, and per container step the fd of its own (-1 for none).
+pub struct Trees {
+    pub fds: Vec<OwnedFd>,
+    pub by_step: Vec<RawFd>,
+}
+
+/// Opens every tree the plan's steps take from the parent, each above `min_fd`.
+pub fn open(plan: &Plan, min_fd: u32) -> Result<Trees> {
+    let mut trees = Trees {
+        fds: Vec::new(),
+        by_step: vec![-1; plan.steps.len()],
+    };
+    let mut userns: HashMap<(Vec<u8>, Vec<u8>), OwnedFd> = HashMap::new();
+    let mut devices: Option<OwnedFd> = None;
+    for (i, step) in plan.steps.iter().enumerate() {
+        let tree = match step {
+            Step::BindMount {
+                source,
+                recursive,
+                set,
+                clear,
+                rset,
+                rclear,
+                from: BindFrom::Parent { idmap },
+                ..
+            } => {
+                let what = || format!("bind {}", source.text());
+                let tree = open_tree(libc::AT_FDCWD, source, *recursive)
+                    .map_err(|e| Error(format!("{}: open it from the host's side: {e}", what())))?;
+                if let Some(m) = idmap {
+                    let key = (m.uid_map.bytes().to_vec(), m.gid_map.bytes().to_vec());
+                    if !userns.contains_key(&key) {
+                        userns.insert(key.clone(), user_namespace(m)?);
+                    }
+                    let ns = userns.get(&key).map_or(-1, |f| f.as_raw_fd());
+                    setattr(&tree, m.recursive, MOUNT_ATTR_IDMAP, 0, ns).map_err(|e| {
+                        let hint = if e.raw_os_error() == Some(libc::EINVAL) {
+                            " (does this filesystem support id-mapped mounts?)"
+                        } else {
+                            ""
+                        };
+                        Error(format!("{}: id-map it: {e}{hint}", what()))
+                    })?;
+                }
+                if rset | rclear != 0 {
+                    setattr(&tree, true, *rset, *rclear, 0)
+                        .map_err(|e| Error(format!("{}: {e}", what())))?;
+                }
+                if set | clear != 0 {
+                    setattr(&tree, false, *set, *clear, 0)
+                        .map_err(|e| Error(format!("{}: {e}", what())))?;
+                }
+                tree
+            }
+            Step::AttachDevice {
+                dest,
+                kind,
+                major,
+                minor,
+                mode,
+                uid,
+                gid,
+            } => {
+                let what = || format!("linux.devices: {}", dest.text());
+                if devices.is_none() {
+                    devices = Some(private_tmpfs().map_err(|e| {
+                        Error(format!("{}: a tmpfs for the device nodes: {e}", what()))
+                    })?);
+                }
+                let dir = devices.as_ref().map_or(-1, |d| d.as_raw_fd());
+                let name = CString::new(i.to_string()).map_err(|_| Error("name".into()))?;
+                // SAFETY: plain syscalls on our tmpfs with a NUL-terminated name.
+                let made = unsafe {
+                    libc::mknodat(
+                        dir,
+                        name.as_ptr(),
+                        kind.mode_bits() | (mode & 0o7777),
+                        libc::makedev(*major, *minor),
+                    ) == 0
+                        && libc::fchmodat(dir, name.as_ptr(), mode & 0o7777, 0) == 0
+                        && libc::fchownat(dir, name.as_ptr(), *uid, *gid, 0) == 0
+                };
+                if !made {
+                    return Err(Error(format!(
+                        "{}: make the node: {}",
+                        what(),
+                        std::io::Error::last_os_error()
+                    )));
+                }
+                let tree =
+                    open_tree_at(dir, &name).map_err(|e| Error(format!("{}: {e}", what())))?;
+                // A node of the container's own, yet nothing on it may run or gain privilege.
+                setattr(
+                    &tree,
+                    false,
+                    ferrun_plans::MOUNT_ATTR_NOSUID | ferrun_plans::MOUNT_ATTR_NOEXEC,
+                    0,
+                    0,
+                )
+                .map_err(|e| Error(format!("{}: {e}", what())))?;
+                tree
+            }
+            _ => continue,
+        };
+        let tree = crate::host::fd::above(tree, min_fd)?;
+        trees.by_step[i] = tree.as_raw_fd();
+        trees.fds.push(tree);
+    }
+    Ok(trees)
+}
+
+const OPEN_TREE_CLONE: u32 = 1;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+fn open_tree(dir: RawFd, path: &CBuf, recursive: bool) -> std::io::Result<OwnedFd> {
+    let rec = if recursive {
+        libc::AT_RECURSIVE as u32
+    } else {
+        0
+    };
+    // SAFETY: a NUL-terminated path; the kernel returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            dir,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn open_tree_at(dir: RawFd, name: &CString) -> std::io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated name below our tmpfs; a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            dir,
+            name.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn setattr(
+    tree: &OwnedFd,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+    userns: RawFd,
+) -> std::io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: if userns >= 0 { userns as u64 } else { 0 },
+    };
+    let flags = libc::AT_EMPTY_PATH as u32
+        | if recursive {
+            libc::AT_RECURSIVE as u32
+        } else {
+            0
+        };
+    // SAFETY: mount_setattr on our fd with a valid mount_attr of its size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A tmpfs of our own, attached nowhere (`fsopen`, `fsmount`): the device nodes are made on it.
+fn private_tmpfs() -> std::io::Result<OwnedFd> {
+    const FSCONFIG_SET_STRING: u32 = 1;
+    const FSCONFIG_CMD_CREATE: u32 = 6;
+    // SAFETY: the new mount API on our own fds and NUL-terminated constants.
+    unsafe {
+        // FSOPEN_CLOEXEC and FSMOUNT_CLOEXEC are both 1.
+        let fs = libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), 1u32);
+        if fs < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fs = OwnedFd::from_raw_fd(fs as RawFd);
+        let set = libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            c"mode".as_ptr(),
+            c"700".as_ptr(),
+            0,
+        );
+        let made = libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        );
+        if set < 0 || made < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mnt = libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), 1u32, 0);
+        if mnt < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(mnt as RawFd))
+    }
+}
+
+/// A user namespace with `m`'s maps, for `MOUNT_ATTR_IDMAP`: a forked helper unshares it and
+/// waits while its maps are written through ferrun's procfs and the namespace is opened, then
+/// exits.
+fn user_namespace(m: &IdMap) -> Result<OwnedFd> {
+    let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| Error(format!("pipe: {e}")))?;
+    let (done_r, done_w) = nix::unistd::pipe().map_err(|e| Error(format!("pipe: {e}")))?;
+    // SAFETY: before clone the runtime has one thread; the child makes only raw syscalls.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error(format!(
+            "fork the id map helper: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    if pid == 0 {
+        // SAFETY: async-signal-safe calls only, then _exit.
+        unsafe {
+            let ok: u8 = u8::from(libc::unshare(libc::CLONE_NEWUSER) == 0);
+            libc::write(ready_w.as_raw_fd(), (&ok as *const u8).cast(), 1);
+            let mut b = 0u8;
+            libc::close(done_w.as_raw_fd());
+            libc::read(done_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    drop(ready_w);
+    drop(done_r);
+    let result = (|| {
+        let mut ok = [0u8];
+        let n = nix::unistd::read(&ready_r, &mut ok).unwrap_or(0);
+        if n != 1 || ok[0] != 1 {
+            return Err(Error(
+                "the id map helper could not make a user namespace".into(),
+            ));
+        }
+        let proc = crate::host::procfs::ProcFs::open()?;
+        proc.write(&format!("{pid}/uid_map"), m.uid_map.bytes())?;
+        proc.write(&format!("{pid}/gid_map"), m.gid_map.bytes())?;
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            .map_err(|e| Error(format!("open the id map's user namespace: {e}")))?;
+        Ok(OwnedFd::from(ns))
+    })();
+    drop(done_w);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    result
+}
