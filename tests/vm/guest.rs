@@ -133,6 +133,10 @@ pub fn main() {
             "syscalls_of_one_run_cgroupfs_and_systemd",
             syscalls_of_a_run,
         ),
+        (
+            "spec_1_3_pids_zero_scheduler_and_time_offsets",
+            spec_1_3_on_cgroup2,
+        ),
         ("nothing_left_behind", nothing_left_behind),
         (
             "selinux_label_and_mount_label",
@@ -597,6 +601,92 @@ fn syscalls_of_a_run() {
             .map(|t| t.2)
     };
     assert!(of("ferrun") < of("crun"), "{totals:?}");
+}
+
+/// Spec 1.3 on pure cgroup v2: a pids limit of 0 with the cgroupfs driver (the clone is born in
+/// the cgroup before the limit) and with systemd's scope (`TasksMax=0`), SCHED_FIFO (no RT
+/// group budget on v2) and time namespace offsets on 6.1.
+fn spec_1_3_on_cgroup2() {
+    let script = "read m < /sys/fs/cgroup/pids.max; echo max=$m; /bin/true; echo forked";
+    let mut b = bundle(script, json!({"pids": {"limit": 0}}));
+    b.edit(|c| c["process"]["args"] = json!(["sh", "-c", script]));
+    let bundle_path = b.path().to_string_lossy().into_owned();
+    let root = b.state_root().to_string_lossy().into_owned();
+    let ferrun = runtime_bin("ferrun");
+    let o = run(
+        &ferrun,
+        &["--root", &root, "run", "--bundle", &bundle_path, "zero"],
+    );
+    let out = text(&o);
+    assert!(
+        out.contains("max=0") && !out.contains("forked"),
+        "cgroupfs: {out}"
+    );
+    assert!(out.contains("can't fork"), "cgroupfs: {out}");
+
+    let id = "pids-zero";
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("ferrun-test.slice:ferrun:{id}")));
+    let _cleanup = Cleanup(
+        [
+            ferrun.as_str(),
+            "--systemd-cgroup",
+            "--root",
+            &root,
+            "delete",
+            "--force",
+            id,
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let o = run(
+        &ferrun,
+        &[
+            "--systemd-cgroup",
+            "--root",
+            &root,
+            "run",
+            "--bundle",
+            &bundle_path,
+            id,
+        ],
+    );
+    let out = text(&o);
+    assert!(
+        out.contains("max=0") && !out.contains("forked"),
+        "systemd: {out}"
+    );
+
+    let stat = "read l < /proc/$$/stat; echo \"$l\"; cat /proc/uptime";
+    let mut b = bundle(stat, json!({}));
+    b.edit(|c| {
+        c["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 7});
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("ns")
+            .push(json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 864000}});
+    });
+    let out = sh_with("ferrun", &mut b, stat);
+    let fields: Vec<&str> = out
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit_once(')'))
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // proc(5): rt_priority is field 40, policy 41 (counted from pid = 1).
+    assert_eq!(fields.get(37).copied(), Some("7"), "{out}");
+    assert_eq!(fields.get(38).copied(), Some("1"), "SCHED_FIFO: {out}");
+    let uptime: f64 = out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0.0);
+    assert!(uptime >= 864000.0, "boottime offset: {out}");
+    note(&format!(
+        "spec 1.3 on cgroup2: pids 0 both drivers, FIFO 7, uptime {uptime:.0}"
+    ));
 }
 
 fn runtime_bin(rt: &str) -> String {

@@ -36,6 +36,9 @@ pub fn unit_properties(writes: &[CgroupWrite], v2: u8) -> Vec<UnitProperty> {
             "memory.low" => "MemoryLow",
             "memory.min" => "MemoryMin",
             "memory.swap.max" => "MemorySwapMax",
+            // systemd refuses TasksMax=0 ("out of range"): a limit of 0 is written into the
+            // delegated cgroup once the scope exists, and only there.
+            "pids.max" if v == "0" => continue,
             "pids.max" => "TasksMax",
             "cpu.weight" => "CPUWeight",
             "cpu.max" => {
@@ -164,6 +167,12 @@ mod tests {
                 "AllowedCPUs=0302",
             ]
         );
+    }
+
+    #[test]
+    fn a_pids_limit_of_zero_is_no_tasks_max() {
+        // systemd refuses TasksMax=0; the write into the delegated cgroup sets it.
+        assert!(unit_properties(&[w("pids.max", "0")], 0).is_empty());
     }
 
     #[test]
