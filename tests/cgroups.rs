@@ -533,6 +533,15 @@ fn delete_force_of_a_container_an_ancestor_froze_kills_it_and_leaves_the_ancesto
     );
     assert!(b.leftover_state().is_empty());
     assert!(!freezer.join("ctr").exists());
+
+    // Paused by ferrun, then its ancestor frozen too.
+    b.run_detached("both", &[]);
+    ok(&b.ferrun(&["pause", "both"]));
+    std::fs::write(freezer.join("freezer.state"), "FROZEN").expect("freeze the parent");
+    let o = b.ferrun(&["delete", "--force", "both"]);
+    std::fs::write(freezer.join("freezer.state"), "THAWED").expect("thaw the parent");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(b.leftover_state().is_empty());
     for d in cgroup_dirs(&parent) {
         let _ = std::fs::remove_dir(d);
     }

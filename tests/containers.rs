@@ -1066,6 +1066,42 @@ fn id_mapped_bind_mounts_show_the_mapped_owner() {
         }));
     });
     assert_eq!(b.sh("stat -c %u:%g /mapped/f").trim(), "1000:1001");
+
+    // The parent's copy of a shared mount is no peer of the host's: what the container mounts
+    // under it stays in the container.
+    let shared = b.path().join("shared");
+    std::fs::create_dir_all(&shared).expect("mkdir");
+    let sh = |cmd: &str| {
+        let o = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .output()
+            .expect("sh");
+        assert!(
+            o.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let shared_s = shared.to_str().expect("utf-8").to_string();
+    sh(&format!(
+        "mount -t tmpfs tmpfs {shared_s} && mount --make-shared {shared_s} && mkdir {shared_s}/sub"
+    ));
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().expect("mounts");
+        let last = m.len() - 1;
+        m[last]["source"] = json!(shared);
+        let caps = ["CAP_SYS_ADMIN"];
+        c["process"]["capabilities"]["bounding"] = json!(caps);
+        c["process"]["capabilities"]["effective"] = json!(caps);
+        c["process"]["capabilities"]["permitted"] = json!(caps);
+    });
+    let out = b.sh("mount -t tmpfs none /mapped/sub && touch /mapped/sub/inside && echo mounted");
+    let leaked = std::fs::read_dir(shared.join("sub"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    sh(&format!("umount -l {shared_s}"));
+    assert!(out.contains("mounted"), "{out}");
+    assert_eq!(leaked, 0, "a mount made in the container reached the host");
     // Without maps, and without a user namespace to take them from: refused by name.
     b.edit(|c| {
         let m = c["mounts"].as_array_mut().expect("mounts");

@@ -294,19 +294,37 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 clear,
                 rset,
                 rclear,
-                from: ferrun_plans::BindFrom::Child,
+                from:
+                    from @ (ferrun_plans::BindFrom::Child | ferrun_plans::BindFrom::ChildElseParent),
             } => {
-                let target = target_fd(ctx, dest, Target::LikeSource, Some(source))?;
+                let parent_copy = prepared.tree(ctx.step);
+                let fallback = *from == ferrun_plans::BindFrom::ChildElseParent && parent_copy >= 0;
+                let target = match target_fd(ctx, dest, Target::LikeSource, Some(source)) {
+                    Err(libc::EACCES | libc::EPERM) if fallback => {
+                        target_fd_of_tree(ctx, dest, parent_copy)?
+                    }
+                    other => other?,
+                };
                 check_not_in_proc(target.0, dest)?;
                 // Only a procfs may cover /proc (the masks and read-only paths go on it next).
                 let procfs_only = dest.bytes() == b"/proc";
-                bind_tree(
+                match bind_tree(
                     source.as_ptr(),
                     target.0,
                     (*recursive, procfs_only),
                     (*set, *clear),
                     (*rset, *rclear),
-                )
+                ) {
+                    // Out of the container root's reach: the copy the parent opened, with the
+                    // same attributes, from the host's side.
+                    Err(libc::EACCES | libc::EPERM) if fallback => {
+                        if procfs_only && !crate::fs::is_procfs_root(parent_copy)? {
+                            return Err(crate::E_NOT_PROCFS);
+                        }
+                        move_tree(parent_copy, target.0)
+                    }
+                    other => other,
+                }
             }
             Step::JoinCgroup { hierarchy } => {
                 let fd = prepared.cgroup_tasks(*hierarchy);
@@ -953,6 +971,9 @@ fn console(ctx: &Ctx<'_>) -> Result<(), i32> {
     if st.st_mode & libc::S_IFMT == libc::S_IFLNK || st.st_mode & libc::S_IFMT == libc::S_IFDIR {
         return Err(libc::ELOOP);
     }
+    if crate::fs::on_procfs(target.0)? {
+        return Err(crate::E_INSIDE_PROC);
+    }
     const OPEN_TREE_CLONE: u32 = 1;
     const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
     const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
@@ -1194,8 +1215,16 @@ struct RawSchedAttr {
 }
 
 fn sched_setattr(a: &ferrun_plans::SchedAttr) -> Result<(), i32> {
+    // SCHED_FLAG_UTIL_CLAMP_MIN | _MAX: only then the clamps (and the larger size, which
+    // kernels before 5.3 refuse) are passed.
+    const UTIL_CLAMP: u64 = 0x20 | 0x40;
+    let clamps = a.flags & UTIL_CLAMP != 0;
     let raw = RawSchedAttr {
-        size: std::mem::size_of::<RawSchedAttr>() as u32,
+        size: if clamps {
+            std::mem::size_of::<RawSchedAttr>() as u32
+        } else {
+            48
+        },
         policy: a.policy,
         flags: a.flags,
         nice: a.nice,
@@ -1203,8 +1232,8 @@ fn sched_setattr(a: &ferrun_plans::SchedAttr) -> Result<(), i32> {
         runtime: a.runtime,
         deadline: a.deadline,
         period: a.period,
-        util_min: u32::MAX,
-        util_max: u32::MAX,
+        util_min: if clamps { u32::MAX } else { 0 },
+        util_max: if clamps { u32::MAX } else { 0 },
     };
     // SAFETY: the kernel reads `size` bytes of our struct.
     check(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw as *const RawSchedAttr, 0) })

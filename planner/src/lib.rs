@@ -436,16 +436,11 @@ impl<'a> Planner<'a> {
         })
     }
 
-    /// `process.execCPUAffinity` of an exec'd process (else the container's): the parent runs
-    /// on the initial CPUs when it clones, the process moves to the final ones once it is in
-    /// the container's cgroups; without a final set the kernel's stays (the spec's rule).
+    /// `process.execCPUAffinity` of an exec'd process: the parent runs on the initial CPUs
+    /// when it clones, the process moves to the final ones once it is in the container's
+    /// cgroups; without a final set the kernel's stays (the spec's rule).
     fn exec_cpu_affinity(&mut self, process: &oci_spec::runtime::Process) -> Result<(), PlanError> {
-        let container = self.spec.process().as_ref();
-        let Some(a) = process
-            .exec_cpu_affinity()
-            .as_ref()
-            .or(container.and_then(|c| c.exec_cpu_affinity().as_ref()))
-        else {
+        let Some(a) = process.exec_cpu_affinity() else {
             return Ok(());
         };
         let field = "process.execCPUAffinity";
@@ -559,7 +554,8 @@ impl<'a> Planner<'a> {
             matches!(
                 s,
                 Step::BindMount {
-                    from: ferrun_plans::BindFrom::Parent { .. },
+                    from: ferrun_plans::BindFrom::Parent { .. }
+                        | ferrun_plans::BindFrom::ChildElseParent,
                     ..
                 } | Step::AttachDevice { .. }
             )

@@ -544,9 +544,9 @@ fn defaults(parsed: &mut Vec<Parsed>, at: usize, context: Option<&str>) -> Resul
 }
 
 /// Who opens a bind's source: the parent for an id-mapped mount (`idmap`, `ridmap`, or the
-/// mount's own maps; without those the container's user namespace's maps, as runc does), and
-/// for every bind of a new user namespace made by root, so that the host's side opens what the
-/// container's root may not reach; else the container process.
+/// mount's own maps; without those the container's user namespace's maps, as runc does); in
+/// a new user namespace made by root, the container process, else the parent's copy where its
+/// root may not reach the source; otherwise the container process.
 fn bind_from(
     p: &Planner<'_>,
     m: &oci_spec::runtime::Mount,
@@ -557,7 +557,7 @@ fn bind_from(
     let own_maps = uids.is_some() || gids.is_some();
     if option.is_none() && !own_maps {
         return Ok(if p.new_ns(Namespace::User) && !p.input.host.rootless {
-            BindFrom::Parent { idmap: None }
+            BindFrom::ChildElseParent
         } else {
             BindFrom::Child
         });
@@ -600,11 +600,11 @@ fn bind_from(
         );
     }
     Ok(BindFrom::Parent {
-        idmap: Some(IdMap {
+        idmap: IdMap {
             uid_map: crate::id_map(&format!("{field}.uidMappings"), &uids, 0)?,
             gid_map: crate::id_map(&format!("{field}.gidMappings"), &gids, 0)?,
             recursive: option.is_some_and(|(recursive, _)| recursive),
-        }),
+        },
     })
 }
 

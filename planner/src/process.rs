@@ -133,20 +133,11 @@ pub(crate) fn plan_process(p: &mut Planner<'_>, process: &Process) -> Result<(),
         });
     }
     // The kernel keeps these across execve; set while every capability is still held. An
-    // exec'd process without its own takes the container's (runc's rule).
-    let container = p.spec.process().as_ref();
-    if let Some(s) = process
-        .scheduler()
-        .as_ref()
-        .or(container.and_then(|c| c.scheduler().as_ref()))
-    {
+    // exec'd process has its own (`exec` without --process copies the container's).
+    if let Some(s) = process.scheduler() {
         p.steps.push(crate::attributes::scheduler(s)?);
     }
-    if let Some(io) = process
-        .io_priority()
-        .as_ref()
-        .or(container.and_then(|c| c.io_priority().as_ref()))
-    {
+    if let Some(io) = process.io_priority() {
         p.steps
             .push(crate::attributes::io_priority(io.class(), io.priority())?);
     }

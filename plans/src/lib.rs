@@ -179,10 +179,12 @@ impl DevKind {
 pub enum BindFrom {
     /// The container process, in its own mount namespace.
     Child,
-    /// The parent, before clone, as a detached mount the process attaches: from the host's
-    /// side, so a source the container's user namespace cannot reach (a root-only directory)
-    /// still binds, and with an id mapping if `idmap` says so.
-    Parent { idmap: Option<IdMap> },
+    /// The parent, before clone, as a detached mount with the id mapping, which the process
+    /// attaches (runc's way for id-mapped mounts).
+    Parent { idmap: IdMap },
+    /// The container process, unless its user namespace may not reach the source (a root-only
+    /// directory): then a copy the parent opened from the host's side, as crun does.
+    ChildElseParent,
 }
 
 /// A mount's id mapping (`mount_setattr(MOUNT_ATTR_IDMAP)` with a user namespace of these
@@ -859,7 +861,7 @@ impl Step {
             } => {
                 f(source);
                 f(dest);
-                if let BindFrom::Parent { idmap: Some(m) } = from {
+                if let BindFrom::Parent { idmap: m } = from {
                     f(&m.uid_map);
                     f(&m.gid_map);
                 }

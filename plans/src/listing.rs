@@ -201,19 +201,22 @@ impl Display for Step {
                     source.text(),
                     dest.text()
                 )?;
-                if let BindFrom::Parent { idmap } = from {
-                    write!(f, " (opened by the parent")?;
-                    if let Some(m) = idmap {
+                match from {
+                    BindFrom::Child => {}
+                    BindFrom::Parent { idmap: m } => {
                         let map = |b: &CBuf| b.text().trim().replace('\n', ", ");
                         write!(
                             f,
-                            ", {}id-mapped uid [{}] gid [{}]",
+                            " (opened by the parent, {}id-mapped uid [{}] gid [{}])",
                             if m.recursive { "recursively " } else { "" },
                             map(&m.uid_map),
                             map(&m.gid_map)
                         )?;
                     }
-                    write!(f, ")")?;
+                    BindFrom::ChildElseParent => write!(
+                        f,
+                        " (else the parent's copy, if the source is out of reach)"
+                    )?,
                 }
                 if set | clear != 0 {
                     write!(

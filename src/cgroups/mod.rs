@@ -599,8 +599,15 @@ impl Cgroup {
         if state(dir).trim() == "THAWED" {
             return Ok(());
         }
+        let parent_frozen = std::fs::read_to_string(dir.join("freezer.parent_freezing"))
+            .is_ok_and(|s| s.trim() == "1");
         if self.is_frozen() {
-            self.set_frozen(false)?;
+            if parent_frozen {
+                // It cannot read THAWED while the ancestor holds it: no waiting for that.
+                let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+            } else {
+                self.set_frozen(false)?;
+            }
         }
         if state(dir).trim() == "THAWED" {
             return Ok(());
@@ -677,10 +684,8 @@ impl Cgroup {
             && self.created[i]
             && std::fs::write(self.dirs[i].join("cgroup.kill"), "1").is_ok()
         {
-            // A v1 freezer (hybrid host) still holds frozen tasks: thaw them, so they die.
-            if self.is_frozen() {
-                let _ = self.set_frozen(false);
-            }
+            // A v1 freezer (hybrid host) still holds frozen tasks: let them go, so they die.
+            let _ = self.release_frozen_for_kill();
             return Ok(());
         }
         let freeze = sig == libc::SIGKILL && self.freezer().is_some() && !self.is_frozen();
@@ -691,9 +696,9 @@ impl Cgroup {
             // SAFETY: plain kill of a process in the container's cgroup.
             unsafe { libc::kill(pid, sig) };
         }
-        if freeze || (sig == libc::SIGKILL && self.is_frozen()) {
-            // A frozen task cannot die: thaw so the signal is delivered.
-            let _ = self.set_frozen(false);
+        if sig == libc::SIGKILL {
+            // A frozen task cannot die: thaw (or, under a frozen ancestor, move) it.
+            let _ = self.release_frozen_for_kill();
         }
         Ok(())
     }

@@ -67,8 +67,15 @@ fn move_one(host: &str, name: &str, target: &Target<'_>) -> Result<()> {
     }
     let inside = (|| {
         let rtnl = Rtnl::open()?;
-        let index = if_index(name)
-            .ok_or_else(|| Error(format!("{name} is not in the container after the move")))?;
+        // A template (`eth%d`) names the device only once the kernel has picked a number;
+        // its index usually stays the same across the move.
+        let found = if name.contains('%') {
+            if_name(index).map(|_| index)
+        } else {
+            if_index(name)
+        };
+        let index =
+            found.ok_or_else(|| Error(format!("{name} is not in the container after the move")))?;
         for mut a in addresses {
             a.header.index = index;
             rtnl.request(
@@ -90,6 +97,21 @@ fn move_one(host: &str, name: &str, target: &Target<'_>) -> Result<()> {
         )));
     }
     inside
+}
+
+fn if_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname needs.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into our buffer.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 fn if_index(name: &str) -> Option<u32> {

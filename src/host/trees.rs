@@ -1,8 +1,13 @@
 //! The detached mounts a container takes from its parent (`HostStep::OpenMountTrees`), opened
 //! on the host's side before clone: bind sources (`open_tree`, with their attributes and, for
 //! an id-mapped mount, `MOUNT_ATTR_IDMAP` with a user namespace of the mount's maps) and the
-//! device nodes of a new user namespace (`mknod` on a private tmpfs, then `open_tree` of each
-//! node). The container process inherits the fds and only moves each tree into place.
+//! device nodes of a new user namespace (`mknod` on a tmpfs, then `open_tree` of each node).
+//! The container process inherits the fds and only moves each tree into place.
+//!
+//! The work is done in a private copy of the parent's mount namespace, left before clone: the
+//! copies belong to no peer group of the host's (nothing the container mounts under them
+//! propagates back), and the tmpfs is attached there, since kernels before 6.15 clone only
+//! from attached mounts.
 
 use crate::error::{Error, Result};
 use ferrun_plans::{BindFrom, CBuf, IdMap, Plan, Step};
@@ -18,6 +23,7 @@ pub struct Trees {
 
 /// Opens every tree the plan's steps take from the parent, each above `min_fd`.
 pub fn open(plan: &Plan, min_fd: u32) -> Result<Trees> {
+    let _private = PrivateMounts::enter()?;
     let mut trees = Trees {
         fds: Vec::new(),
         by_step: vec![-1; plan.steps.len()],
@@ -33,12 +39,25 @@ pub fn open(plan: &Plan, min_fd: u32) -> Result<Trees> {
                 clear,
                 rset,
                 rclear,
-                from: BindFrom::Parent { idmap },
+                from: from @ (BindFrom::Parent { .. } | BindFrom::ChildElseParent),
                 ..
             } => {
+                let idmap = match from {
+                    BindFrom::Parent { idmap } => Some(idmap),
+                    _ => None,
+                };
                 let what = || format!("bind {}", source.text());
-                let tree = open_tree(libc::AT_FDCWD, source, *recursive)
-                    .map_err(|e| Error(format!("{}: open it from the host's side: {e}", what())))?;
+                let tree = match open_tree(libc::AT_FDCWD, source, *recursive) {
+                    Ok(t) => t,
+                    // Only a fallback: the container process reports what is wrong.
+                    Err(_) if idmap.is_none() => continue,
+                    Err(e) => {
+                        return Err(Error(format!(
+                            "{}: open it from the host's side: {e}",
+                            what()
+                        )));
+                    }
+                };
                 if let Some(m) = idmap {
                     let key = (m.uid_map.bytes().to_vec(), m.gid_map.bytes().to_vec());
                     if !userns.contains_key(&key) {
@@ -75,7 +94,7 @@ pub fn open(plan: &Plan, min_fd: u32) -> Result<Trees> {
             } => {
                 let what = || format!("linux.devices: {}", dest.text());
                 if devices.is_none() {
-                    devices = Some(private_tmpfs().map_err(|e| {
+                    devices = Some(attached_tmpfs().map_err(|e| {
                         Error(format!("{}: a tmpfs for the device nodes: {e}", what()))
                     })?);
                 }
@@ -119,6 +138,53 @@ pub fn open(plan: &Plan, min_fd: u32) -> Result<Trees> {
         trees.fds.push(tree);
     }
     Ok(trees)
+}
+
+/// The parent in a private copy of its mount namespace until dropped; then back in its own,
+/// in the directory it was in.
+struct PrivateMounts {
+    own: std::fs::File,
+    cwd: std::fs::File,
+}
+
+impl PrivateMounts {
+    fn enter() -> Result<PrivateMounts> {
+        let err = |what: &str, e: std::io::Error| Error(format!("{what}: {e}"));
+        let own = std::fs::File::open("/proc/thread-self/ns/mnt")
+            .map_err(|e| err("open our mount namespace", e))?;
+        let cwd = std::fs::File::open(".").map_err(|e| err("open our working directory", e))?;
+        // SAFETY: unshare and mount take plain values; before clone there is one thread.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(err(
+                    "a private mount namespace",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            let back = PrivateMounts { own, cwd };
+            if libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(err("make it private", std::io::Error::last_os_error()));
+            }
+            Ok(back)
+        }
+    }
+}
+
+impl Drop for PrivateMounts {
+    fn drop(&mut self) {
+        // SAFETY: back into our own namespace and directory through fds we hold.
+        unsafe {
+            libc::setns(self.own.as_raw_fd(), libc::CLONE_NEWNS);
+            libc::fchdir(self.cwd.as_raw_fd());
+        }
+    }
 }
 
 const OPEN_TREE_CLONE: u32 = 1;
@@ -199,8 +265,36 @@ fn setattr(
     Ok(())
 }
 
-/// A tmpfs of our own, attached nowhere (`fsopen`, `fsmount`): the device nodes are made on it.
-fn private_tmpfs() -> std::io::Result<OwnedFd> {
+/// A tmpfs of our own (`fsopen`, `fsmount`), attached over `/tmp` of the private mount
+/// namespace, opened as the directory the device nodes are made in.
+fn attached_tmpfs() -> std::io::Result<OwnedFd> {
+    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+    let mnt = detached_tmpfs()?;
+    // SAFETY: move_mount of our fd onto a path of the private namespace, then an open.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c"/tmp".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        let dir = libc::open(
+            c"/tmp".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if dir < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(dir))
+    }
+}
+
+fn detached_tmpfs() -> std::io::Result<OwnedFd> {
     const FSCONFIG_SET_STRING: u32 = 1;
     const FSCONFIG_CMD_CREATE: u32 = 6;
     // SAFETY: the new mount API on our own fds and NUL-terminated constants.

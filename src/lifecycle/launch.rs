@@ -309,7 +309,9 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
                     .ctx(|| format!("join {} namespace {}", ns.oci_name(), path.text()))?;
             }
             HostStep::TimeNamespace { offsets } => {
-                l.own_time_ns = Some(time_namespace_with_offsets(offsets)?);
+                // Above the preserved fds: a gap among them must not pass it to the container.
+                let own = above(OwnedFd::from(time_namespace_with_offsets(offsets)?), min_fd)?;
+                l.own_time_ns = Some(std::fs::File::from(own));
             }
             HostStep::OpenMountTrees => {
                 let trees = crate::host::trees::open(&l.plan, min_fd)?;

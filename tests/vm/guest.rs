@@ -684,8 +684,36 @@ fn spec_1_3_on_cgroup2() {
         .and_then(|u| u.parse().ok())
         .unwrap_or(0.0);
     assert!(uptime >= 864000.0, "boottime offset: {out}");
+
+    // Root making a user namespace on 6.1: the device node the host lacks is made by the
+    // parent (on a tmpfs attached in a private mount namespace: 6.1 clones only attached
+    // mounts), and a source under a root-only directory is the parent's copy.
+    let mut b = Bundle::new(&[]);
+    let secret = b.path().join("secret");
+    std::fs::create_dir_all(secret.join("sub")).expect("mkdir");
+    std::fs::write(secret.join("sub/f"), "inside\n").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    b.edit(|c| {
+        common::user_namespace(c, 100000, 100000);
+        let mounts = c["mounts"].as_array_mut().expect("mounts");
+        mounts.retain(|m| m["destination"] != "/sys" && m["destination"] != "/sys/fs/cgroup");
+        mounts.push(json!({"destination": "/data", "type": "bind",
+                           "source": secret.join("sub"), "options": ["rbind", "ro"]}));
+        c["linux"]["devices"] = json!([{"path": "/dev/ferrun-test-null", "type": "c",
+            "major": 1, "minor": 3, "fileMode": 438, "uid": 0, "gid": 0}]);
+    });
+    let out = sh_with(
+        "ferrun",
+        &mut b,
+        "cat /data/f; stat -c '%t:%T' /dev/ferrun-test-null; echo x > /dev/ferrun-test-null && echo wrote",
+    );
+    assert!(
+        out.contains("inside") && out.contains("1:3") && out.contains("wrote"),
+        "{out}"
+    );
     note(&format!(
-        "spec 1.3 on cgroup2: pids 0 both drivers, FIFO 7, uptime {uptime:.0}"
+        "spec 1.3 on cgroup2: pids 0 both drivers, FIFO 7, uptime {uptime:.0}, userns device and source"
     ));
 }
 
