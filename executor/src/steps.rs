@@ -280,10 +280,10 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 }
                 move_tree(tree, target.0)
             }
-            Step::AttachDevice { dest, .. } => {
-                ensure_file(ctx.rootfd, dest.bytes_with_nul())?;
-                let fd = existing(ctx, dest)?;
-                check_not_in_proc(fd.0, dest)?;
+            Step::AttachDevice(n) => {
+                ensure_file(ctx.rootfd, n.dest.bytes_with_nul())?;
+                let fd = existing(ctx, &n.dest)?;
+                check_not_in_proc(fd.0, &n.dest)?;
                 move_tree(prepared.tree(ctx.step), fd.0)
             }
             Step::BindMount {
@@ -421,17 +421,9 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                     };
                 mount_setattr(fd.0, c"".as_ptr(), flags, *set, *clear)
             }
-            Step::MkNod {
-                dest,
-                kind,
-                major,
-                minor,
-                mode,
-                uid,
-                gid,
-            } => with_parent(ctx.rootfd, dest.bytes_with_nul(), |dir, name| {
-                let dev = libc::makedev(*major, *minor);
-                let r = libc::mknodat(dir, name, kind.mode_bits() | (mode & 0o7777), dev);
+            Step::MkNod(n) => with_parent(ctx.rootfd, n.dest.bytes_with_nul(), |dir, name| {
+                let dev = libc::makedev(n.major, n.minor);
+                let r = libc::mknodat(dir, name, n.kind.mode_bits() | (n.mode & 0o7777), dev);
                 if r < 0 {
                     return if errno() == libc::EEXIST {
                         Ok(())
@@ -442,8 +434,8 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
                 ok(libc::fchownat(
                     dir,
                     name,
-                    *uid,
-                    *gid,
+                    n.uid,
+                    n.gid,
                     libc::AT_SYMLINK_NOFOLLOW,
                 ))
             }),

@@ -1199,30 +1199,31 @@ impl<'a> Planner<'a> {
         };
         for (path, kind, major, minor, mode, uid, gid) in devices {
             let dest = cbuf("linux.devices", &path)?;
+            let node = ferrun_plans::DeviceNode {
+                dest,
+                kind,
+                major,
+                minor,
+                mode,
+                uid,
+                gid,
+            };
             if parent_makes {
                 // An id the namespace does not map shows as the overflow id: owned by root.
-                self.steps.push(Step::AttachDevice {
-                    dest,
-                    kind,
-                    major,
-                    minor,
-                    mode,
-                    uid: host_id(&uid_maps, uid).unwrap_or(0),
-                    gid: host_id(&gid_maps, gid).unwrap_or(0),
-                });
+                self.steps
+                    .push(Step::AttachDevice(ferrun_plans::DeviceNode {
+                        uid: host_id(&uid_maps, uid).unwrap_or(0),
+                        gid: host_id(&gid_maps, gid).unwrap_or(0),
+                        ..node
+                    }));
             } else if in_userns {
-                let source = dest.clone();
-                self.steps.push(Step::BindDevice { source, dest });
-            } else {
-                self.steps.push(Step::MkNod {
-                    dest,
-                    kind,
-                    major,
-                    minor,
-                    mode,
-                    uid,
-                    gid,
+                let source = node.dest.clone();
+                self.steps.push(Step::BindDevice {
+                    source,
+                    dest: node.dest,
                 });
+            } else {
+                self.steps.push(Step::MkNod(node));
             }
         }
         if !dev_is_bind {

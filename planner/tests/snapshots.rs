@@ -832,6 +832,22 @@ fn unknown_syscalls_are_skipped_with_a_warning_unless_the_annotation_refuses_the
     settings().bind(|| insta::assert_snapshot!("seccomp-error-unknown-syscall", e.to_string()));
 }
 
+/// `plan_exec` of `process` into a container of `config` on the hybrid layout.
+fn exec_plan_on_hybrid(
+    config: &[u8],
+    process: &[u8],
+) -> Result<ferrun_plans::Plan, ferrun_planner::PlanError> {
+    let host = host_on(hybrid_layout());
+    let input = Input {
+        config,
+        bundle: Path::new("/bundle"),
+        host: &host,
+        options: Options::default(),
+        seccomp_cache: None,
+    };
+    ferrun_planner::plan_exec(&input, process)
+}
+
 #[test]
 fn exec_plan_of_the_podman_fixture() {
     let bytes = std::fs::read(data("config/podman-run.json")).expect("read");
@@ -1103,20 +1119,12 @@ fn process_attributes_time_offsets_and_a_pids_limit_of_zero_are_steps() {
     );
     settings().bind(|| insta::assert_snapshot!("process-attributes", listing));
 
-    let host = host_on(hybrid_layout());
-    let input = Input {
-        config: &bytes,
-        bundle: Path::new("/bundle"),
-        host: &host,
-        options: Options::default(),
-        seccomp_cache: None,
-    };
     let process = json!({
         "args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0},
         "execCPUAffinity": {"initial": "0", "final": "1-2"},
         "scheduler": {"policy": "SCHED_BATCH", "nice": 3}
     });
-    let p = ferrun_planner::plan_exec(&input, process.to_string().as_bytes()).expect("plan");
+    let p = exec_plan_on_hybrid(&bytes, process.to_string().as_bytes()).expect("plan");
     let listing = redacted(&p.to_string());
     assert!(
         listing.contains("SCHED_BATCH"),

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 11;
+pub const FORMAT_VERSION: u32 = 12;
 
 /// A Linux security module whose exec attribute a plan sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +196,28 @@ pub struct IdMap {
     pub recursive: bool,
 }
 
+/// A device node: where, what, its mode and owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    pub dest: CBuf,
+    pub kind: DevKind,
+    pub major: u32,
+    pub minor: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl std::fmt::Display for DeviceNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} {}:{} mode {:04o} owner {}:{}",
+            self.kind, self.major, self.minor, self.mode, self.uid, self.gid
+        )
+    }
+}
+
 /// What to create at a mount destination that does not exist yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
@@ -325,15 +347,7 @@ pub enum Step {
     /// `uid`:`gid`) and opened as a detached mount, moved onto `<dest>` (made as an empty
     /// file): a container in a user namespace cannot `mknod`, and the host need not have the
     /// device.
-    AttachDevice {
-        dest: CBuf,
-        kind: DevKind,
-        major: u32,
-        minor: u32,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    },
+    AttachDevice(DeviceNode),
     /// Bind the container's own cgroup directory of a hierarchy onto `<dest>` with the mount
     /// attributes `set`; the host path is resolved at create time.
     CgroupBind { hierarchy: u8, dest: CBuf, set: u64 },
@@ -361,15 +375,7 @@ pub enum Step {
         clear: u64,
     },
     /// `mknod` a device inside the rootfs, then `chown` it.
-    MkNod {
-        dest: CBuf,
-        kind: DevKind,
-        major: u32,
-        minor: u32,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    },
+    MkNod(DeviceNode),
     /// Bind a host device onto an empty file inside the rootfs (user namespaces cannot `mknod`).
     BindDevice { source: CBuf, dest: CBuf },
     /// `symlink(target, <link inside rootfs>)`; an existing entry is left alone.
@@ -850,7 +856,7 @@ impl Step {
             Step::Remount { dest, .. }
             | Step::Propagation { dest, .. }
             | Step::SetAttr { dest, .. }
-            | Step::MkNod { dest, .. }
+            | Step::MkNod(DeviceNode { dest, .. })
             | Step::CgroupBind { dest, .. } => f(dest),
             Step::TmpfsCopyUp { dest, data, .. } => {
                 f(dest);
@@ -866,7 +872,7 @@ impl Step {
                     f(&m.gid_map);
                 }
             }
-            Step::AttachDevice { dest, .. } => f(dest),
+            Step::AttachDevice(n) => f(&n.dest),
             Step::BindDevice { source, dest } => {
                 f(source);
                 f(dest)

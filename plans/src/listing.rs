@@ -265,33 +265,8 @@ impl Display for Step {
                 mount_attr_names(*set),
                 mount_attr_names(*clear)
             ),
-            Step::MkNod {
-                dest,
-                kind,
-                major,
-                minor,
-                mode,
-                uid,
-                gid,
-            } => write!(
-                f,
-                "mknod {} {kind:?} {major}:{minor} mode {mode:04o} owner {uid}:{gid}",
-                dest.text()
-            ),
-            Step::AttachDevice {
-                dest,
-                kind,
-                major,
-                minor,
-                mode,
-                uid,
-                gid,
-            } => write!(
-                f,
-                "attach the parent's {kind:?} {major}:{minor} mode {mode:04o} owner {uid}:{gid} \
-                 on {}",
-                dest.text()
-            ),
+            Step::MkNod(n) => write!(f, "mknod {} {n}", n.dest.text()),
+            Step::AttachDevice(n) => write!(f, "attach the parent's {n} on {}", n.dest.text()),
             Step::BindDevice { source, dest } => {
                 write!(
                     f,

@@ -83,16 +83,8 @@ pub fn open(plan: &Plan, min_fd: u32) -> Result<Trees> {
                 }
                 tree
             }
-            Step::AttachDevice {
-                dest,
-                kind,
-                major,
-                minor,
-                mode,
-                uid,
-                gid,
-            } => {
-                let what = || format!("linux.devices: {}", dest.text());
+            Step::AttachDevice(n) => {
+                let what = || format!("linux.devices: {}", n.dest.text());
                 if devices.is_none() {
                     devices = Some(attached_tmpfs().map_err(|e| {
                         Error(format!("{}: a tmpfs for the device nodes: {e}", what()))
@@ -105,11 +97,11 @@ pub fn open(plan: &Plan, min_fd: u32) -> Result<Trees> {
                     libc::mknodat(
                         dir,
                         name.as_ptr(),
-                        kind.mode_bits() | (mode & 0o7777),
-                        libc::makedev(*major, *minor),
+                        n.kind.mode_bits() | (n.mode & 0o7777),
+                        libc::makedev(n.major, n.minor),
                     ) == 0
-                        && libc::fchmodat(dir, name.as_ptr(), mode & 0o7777, 0) == 0
-                        && libc::fchownat(dir, name.as_ptr(), *uid, *gid, 0) == 0
+                        && libc::fchmodat(dir, name.as_ptr(), n.mode & 0o7777, 0) == 0
+                        && libc::fchownat(dir, name.as_ptr(), n.uid, n.gid, 0) == 0
                 };
                 if !made {
                     return Err(Error(format!(
