@@ -1037,6 +1037,14 @@ fn net_devices_move_into_the_container_renamed_with_their_addresses() {
     assert!(!host_has_link(&dev), "{dev} was moved, not copied");
     drop(veth);
 
+    // A template name: the kernel picks the number.
+    let (dev2, peer2) = (format!("frm{pid}"), format!("frq{pid}"));
+    let veth2 = Veth::new(&dev2, &peer2);
+    b.edit(|c| c["linux"]["netDevices"] = json!({ dev2.clone(): {"name": "tmpl%d"} }));
+    let out = b.sh("ls /sys/class/net");
+    assert!(out.split_whitespace().any(|n| n == "tmpl0"), "{out}");
+    drop(veth2);
+
     // A device the host lacks, and a bad name, are refused by name and leave nothing.
     b.edit(|c| c["linux"]["netDevices"] = json!({"frnope0": {}}));
     let (code, _, err) = b.run("missing");

@@ -299,32 +299,33 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             } => {
                 let parent_copy = prepared.tree(ctx.step);
                 let fallback = *from == ferrun_plans::BindFrom::ChildElseParent && parent_copy >= 0;
+                // EACCES from the source's lookup only: out of the container root's reach. A
+                // refused attribute (a locked flag) is never worked around.
                 let target = match target_fd(ctx, dest, Target::LikeSource, Some(source)) {
-                    Err(libc::EACCES | libc::EPERM) if fallback => {
-                        target_fd_of_tree(ctx, dest, parent_copy)?
-                    }
+                    Err(libc::EACCES) if fallback => target_fd_of_tree(ctx, dest, parent_copy)?,
                     other => other?,
                 };
                 check_not_in_proc(target.0, dest)?;
                 // Only a procfs may cover /proc (the masks and read-only paths go on it next).
                 let procfs_only = dest.bytes() == b"/proc";
-                match bind_tree(
-                    source.as_ptr(),
-                    target.0,
-                    (*recursive, procfs_only),
-                    (*set, *clear),
-                    (*rset, *rclear),
-                ) {
-                    // Out of the container root's reach: the copy the parent opened, with the
-                    // same attributes, from the host's side.
-                    Err(libc::EACCES | libc::EPERM) if fallback => {
+                let tree = match clone_source(source.as_ptr(), *recursive) {
+                    Err(libc::EACCES) if fallback => {
+                        // The copy the parent opened from the host's side, with the same
+                        // attributes.
                         if procfs_only && !crate::fs::is_procfs_root(parent_copy)? {
                             return Err(crate::E_NOT_PROCFS);
                         }
-                        move_tree(parent_copy, target.0)
+                        return move_tree(parent_copy, target.0);
                     }
-                    other => other,
-                }
+                    other => other?,
+                };
+                attach_tree(
+                    tree,
+                    target.0,
+                    procfs_only,
+                    (*set, *clear),
+                    (*rset, *rclear),
+                )
             }
             Step::JoinCgroup { hierarchy } => {
                 let fd = prepared.cgroup_tasks(*hierarchy);
@@ -1075,21 +1076,40 @@ unsafe fn bind_tree(
     (set, clear): (u64, u64),
     (rset, rclear): (u64, u64),
 ) -> Result<(), i32> {
+    let tree = clone_source(source, recursive)?;
+    attach_tree(tree, target, procfs_only, (set, clear), (rset, rclear))
+}
+
+/// `open_tree(source, OPEN_TREE_CLONE)`: a detached copy of the source's mount.
+fn clone_source(source: *const libc::c_char, recursive: bool) -> Result<Fd, i32> {
     const OPEN_TREE_CLONE: u32 = 1;
     let rec = if recursive {
         libc::AT_RECURSIVE as u32
     } else {
         0
     };
-    // SAFETY: the caller's pointers; the syscalls take plain values.
-    unsafe {
-        let tree = check(libc::syscall(
+    // SAFETY: a NUL-terminated plan buffer; the kernel returns a new fd or -1.
+    let tree = check(unsafe {
+        libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             source,
             OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
-        ))?;
-        let tree = Fd(tree as c_int);
+        )
+    })?;
+    Ok(Fd(tree as c_int))
+}
+
+/// The attributes set on a detached copy, then the copy moved onto `target`.
+fn attach_tree(
+    tree: Fd,
+    target: c_int,
+    procfs_only: bool,
+    (set, clear): (u64, u64),
+    (rset, rclear): (u64, u64),
+) -> Result<(), i32> {
+    // SAFETY: syscalls on our fds with empty paths.
+    unsafe {
         if procfs_only && !crate::fs::is_procfs_root(tree.0)? {
             return Err(crate::E_NOT_PROCFS);
         }

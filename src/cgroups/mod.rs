@@ -616,9 +616,11 @@ impl Cgroup {
             return Ok(());
         };
         let root = Path::new(&self.hierarchies[i].mount).join("cgroup.procs");
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.lines().filter(|l| !l.trim().is_empty()) {
-            std::fs::write(&root, pid.trim())
+        // Sub-cgroups too: a container may make its own.
+        let mut pids = Vec::new();
+        collect_pids(dir, &mut pids);
+        for pid in pids {
+            std::fs::write(&root, pid.to_string())
                 .map_err(|e| Error(format!("write {}: {}", root.display(), io_err(e))))?;
         }
         Ok(())

@@ -42,10 +42,18 @@ fn move_one(host: &str, name: &str, target: &Target<'_>) -> Result<()> {
     let index = if_index(host)
         .ok_or_else(|| Error("no such device in the runtime's network namespace".into()))?;
     let addresses = rtnl.permanent_global_addresses(index)?;
+    // A template (`eth%d`) names no device until the kernel picks the number: the move uses a
+    // name of its own, found inside, and the rename to the template comes after.
+    let template = name.contains('%');
+    let moved_as = if template {
+        format!("frn{index}")
+    } else {
+        name.to_string()
+    };
     let mut link = LinkMessage::default();
     link.header.index = index;
     link.attributes
-        .push(LinkAttribute::IfName(name.to_string()));
+        .push(LinkAttribute::IfName(moved_as.clone()));
     link.attributes.push(match target {
         Target::File(f) => LinkAttribute::NetNsFd(f.as_raw_fd()),
         Target::Process { pid, .. } => LinkAttribute::NetNsPid(*pid as u32),
@@ -67,15 +75,16 @@ fn move_one(host: &str, name: &str, target: &Target<'_>) -> Result<()> {
     }
     let inside = (|| {
         let rtnl = Rtnl::open()?;
-        // A template (`eth%d`) names the device only once the kernel has picked a number;
-        // its index usually stays the same across the move.
-        let found = if name.contains('%') {
-            if_name(index).map(|_| index)
-        } else {
-            if_index(name)
-        };
-        let index =
-            found.ok_or_else(|| Error(format!("{name} is not in the container after the move")))?;
+        let index = if_index(&moved_as)
+            .ok_or_else(|| Error(format!("{name} is not in the container after the move")))?;
+        if template {
+            let mut rename = LinkMessage::default();
+            rename.header.index = index;
+            rename
+                .attributes
+                .push(LinkAttribute::IfName(name.to_string()));
+            rtnl.request(RouteNetlinkMessage::SetLink(rename), 0)?;
+        }
         for mut a in addresses {
             a.header.index = index;
             rtnl.request(
@@ -97,21 +106,6 @@ fn move_one(host: &str, name: &str, target: &Target<'_>) -> Result<()> {
         )));
     }
     inside
-}
-
-fn if_name(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname needs.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into our buffer.
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned(),
-    )
 }
 
 fn if_index(name: &str) -> Option<u32> {

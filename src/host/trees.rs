@@ -23,7 +23,13 @@ pub struct Trees {
 
 /// Opens every tree the plan's steps take from the parent, each above `min_fd`.
 pub fn open(plan: &Plan, min_fd: u32) -> Result<Trees> {
-    let _private = PrivateMounts::enter()?;
+    let private = PrivateMounts::enter()?;
+    let trees = open_in(plan, min_fd)?;
+    private.leave()?;
+    Ok(trees)
+}
+
+fn open_in(plan: &Plan, min_fd: u32) -> Result<Trees> {
     let mut trees = Trees {
         fds: Vec::new(),
         by_step: vec![-1; plan.steps.len()],
@@ -100,8 +106,8 @@ pub fn open(plan: &Plan, min_fd: u32) -> Result<Trees> {
                         n.kind.mode_bits() | (n.mode & 0o7777),
                         libc::makedev(n.major, n.minor),
                     ) == 0
-                        && libc::fchmodat(dir, name.as_ptr(), n.mode & 0o7777, 0) == 0
                         && libc::fchownat(dir, name.as_ptr(), n.uid, n.gid, 0) == 0
+                        && libc::fchmodat(dir, name.as_ptr(), n.mode & 0o7777, 0) == 0
                 };
                 if !made {
                     return Err(Error(format!(
@@ -132,11 +138,22 @@ pub fn open(plan: &Plan, min_fd: u32) -> Result<Trees> {
     Ok(trees)
 }
 
-/// The parent in a private copy of its mount namespace until dropped; then back in its own,
-/// in the directory it was in.
+/// The parent in a copy of its mount namespace (its mounts slaves of the host's: nothing made
+/// here or under the copies propagates back) until `leave`; then back in its own, with the
+/// root and the directory it had.
 struct PrivateMounts {
     own: std::fs::File,
+    root: std::fs::File,
     cwd: std::fs::File,
+    left: bool,
+}
+
+fn open_dir(path: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(path)
 }
 
 impl PrivateMounts {
@@ -144,37 +161,73 @@ impl PrivateMounts {
         let err = |what: &str, e: std::io::Error| Error(format!("{what}: {e}"));
         let own = std::fs::File::open("/proc/thread-self/ns/mnt")
             .map_err(|e| err("open our mount namespace", e))?;
-        let cwd = std::fs::File::open(".").map_err(|e| err("open our working directory", e))?;
-        // SAFETY: unshare and mount take plain values; before clone there is one thread.
+        let root = open_dir("/").map_err(|e| err("open our root", e))?;
+        let cwd = open_dir(".").map_err(|e| err("open our working directory", e))?;
+        // SAFETY: setns, unshare and mount take plain values; before clone there is one thread.
         unsafe {
+            // The way back needs CAP_SYS_CHROOT as well: tried before leaving, in place.
+            if libc::setns(own.as_raw_fd(), libc::CLONE_NEWNS) != 0
+                || libc::fchdir(cwd.as_raw_fd()) != 0
+            {
+                return Err(err(
+                    "rejoin our own mount namespace",
+                    std::io::Error::last_os_error(),
+                ));
+            }
             if libc::unshare(libc::CLONE_NEWNS) != 0 {
                 return Err(err(
                     "a private mount namespace",
                     std::io::Error::last_os_error(),
                 ));
             }
-            let back = PrivateMounts { own, cwd };
+            let back = PrivateMounts {
+                own,
+                root,
+                cwd,
+                left: false,
+            };
             if libc::mount(
                 std::ptr::null(),
                 c"/".as_ptr(),
                 std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
+                libc::MS_REC | libc::MS_SLAVE,
                 std::ptr::null(),
             ) != 0
             {
-                return Err(err("make it private", std::io::Error::last_os_error()));
+                return Err(err("make it a slave", std::io::Error::last_os_error()));
             }
             Ok(back)
         }
+    }
+
+    /// Back in our own namespace, root and directory.
+    fn leave(mut self) -> Result<()> {
+        self.left = true;
+        self.restore()
+            .map_err(|e| Error(format!("return to our own mount namespace: {e}")))
+    }
+
+    fn restore(&self) -> std::io::Result<()> {
+        // SAFETY: setns, fchdir and chroot through fds we hold.
+        unsafe {
+            if libc::setns(self.own.as_raw_fd(), libc::CLONE_NEWNS) != 0
+                || libc::fchdir(self.root.as_raw_fd()) != 0
+                || libc::chroot(c".".as_ptr()) != 0
+                || libc::fchdir(self.cwd.as_raw_fd()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
     }
 }
 
 impl Drop for PrivateMounts {
     fn drop(&mut self) {
-        // SAFETY: back into our own namespace and directory through fds we hold.
-        unsafe {
-            libc::setns(self.own.as_raw_fd(), libc::CLONE_NEWNS);
-            libc::fchdir(self.cwd.as_raw_fd());
+        // An error path: nothing may go on in the copy (it would clone the container from it).
+        if !self.left && self.restore().is_err() {
+            crate::log::warn("could not return to our own mount namespace: giving up");
+            std::process::abort();
         }
     }
 }
@@ -328,8 +381,11 @@ fn detached_tmpfs() -> std::io::Result<OwnedFd> {
 /// waits while its maps are written through ferrun's procfs and the namespace is opened, then
 /// exits.
 fn user_namespace(m: &IdMap) -> Result<OwnedFd> {
-    let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| Error(format!("pipe: {e}")))?;
-    let (done_r, done_w) = nix::unistd::pipe().map_err(|e| Error(format!("pipe: {e}")))?;
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error(format!("pipe: {e}")))
+    };
+    let (ready_r, ready_w) = pipe()?;
+    let (done_r, done_w) = pipe()?;
     // SAFETY: before clone the runtime has one thread; the child makes only raw syscalls.
     let pid = unsafe { libc::fork() };
     if pid < 0 {

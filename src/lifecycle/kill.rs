@@ -66,10 +66,10 @@ pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<()> {
     }
     if sig == libc::SIGKILL
         && let Some(c) = &s.cgroup
-        && c.is_frozen()
     {
-        // A frozen process cannot die: thaw it, as runc does.
-        c.set_frozen(false)?;
+        // A frozen process cannot die: thaw it, as runc does (or, under an ancestor someone
+        // else froze, move it out).
+        c.release_frozen_for_kill()?;
     }
     Ok(())
 }
