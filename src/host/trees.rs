@@ -163,10 +163,13 @@ impl PrivateMounts {
             .map_err(|e| err("open our mount namespace", e))?;
         let root = open_dir("/").map_err(|e| err("open our root", e))?;
         let cwd = open_dir(".").map_err(|e| err("open our working directory", e))?;
-        // SAFETY: setns, unshare and mount take plain values; before clone there is one thread.
+        // SAFETY: setns, unshare and mount take plain values.
         unsafe {
-            // The way back needs CAP_SYS_CHROOT as well: tried before leaving, in place.
-            if libc::setns(own.as_raw_fd(), libc::CLONE_NEWNS) != 0
+            // setns into a mount namespace needs a root and cwd of this thread's own (a
+            // process embedding the runtime may have threads); and the way back needs
+            // CAP_SYS_CHROOT as well: tried before leaving, in place.
+            if libc::unshare(libc::CLONE_FS) != 0
+                || libc::setns(own.as_raw_fd(), libc::CLONE_NEWNS) != 0
                 || libc::fchdir(cwd.as_raw_fd()) != 0
             {
                 return Err(err(
