@@ -967,27 +967,16 @@ fn console(ctx: &Ctx<'_>) -> Result<(), i32> {
     if crate::fs::on_procfs(target.0)? {
         return Err(crate::E_INSIDE_PROC);
     }
-    const OPEN_TREE_CLONE: u32 = 1;
-    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-    const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-    // SAFETY: plain syscalls on our fds and empty paths.
-    unsafe {
-        let tree = Fd(check(libc::syscall(
+    // SAFETY: open_tree of stdin (the pty) with an empty path.
+    let tree = Fd(check(unsafe {
+        libc::syscall(
             libc::SYS_open_tree,
             0,
             c"".as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32,
-        ))? as c_int);
-        check(libc::syscall(
-            libc::SYS_move_mount,
-            tree.0,
-            c"".as_ptr(),
-            target.0,
-            c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        ))
-        .map(drop)
-    }
+            libc::OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32,
+        )
+    })? as c_int);
+    move_onto(tree.0, target.0)
 }
 
 /// runc's stdio rule, with crun's care for devices: a pipe or file on fds 0–2 owned by
@@ -1082,7 +1071,6 @@ unsafe fn bind_tree(
 
 /// `open_tree(source, OPEN_TREE_CLONE)`: a detached copy of the source's mount.
 fn clone_source(source: *const libc::c_char, recursive: bool) -> Result<Fd, i32> {
-    const OPEN_TREE_CLONE: u32 = 1;
     let rec = if recursive {
         libc::AT_RECURSIVE as u32
     } else {
@@ -1094,7 +1082,7 @@ fn clone_source(source: *const libc::c_char, recursive: bool) -> Result<Fd, i32>
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             source,
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
+            libc::OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
         )
     })?;
     Ok(Fd(tree as c_int))
@@ -1108,58 +1096,48 @@ fn attach_tree(
     (set, clear): (u64, u64),
     (rset, rclear): (u64, u64),
 ) -> Result<(), i32> {
-    // SAFETY: syscalls on our fds with empty paths.
-    unsafe {
-        if procfs_only && !crate::fs::is_procfs_root(tree.0)? {
-            return Err(crate::E_NOT_PROCFS);
-        }
-        if rset | rclear != 0 {
-            mount_setattr(
-                tree.0,
-                c"".as_ptr(),
-                libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32,
-                rset,
-                rclear,
-            )?;
-        }
-        if set | clear != 0 {
-            mount_setattr(tree.0, c"".as_ptr(), libc::AT_EMPTY_PATH as u32, set, clear)?;
-        }
-        const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-        const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-        check(libc::syscall(
-            libc::SYS_move_mount,
+    if procfs_only && !crate::fs::is_procfs_root(tree.0)? {
+        return Err(crate::E_NOT_PROCFS);
+    }
+    if rset | rclear != 0 {
+        mount_setattr(
             tree.0,
             c"".as_ptr(),
-            target,
-            c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        ))
-        .map(|_| ())
+            libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32,
+            rset,
+            rclear,
+        )?;
     }
+    if set | clear != 0 {
+        mount_setattr(tree.0, c"".as_ptr(), libc::AT_EMPTY_PATH as u32, set, clear)?;
+    }
+    move_onto(tree.0, target)
 }
 
-/// Moves the detached mount `tree` onto `target`.
-fn move_tree(tree: c_int, target: c_int) -> Result<(), i32> {
-    if tree < 0 {
-        return Err(libc::EBADF);
-    }
-    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-    const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+/// `move_mount` of the detached mount `tree` onto the fd `target`.
+fn move_onto(tree: c_int, target: c_int) -> Result<(), i32> {
     // SAFETY: move_mount of our fds with empty paths.
-    let r = check(unsafe {
+    check(unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             tree,
             c"".as_ptr(),
             target,
             c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
         )
-    });
-    // SAFETY: the tree's fd is ours and used once.
-    unsafe { libc::close(tree) };
-    r.map(drop)
+    })
+    .map(drop)
+}
+
+/// Moves the parent's detached mount `tree` onto `target`, then closes it.
+fn move_tree(tree: c_int, target: c_int) -> Result<(), i32> {
+    if tree < 0 {
+        return Err(libc::EBADF);
+    }
+    // The tree's fd is ours and used once: closed however the move ends.
+    let tree = Fd(tree);
+    move_onto(tree.0, target)
 }
 
 /// The target of a parent's tree: made like the tree (a directory for a directory, else a file)

@@ -10,7 +10,7 @@
 //! from attached mounts.
 
 use crate::error::{Error, Result};
-use ferrun_plans::{BindFrom, CBuf, IdMap, Plan, Step};
+use ferrun_plans::{BindFrom, IdMap, Plan, Step};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -53,7 +53,9 @@ fn open_in(plan: &Plan, min_fd: u32) -> Result<Trees> {
                     _ => None,
                 };
                 let what = || format!("bind {}", source.text());
-                let tree = match open_tree(libc::AT_FDCWD, source, *recursive) {
+                let source_path = std::ffi::CStr::from_bytes_with_nul(source.bytes_with_nul())
+                    .map_err(|_| Error(format!("{}: not one C string", what())))?;
+                let tree = match open_tree(libc::AT_FDCWD, source_path, *recursive) {
                     Ok(t) => t,
                     // Only a fallback: the container process reports what is wrong.
                     Err(_) if idmap.is_none() => continue,
@@ -117,7 +119,7 @@ fn open_in(plan: &Plan, min_fd: u32) -> Result<Trees> {
                     )));
                 }
                 let tree =
-                    open_tree_at(dir, &name).map_err(|e| Error(format!("{}: {e}", what())))?;
+                    open_tree(dir, &name, false).map_err(|e| Error(format!("{}: {e}", what())))?;
                 // A node of the container's own, yet nothing on it may run or gain privilege.
                 setattr(
                     &tree,
@@ -235,10 +237,10 @@ impl Drop for PrivateMounts {
     }
 }
 
-const OPEN_TREE_CLONE: u32 = 1;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
-fn open_tree(dir: RawFd, path: &CBuf, recursive: bool) -> std::io::Result<OwnedFd> {
+/// `open_tree(OPEN_TREE_CLONE)` of `path` below `dir`: a detached copy of its mount.
+fn open_tree(dir: RawFd, path: &std::ffi::CStr, recursive: bool) -> std::io::Result<OwnedFd> {
     let rec = if recursive {
         libc::AT_RECURSIVE as u32
     } else {
@@ -250,24 +252,7 @@ fn open_tree(dir: RawFd, path: &CBuf, recursive: bool) -> std::io::Result<OwnedF
             libc::SYS_open_tree,
             dir,
             path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-fn open_tree_at(dir: RawFd, name: &CString) -> std::io::Result<OwnedFd> {
-    // SAFETY: a NUL-terminated name below our tmpfs; a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            dir,
-            name.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+            libc::OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | rec,
         )
     };
     if fd < 0 {
@@ -316,7 +301,6 @@ fn setattr(
 /// A tmpfs of our own (`fsopen`, `fsmount`), attached over `/tmp` of the private mount
 /// namespace, opened as the directory the device nodes are made in.
 fn attached_tmpfs() -> std::io::Result<OwnedFd> {
-    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
     let mnt = detached_tmpfs()?;
     // SAFETY: move_mount of our fd onto a path of the private namespace, then an open.
     unsafe {
@@ -326,7 +310,7 @@ fn attached_tmpfs() -> std::io::Result<OwnedFd> {
             c"".as_ptr(),
             libc::AT_FDCWD,
             c"/tmp".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
         ) != 0
         {
             return Err(std::io::Error::last_os_error());

@@ -99,27 +99,12 @@ fn cpu_max(v: &str, set: &mut impl FnMut(&str, UnitValue)) {
     set("CPUQuotaPerSecUSec", UnitValue::U64(per_sec));
 }
 
-/// `0-3,8` → systemd's little-endian bitmask bytes (bit n of byte n/8).
+/// `0-3,8` → systemd's little-endian bitmask bytes (bit n of byte n/8), without trailing
+/// zero bytes. The planner has checked the list; the limit bounds what a bitmask may cost.
 fn bitmask(list: &str) -> Option<Vec<u8>> {
-    let mut mask = Vec::new();
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (a.trim().parse::<usize>().ok()?, b.trim().parse().ok()?),
-            None => {
-                let n = part.parse().ok()?;
-                (n, n)
-            }
-        };
-        // The planner has checked the list; this bounds what a bitmask may cost.
-        if a > b || b >= 8192 {
-            return None;
-        }
-        for n in a..=b {
-            if mask.len() <= n / 8 {
-                mask.resize(n / 8 + 1, 0);
-            }
-            mask[n / 8] |= 1 << (n % 8);
-        }
+    let mut mask = ferrun_plans::bit_list_mask(list.trim(), 8192)?;
+    while mask.last() == Some(&0) {
+        mask.pop();
     }
     (!mask.is_empty()).then_some(mask)
 }
