@@ -473,3 +473,46 @@ pub fn host_sh(script: &str) -> Output {
         .output()
         .expect("sh")
 }
+
+/// A docker archive (`docker save`'s format: manifest.json, an image config, one layer) of the
+/// shared busybox rootfs, tagged `name`, with `entrypoint` and `cmd`. containerd's `ctr import`,
+/// `docker load` and buildah's `docker-archive:` all read it.
+pub fn docker_archive(out: &Path, name: &str, entrypoint: &[&str], cmd: &[&str]) {
+    use sha2::Digest;
+    let dir = tempfile::Builder::new()
+        .prefix("ferrun-test-archive-")
+        .tempdir()
+        .expect("tempdir");
+    let layer = dir.path().join("layer.tar");
+    rootfs_tar(&layer);
+    let digest = sha2::Sha256::digest(std::fs::read(&layer).expect("layer"));
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Entrypoint": if entrypoint.is_empty() { Value::Null } else { json!(entrypoint) },
+            "Cmd": if cmd.is_empty() { Value::Null } else { json!(cmd) },
+            "WorkingDir": "/",
+        },
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{hex}")]},
+        "history": [{"created_by": "ferrun tests: the busybox rootfs"}],
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).expect("config");
+    let manifest = json!([{
+        "Config": "config.json",
+        "RepoTags": [name],
+        "Layers": ["layer.tar"],
+    }]);
+    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).expect("manifest");
+    let t = Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .arg("-cf")
+        .arg(out)
+        .args(["manifest.json", "config.json", "layer.tar"])
+        .status()
+        .expect("tar");
+    assert!(t.success(), "tar of the archive {}", out.display());
+}
