@@ -20,7 +20,11 @@ impl Buildah {
         let _ = std::fs::remove_dir_all(dir.join("runtime-root"));
         std::fs::create_dir_all(dir.join("runtime-root")).expect("dir");
         let b = Buildah { dir, runtime };
-        if !b.buildah(&["inspect", "--type", "image", BASE]).status.success() {
+        if !b
+            .buildah(&["inspect", "--type", "image", BASE])
+            .status
+            .success()
+        {
             let tar = b.dir.join("busybox.tar");
             common::docker_archive(&tar, BASE, &[], &["sh"]);
             b.ok(&["pull", &format!("docker-archive:{}", tar.display())]);
@@ -74,7 +78,9 @@ impl Buildah {
 
     /// `buildah bud` of a Containerfile in a fresh context directory.
     fn bud(&self, tag: &str, containerfile: &str) -> Output {
-        let ctx = self.dir.join(format!("ctx-{}", tag.replace(['/', ':'], "_")));
+        let ctx = self
+            .dir
+            .join(format!("ctx-{}", tag.replace(['/', ':'], "_")));
         std::fs::create_dir_all(&ctx).expect("ctx");
         std::fs::write(ctx.join("Containerfile"), containerfile).expect("Containerfile");
         let mut args: Vec<String> = vec!["bud".into()];

@@ -122,7 +122,14 @@ impl Dockerd {
 
     /// `docker run --rm --runtime <runtime> [opts] IMAGE sh -c script`.
     fn run(&self, opts: &[&str], script: &str) -> Output {
-        let mut args = vec!["run", "--rm", "--network", "none", "--runtime", self.runtime];
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--runtime",
+            self.runtime,
+        ];
         args.extend_from_slice(opts);
         args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
         self.docker(&args)
@@ -153,12 +160,26 @@ fn scenarios(runtime: &'static str) {
     let o = d.run(&[], "exit 255");
     assert_eq!(o.status.code(), Some(255), "{o:?}");
     let o = d.docker(&[
-        "run", "--rm", "--network", "none", "--runtime", runtime, IMAGE, "/no/such/binary",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--runtime",
+        runtime,
+        IMAGE,
+        "/no/such/binary",
     ]);
     assert_eq!(o.status.code(), Some(127), "{o:?}");
     assert!(stderr(&o).contains("/no/such/binary"), "{}", stderr(&o));
     let o = d.docker(&[
-        "run", "--rm", "--network", "none", "--runtime", runtime, IMAGE, "/etc/passwd",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--runtime",
+        runtime,
+        IMAGE,
+        "/etc/passwd",
     ]);
     assert_eq!(o.status.code(), Some(126), "not executable: {o:?}");
 
@@ -218,7 +239,12 @@ fn scenarios(runtime: &'static str) {
         ])
         .trim()
         .to_string();
-    let info = d.ok(&["inspect", "--format", "{{.HostConfig.Runtime}} {{.State.Pid}}", &id]);
+    let info = d.ok(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Runtime}} {{.State.Pid}}",
+        &id,
+    ]);
     let (rt, pid) = info.trim().split_once(' ').expect("runtime pid");
     assert_eq!(rt, runtime);
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
@@ -227,8 +253,9 @@ fn scenarios(runtime: &'static str) {
         .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
         .expect("memory cgroup");
     assert_eq!(mem, format!("{}/{id}", d.cgroup_parent()), "{cg}");
-    let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{mem}/memory.limit_in_bytes"))
-        .expect("limit");
+    let limit =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/memory{mem}/memory.limit_in_bytes"))
+            .expect("limit");
     assert_eq!(limit.trim(), (48u64 << 20).to_string());
     let o = d.docker(&["exec", &id, "sh", "-c", "echo in-exec; exit 4"]);
     assert_eq!((o.status.code(), stdout(&o)), (Some(4), "in-exec\n".into()));
@@ -252,14 +279,27 @@ fn scenarios(runtime: &'static str) {
     assert_eq!(state["status"], "running", "{state}");
     assert_eq!(state["pid"].to_string(), pid);
     d.ok(&["stop", "-t", "10", &id]);
-    let st = d.ok(&["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", &id]);
+    let st = d.ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &id,
+    ]);
     assert_eq!(st.trim(), "exited 0", "the TERM trap");
     let logs = d.docker(&["logs", &id]);
     assert_eq!(stdout(&logs), "up\ngot-term\n");
     // A process that ignores SIGTERM is killed once the grace period is over.
     let stubborn = d
         .ok(&[
-            "run", "-d", "--network", "none", "--runtime", runtime, IMAGE, "sh", "-c",
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--runtime",
+            runtime,
+            IMAGE,
+            "sh",
+            "-c",
             "trap '' TERM; while :; do sleep 1; done",
         ])
         .trim()

@@ -241,3 +241,55 @@ fn a_failing_poststart_hook_is_an_error_and_stops_the_container() {
     assert!(read(&b.path().join("log")).starts_with("poststop"));
     assert!(b.leftover_state().is_empty());
 }
+
+/// A container that joins another's namespaces (a pod's, as the CRI asks): the parent is in
+/// them only for the clone, so its createRuntime hook runs in the runtime's pid, network, uts
+/// and ipc namespaces (the spec: "in the runtime namespace"), and the container in the pod's.
+#[test]
+fn create_runtime_hooks_of_a_container_joining_namespaces_run_in_the_runtimes() {
+    let pod = Bundle::new(&["sleep", "1000"]);
+    let pod_pid = pod.run_detached("pod", &[]);
+    let kinds = ["pid", "net", "uts", "ipc"];
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "for n in pid net uts ipc; do readlink /proc/self/ns/$n; done > /ctl/inside",
+    ]);
+    let ctl = b.path().join("ctl");
+    std::fs::create_dir_all(&ctl).expect("ctl");
+    let host_dir = ctl.to_str().expect("utf-8").to_string();
+    b.edit(|c| {
+        c["mounts"].as_array_mut().expect("mounts").push(
+            json!({"destination": "/ctl", "type": "bind", "source": host_dir, "options": ["rbind"]}),
+        );
+        let ns = c["linux"]["namespaces"].as_array_mut().expect("ns");
+        ns.retain(|n| !["pid", "network", "uts", "ipc"].contains(&n["type"].as_str().unwrap_or("")));
+        for (kind, file) in [("pid", "pid"), ("network", "net"), ("uts", "uts"), ("ipc", "ipc")] {
+            ns.push(json!({"type": kind, "path": format!("/proc/{pod_pid}/ns/{file}")}));
+        }
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c",
+            format!("for n in pid_for_children pid net uts ipc; do readlink /proc/self/ns/$n; done > {host_dir}/hook")]}]});
+    });
+    let (code, out, err) = b.run("joined");
+    assert_eq!(code, 0, "{out} {err}");
+    let own = |pid: &str, kind: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+            .expect("ns")
+            .to_string_lossy()
+            .into_owned()
+    };
+    let me = std::process::id().to_string();
+    let hook = read(&ctl.join("hook"));
+    let want: Vec<String> = std::iter::once(own(&me, "pid"))
+        .chain(kinds.iter().map(|k| own(&me, k)))
+        .collect();
+    assert_eq!(
+        hook.lines().collect::<Vec<_>>(),
+        want,
+        "the hook's namespaces"
+    );
+    let inside = read(&ctl.join("inside"));
+    let want: Vec<String> = kinds.iter().map(|k| own(&pod_pid.to_string(), k)).collect();
+    assert_eq!(inside.lines().collect::<Vec<_>>(), want, "the container's");
+    let _ = pod.ferrun(&["delete", "--force", "pod"]);
+}

@@ -16,11 +16,7 @@ fn node(handler: &str) -> Node {
         "ferrun" => 8,
         _ => 9,
     };
-    Node::start(
-        Path::new(&format!("/tmp/ferrun-k8s-{handler}")),
-        false,
-        net,
-    )
+    Node::start(Path::new(&format!("/tmp/ferrun-k8s-{handler}")), false, net)
 }
 
 fn pods(handler: &str) {

@@ -3,10 +3,12 @@
 //! the config itself never hits under podman or containerd. A template takes those values out:
 //!
 //! - **holes**: inside JSON strings, every lowercase hex run of 32 characters or more (container,
-//!   layer and sandbox ids), every uuid, and a standalone 12-character prefix of a 64-character
-//!   hole (podman's hostname). Each distinct value becomes a token of the same length and the
-//!   same shape (lowercase hex, a uuid's dashes where they were), so every check the planner
-//!   makes on a string treats the token as it treats the value;
+//!   layer and sandbox ids), every uuid (also with underscores, and after `pod`: kubelet names a
+//!   pod's cgroup `pod<uid>`, and `pod<uid with underscores>.slice` under systemd), and a
+//!   standalone 12-character prefix of a 64-character hole (podman's hostname). Each distinct
+//!   value becomes a token of the same length and the same shape (lowercase hex, a uuid's
+//!   separators where they were), so every check the planner makes on a string treats the
+//!   token as it treats the value;
 //! - **blanks**: without hooks (which carry the annotations into the plan), the value of an
 //!   annotation the planner does not read ([`crate::READ_ANNOTATIONS`]) is emptied.
 //!
@@ -77,21 +79,29 @@ pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Opti
     }
     let bundle_text = bundle.to_str()?;
     let mut wholes: Vec<Vec<u8>> = Vec::new();
-    let mut uuid: Vec<bool> = Vec::new();
+    // A uuid's separator ('-' or '_'), per hole.
+    let mut uuid: Vec<Option<u8>> = Vec::new();
     // (start, end, hole index, prefix?) for every occurrence.
     let mut found: Vec<(usize, usize, usize, bool)> = Vec::new();
     let mut prefixes: Vec<(usize, usize, bool)> = Vec::new();
     for s in strings.iter().filter(|s| !s.blank) {
         let mut i = s.start;
         while i < s.end {
-            let bounded_left = i == s.start || !config[i - 1].is_ascii_alphanumeric();
-            if !bounded_left || !is_hex(config[i]) {
+            let standalone = |at: usize| at == s.start || !config[at - 1].is_ascii_alphanumeric();
+            let bounded_left = standalone(i);
+            let after_pod = i >= s.start + 3 && &config[i - 3..i] == b"pod" && standalone(i - 3);
+            if !(bounded_left || after_pod) || !is_hex(config[i]) {
                 i += 1;
                 continue;
             }
             let bounded = |end: usize| end == s.end || !config[end].is_ascii_alphanumeric();
-            let (len, is_uuid) = if is_uuid(&config[i..s.end]) && bounded(i + 36) {
+            let sep = uuid_separator(&config[i..s.end]).filter(|_| bounded(i + 36));
+            let (len, is_uuid) = if sep.is_some() {
                 (36, true)
+            } else if !bounded_left {
+                // After `pod`, only a uuid is a hole.
+                i += 1;
+                continue;
             } else {
                 let run = config[i..s.end].iter().take_while(|&&b| is_hex(b)).count();
                 if !bounded(i + run) {
@@ -113,7 +123,7 @@ pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Opti
                     Some(k) => k,
                     None => {
                         wholes.push(value.to_vec());
-                        uuid.push(is_uuid);
+                        uuid.push(sep);
                         wholes.len() - 1
                     }
                 };
@@ -195,16 +205,14 @@ pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Opti
 const MAX_HOLES: usize = 64;
 
 /// The token of hole `k`: lowercase hex, a pattern that names `k` in its first 12 characters
-/// (so prefixes differ too), with a uuid's dashes if the value had them.
-fn token(k: usize, len: usize, uuid: bool) -> Vec<u8> {
+/// (so prefixes differ too), with a uuid's separators if the value had them.
+fn token(k: usize, len: usize, uuid: Option<u8>) -> Vec<u8> {
     let unit = format!("{:012x}", 0xfe77_ab00_0000u64 + k as u64);
-    let hex: Vec<u8> = unit.bytes().cycle().take(len).collect();
-    if !uuid {
-        return hex;
-    }
-    let mut t = hex;
-    for d in [8, 13, 18, 23] {
-        t[d] = b'-';
+    let mut t: Vec<u8> = unit.bytes().cycle().take(len).collect();
+    if let Some(sep) = uuid {
+        for d in [8, 13, 18, 23] {
+            t[d] = sep;
+        }
     }
     t
 }
@@ -213,15 +221,19 @@ fn is_hex(b: u8) -> bool {
     b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
 }
 
-fn is_uuid(s: &[u8]) -> bool {
-    s.len() >= 36
+/// The separator of the uuid `s` starts with: `-`, or `_` (systemd's unit names), never mixed.
+fn uuid_separator(s: &[u8]) -> Option<u8> {
+    let sep = *s.get(8)?;
+    let shaped = s.len() >= 36
+        && (sep == b'-' || sep == b'_')
         && s[..36].iter().enumerate().all(|(i, &b)| {
             if [8, 13, 18, 23].contains(&i) {
-                b == b'-'
+                b == sep
             } else {
                 is_hex(b)
             }
-        })
+        });
+    shaped.then_some(sep)
 }
 
 fn ascii(b: &[u8]) -> &str {
@@ -338,6 +350,45 @@ mod tests {
         )
     }
 
+    /// kubelet's pod cgroups: `pod<uid>` under cgroupfs, `pod<uid with underscores>.slice`
+    /// under systemd. Two pods' containers of one shape share a template.
+    #[test]
+    fn kubelet_pod_cgroups_are_holes() {
+        let cfg = |uid: &str, id: &str| {
+            let slice = uid.replace('-', "_");
+            format!(
+                r#"{{"a":"/kubepods/besteffort/pod{uid}/{id}","b":"kubepods-besteffort-pod{slice}.slice:cri-containerd:{id}"}}"#
+            )
+        };
+        let (u1, u2) = (
+            "6f8b0e7c-1d2a-4b3c-8d4e-5f6a7b8c9d0e",
+            "0a1b2c3d-4e5f-4a6b-9c7d-8e9fa0b1c2d3",
+        );
+        let id2 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let (a, b) = (cfg(u1, ID), cfg(u2, id2));
+        let ta = template(a.as_bytes(), Path::new("/b"), &[]).expect("template");
+        let tb = template(b.as_bytes(), Path::new("/b"), &[]).expect("template");
+        assert_eq!(ta.config, tb.config, "one template for both pods");
+        assert_eq!(ta.holes(), 3, "the id, the uid, its underscored form");
+        for (t, c) in [(&ta, &a), (&tb, &b)] {
+            let mut filled = t.config.clone();
+            t.fill(&mut filled);
+            assert_eq!(&String::from_utf8(filled).expect("utf-8"), c);
+        }
+        // Glued to anything but a standalone `pod`, a uuid stays; after `pod`, only a uuid is
+        // a hole; separators are never mixed.
+        for text in [
+            format!(r#"{{"c":"ipod{u1}"}}"#),
+            format!(r#"{{"d":"pod{}"}}"#, &ID[..40]),
+            r#"{"e":"pod6f8b0e7c-1d2a_4b3c-8d4e-5f6a7b8c9d0e"}"#.to_string(),
+        ] {
+            assert!(
+                template(text.as_bytes(), Path::new("/b"), &[]).is_none(),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn two_containers_of_one_shape_share_a_template_and_fill_back() {
         let a = config(
@@ -375,7 +426,7 @@ mod tests {
     #[test]
     fn a_filled_value_never_makes_a_token_with_its_neighbours() {
         // The first hole's value ends where the second hole's token could begin.
-        let second = token(1, 64, false);
+        let second = token(1, 64, None);
         let v1 = format!(
             "{}{}",
             "0a".repeat(16),
@@ -385,7 +436,7 @@ mod tests {
         let t = template(c.as_bytes(), Path::new("/b"), &[]).expect("template");
         let mut body = t.config.clone();
         // The token of v1, then the rest of the second token glued on, as bytes may lie.
-        let t0 = token(0, v1.len(), false);
+        let t0 = token(0, v1.len(), None);
         let glued = [t0.as_slice(), &second[6..12]].concat();
         body.extend_from_slice(&glued);
         t.fill(&mut body);

@@ -103,6 +103,9 @@ struct Launch<'a> {
     cgroups_skipped: bool,
     /// The parent's own time namespace while its children are born in the container's.
     own_time_ns: Option<std::fs::File>,
+    /// The parent's own namespaces while it is in the ones the clone joins: returned to right
+    /// after the clone (see `join_before_clone`).
+    own_namespaces: Vec<(OwnedFd, nix::sched::CloneFlags)>,
     /// Per container step, the fd of the detached mount the parent opened for it.
     trees: Vec<RawFd>,
 }
@@ -133,6 +136,7 @@ pub(crate) fn launch<'a>(
     }
     profile::mark("host steps before clone");
     let (child, parent) = clone_child(&mut l, sync, &page, hook)?;
+    leave_joined(&mut l)?;
     profile::mark("clone3");
     if let Err(e) = after_clone(&mut l, &parent, &child) {
         // A container process that failed (or died) meanwhile says more than what it broke.
@@ -251,6 +255,7 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
         oom_before: 0,
         cgroups_skipped,
         own_time_ns: None,
+        own_namespaces: Vec::new(),
         trees: Vec::new(),
     })
 }
@@ -290,6 +295,7 @@ fn open_sync(l: &Launch<'_>) -> Result<SyncFds> {
 fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
     let min_fd = 3 + l.preserve_fds;
     let mut open = None;
+    let mut joins = Vec::new();
     for (i, h) in l.plan.before_clone.iter().enumerate() {
         if profile::enabled() {
             profile::host_step(i + 1, h.to_string());
@@ -302,12 +308,8 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
                 }
                 sync.ns_files.push(f);
             }
-            HostStep::JoinBeforeClone { ns, path } => {
-                let f = open_namespace(*ns, path)?;
-                let flags = nix::sched::CloneFlags::from_bits_truncate(ns.clone_flag() as i32);
-                nix::sched::setns(&f, flags)
-                    .ctx(|| format!("join {} namespace {}", ns.oci_name(), path.text()))?;
-            }
+            // Opened now, so that a bad path fails here; joined last.
+            HostStep::JoinBeforeClone { ns, path } => joins.push((*ns, open_namespace(*ns, path)?)),
             HostStep::TimeNamespace { offsets } => {
                 // Above the preserved fds: a gap among them must not pass it to the container.
                 let own = above(OwnedFd::from(time_namespace_with_offsets(offsets)?), min_fd)?;
@@ -367,6 +369,39 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
             }
             other => bail!("plan: {other} cannot run before clone"),
         }
+    }
+    join_before_clone(l, joins, min_fd)
+}
+
+/// Joins the namespaces the clone is to be born in (all the config names but user and mount), as
+/// the last thing before it, keeping the parent's own to return to right after it. Until then a
+/// process whose children's pid or time namespace is not its own cannot start a thread (the
+/// kernel refuses CLONE_THREAD and CLONE_VM), which the systemd driver's D-Bus client needs;
+/// and the hooks and helpers it starts run in the runtime's namespaces, not the container's.
+fn join_before_clone(
+    l: &mut Launch<'_>,
+    joins: Vec<(ferrun_plans::Namespace, std::fs::File)>,
+    min_fd: u32,
+) -> Result<()> {
+    for (ns, f) in joins {
+        let name = match ns {
+            ferrun_plans::Namespace::Network => "net",
+            other => other.oci_name(),
+        };
+        let own = ferrun_plans::CBuf::new(&format!("/proc/self/ns/{name}"))
+            .ok_or_else(|| Error("a NUL in a constant".into()))?;
+        let own = above(OwnedFd::from(open_namespace(ns, &own)?), min_fd)?;
+        let flags = nix::sched::CloneFlags::from_bits_truncate(ns.clone_flag() as i32);
+        nix::sched::setns(&f, flags).ctx(|| format!("join the {} namespace", ns.oci_name()))?;
+        l.own_namespaces.push((own, flags));
+    }
+    Ok(())
+}
+
+/// Back to the parent's own namespaces, once the clone is born in the joined ones.
+fn leave_joined(l: &mut Launch<'_>) -> Result<()> {
+    for (own, flags) in l.own_namespaces.drain(..) {
+        nix::sched::setns(&own, flags).ctx(|| "return to ferrun's own namespaces".into())?;
     }
     Ok(())
 }

@@ -57,9 +57,13 @@ pub fn runtime_root(dir: &Path, handler: &str) -> PathBuf {
     dir.join("runtime-root").join(handler)
 }
 
+/// The handler's binary: ferrun's from this build (or `FERRUN_CRI_BIN`, the benchmark's
+/// release build), runc's from Debian.
 fn runtime_binary(handler: &str) -> String {
     match handler {
-        "ferrun" => common::ferrun_bin().to_string(),
+        "ferrun" => {
+            std::env::var("FERRUN_CRI_BIN").unwrap_or_else(|_| common::ferrun_bin().to_string())
+        }
         _ => "/usr/sbin/runc".to_string(),
     }
 }
@@ -147,15 +151,19 @@ impl Node {
             if path.exists() {
                 let p = path.clone();
                 let connected = rt.block_on(async move {
+                    // A call that hangs fails, with the daemon's log (a guest is slow: generous).
                     tonic::transport::Endpoint::from_static("http://[::]")
-                        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                            let p = p.clone();
-                            async move {
-                                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                                    tokio::net::UnixStream::connect(p).await?,
-                                ))
-                            }
-                        }))
+                        .timeout(std::time::Duration::from_secs(60))
+                        .connect_with_connector(tower::service_fn(
+                            move |_: tonic::transport::Uri| {
+                                let p = p.clone();
+                                async move {
+                                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                                        tokio::net::UnixStream::connect(p).await?,
+                                    ))
+                                }
+                            },
+                        ))
                         .await
                 });
                 if let Ok(c) = connected {
@@ -241,6 +249,7 @@ impl Node {
             .dir
             .join(format!("{}.tar", name.replace(['/', ':'], "_")));
         common::docker_archive(&tar, name, entrypoint, &[]);
+        eprintln!("cri: importing {name}");
         let o = self.ctr(&["images", "import", &tar.to_string_lossy()]);
         assert!(o.status.success(), "ctr import {name}: {o:?}");
         let st = self.images(|c| async move {
@@ -280,13 +289,60 @@ impl Node {
         self.rt.block_on(f(client)).map(|r| r.into_inner())
     }
 
-    /// A RuntimeService call that must succeed.
+    /// A RuntimeService call that must succeed; its failure shows the daemon's last words.
     pub fn call<T, F>(&self, what: &str, f: impl FnOnce(RuntimeServiceClient<Channel>) -> F) -> T
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.try_call(f)
-            .unwrap_or_else(|s| panic!("{what}: {} {}", s.code(), s.message()))
+        let t = std::time::Instant::now();
+        let r = self.try_call(f);
+        eprintln!(
+            "cri: {what} {:?} in {:.0?}",
+            r.as_ref().map(|_| ()).map_err(|s| s.code()),
+            t.elapsed()
+        );
+        r.unwrap_or_else(|s| {
+            panic!(
+                "{what}: {} {}\n{}\n{}",
+                s.code(),
+                s.message(),
+                self.log_tail(),
+                self.diagnostics()
+            )
+        })
+    }
+
+    /// What the node's processes are doing, and what the runtimes logged (the shim's
+    /// `log.json` per container), for a call that failed.
+    pub fn diagnostics(&self) -> String {
+        let sh = |script: &str| {
+            let o = Command::new("sh").args(["-c", script]).output();
+            o.map(|o| {
+                format!(
+                    "$ {script}\n{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_default()
+        };
+        let state = self.dir.join("state/io.containerd.runtime.v2.task/k8s.io");
+        [
+            sh("ps -eo pid,ppid,stat,wchan:24,args | grep -v ' \\[' | tail -40"),
+            sh("for p in $(pgrep -f 'ferrun|runc'); do echo \"== $p $(tr '\\0' ' ' < /proc/$p/cmdline)\"; cat /proc/$p/stack 2>/dev/null | head -12; done"),
+            sh(&format!("tail -n 5 {}/*/log.json", state.display())),
+            sh("for p in $(pgrep -f ' create --bundle'); do echo \"== strace $p\"; timeout 3 strace -f -tt -p $p 2>&1 | head -40; done"),
+            sh(&format!("for c in {}/*/config.json; do echo \"== $c\"; cat $c; echo; done | cut -c1-3000", state.display())),
+            sh("journalctl -n 30 --no-pager 2>/dev/null | cut -c1-300"),
+        ]
+        .join("\n")
+    }
+
+    /// The last lines of containerd's log.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     fn images<T, F>(&self, f: impl FnOnce(ImageServiceClient<Channel>) -> F) -> T
@@ -572,7 +628,11 @@ fn cgroup_file(pid: i32, controller: &str, v1: &str, v2: &str) -> String {
     let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let path = if unified {
         Path::new("/sys/fs/cgroup")
-            .join(cg.lines().find_map(|l| l.strip_prefix("0::/")).expect("0::"))
+            .join(
+                cg.lines()
+                    .find_map(|l| l.strip_prefix("0::/"))
+                    .expect("0::"),
+            )
             .join(v2)
     } else {
         let (hier, rel) = cg
@@ -665,7 +725,7 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
         container(
             "server",
             "trap 'echo got-term; exit 0' TERM; echo a-was-here > /dev/shm/marker; \
-             echo started; while :; do sleep 1; done"
+             echo started; while :; do sleep 1; done",
         ),
         &sandbox,
     );
@@ -685,11 +745,31 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
     assert_eq!(status.runtime_handler, handler);
     let pod_pid = pid_of(&node.dir, handler, &pod);
     let server_pid = pid_of(&node.dir, handler, &server);
+    // The container's cgroup is where kubelet's parent says: a directory under it (cgroupfs),
+    // or a scope systemd runs in the pod's slice.
+    let cg = std::fs::read_to_string(format!("/proc/{server_pid}/cgroup")).expect("cgroup");
+    if node.systemd {
+        let scope = format!("cri-containerd-{server}.scope");
+        assert!(
+            cg.contains(&format!("/{}/{scope}", parent_dir(&parent))),
+            "{cg}"
+        );
+        let active = Command::new("systemctl")
+            .args(["is-active", &scope])
+            .output()
+            .expect("systemctl");
+        assert_eq!(String::from_utf8_lossy(&active.stdout).trim(), "active");
+    } else {
+        assert!(cg.contains(&format!(":memory:{parent}/{server}\n")), "{cg}");
+    }
     let ip = status.network.map(|n| n.ip).unwrap_or_default();
     let host_net = ns(std::process::id() as i32, "net");
     match network {
         Network::Pod => {
-            assert!(ip.starts_with(&format!("{}.", node.subnet)), "pod ip {ip:?}");
+            assert!(
+                ip.starts_with(&format!("{}.", node.subnet)),
+                "pod ip {ip:?}"
+            );
             assert_ne!(ns(pod_pid, "net"), host_net, "the pod has its own network");
             let addr = node.sh(&server, "ip -4 addr show eth0");
             assert!(addr.contains(&format!("{ip}/24")), "{addr}");
@@ -702,7 +782,7 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
         &pod,
         container(
             "stubborn",
-            "trap '' TERM; echo ignoring; while :; do sleep 1; done"
+            "trap '' TERM; echo ignoring; while :; do sleep 1; done",
         ),
         &sandbox,
     );
@@ -717,7 +797,10 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
     assert_ne!(ns(server_pid, "mnt"), ns(stubborn_pid, "mnt"));
     // One pid namespace: the pause process is there, and so is the other container.
     let ps = node.sh(&server, "ps -o pid,args");
-    assert!(ps.contains("sleep 3600"), "pause not in the pod's pids: {ps}");
+    assert!(
+        ps.contains("sleep 3600"),
+        "pause not in the pod's pids: {ps}"
+    );
     assert!(ps.contains("ignoring") || ps.contains("trap ''"), "{ps}");
 
     // ExecSync: output and exit code.
@@ -726,6 +809,28 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
         (r.exit_code, r.stdout.as_slice(), r.stderr.as_slice()),
         (3, &b"hi\n"[..], &b"err\n"[..])
     );
+    // Streaming Exec: stdin in, stdout and stderr apart, and the exit code.
+    let url = node.exec_url(
+        &server,
+        &[
+            "sh",
+            "-c",
+            "read line; echo got:$line; echo to-err >&2; exit 5",
+        ],
+    );
+    let (out, err, exit) = stream_exec(&url, b"hello\n");
+    assert_eq!(String::from_utf8_lossy(&out), "got:hello\n");
+    assert_eq!(String::from_utf8_lossy(&err), "to-err\n");
+    assert_eq!(exit["reason"], json!("NonZeroExitCode"), "{exit}");
+    assert_eq!(
+        exit["details"]["causes"][0]["message"],
+        json!("5"),
+        "{exit}"
+    );
+    let url = node.exec_url(&server, &["true"]);
+    let (_, _, exit) = stream_exec(&url, b"");
+    assert_eq!(exit["status"], json!("Success"), "{exit}");
+
     // A missing binary fails the exec itself, and the runtime's message names it.
     let req = api::ExecSyncRequest {
         container_id: server.clone(),
@@ -746,7 +851,7 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
         &pod,
         container(
             "oneshot",
-            "echo out-b; cat /dev/shm/marker; echo err-b >&2; exit 7"
+            "echo out-b; cat /dev/shm/marker; echo err-b >&2; exit 7",
         ),
         &sandbox,
     );
@@ -831,7 +936,11 @@ fn nothing_left(node: &Node, handler: &str, parent: &str, ids: &[String]) {
             .unwrap_or_default()
     };
     let left = list(&root);
-    assert!(left.is_empty(), "{handler} left in {}: {left:?}", root.display());
+    assert!(
+        left.is_empty(),
+        "{handler} left in {}: {left:?}",
+        root.display()
+    );
     let mut plans = list(&root.join("@cache/plans"));
     plans.retain(|p| !p.ends_with(".tmpl"));
     assert!(plans.is_empty(), "{handler} left plans: {plans:?}");
@@ -869,12 +978,12 @@ fn nothing_left(node: &Node, handler: &str, parent: &str, ids: &[String]) {
     assert!(common::cgroup_dirs(&dir).is_empty(), "{dir} left");
 }
 
-/// kubelet's part: the pod's slice stopped, or its cgroupfs directories (and `kubepods`, once
-/// no other pod is in it) removed.
+/// kubelet's part: the pod's slice stopped (and the test's kubepods slice), or its cgroupfs
+/// directories (and `kubepods`, once no other pod is in it) removed.
 fn remove_parent(systemd: bool, parent: &str) {
     if systemd {
         let _ = Command::new("systemctl")
-            .args(["stop", parent])
+            .args(["stop", parent, "ferrun-test-kubepods.slice"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -886,4 +995,91 @@ fn remove_parent(systemd: bool, parent: &str) {
             let _ = std::fs::remove_dir(up);
         }
     }
+}
+
+/// Streaming Exec as `kubectl exec` makes it: the URL the CRI's `Exec` returned, opened as a
+/// WebSocket with kubelet's `v4.channel.k8s.io` protocol. Each frame's first byte is its
+/// channel: 0 stdin (written here), 1 stdout, 2 stderr, 3 the exit's `Status` (JSON).
+/// (stdout, stderr, status).
+pub fn stream_exec(url: &str, stdin: &[u8]) -> (Vec<u8>, Vec<u8>, Value) {
+    use tungstenite::Message;
+    use tungstenite::client::IntoClientRequest;
+    let ws_url = url.replacen("http://", "ws://", 1);
+    let mut req = ws_url.as_str().into_client_request().expect("exec url");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        tungstenite::http::HeaderValue::from_static("v4.channel.k8s.io"),
+    );
+    let (mut ws, resp) = tungstenite::connect(req).unwrap_or_else(|e| panic!("{ws_url}: {e}"));
+    assert_eq!(
+        resp.headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("v4.channel.k8s.io")
+    );
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(stdin);
+    ws.send(Message::Binary(frame.into())).expect("stdin");
+    let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), Value::Null);
+    loop {
+        match ws.read() {
+            Ok(Message::Binary(b)) if b.len() > 1 => match b[0] {
+                1 => out.extend_from_slice(&b[1..]),
+                2 => err.extend_from_slice(&b[1..]),
+                3 => status = serde_json::from_slice(&b[1..]).expect("status json"),
+                _ => {}
+            },
+            Ok(Message::Close(_)) => break,
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => break,
+            Err(tungstenite::Error::Protocol(_)) if status != Value::Null => break,
+            Err(e) => panic!("exec stream: {e}"),
+        }
+    }
+    (out, err, status)
+}
+
+/// One pod with `handler`, kubelet's way, on the pod network: (RunPodSandbox's time, the time
+/// until its first container has started); then it is stopped and removed, untimed.
+pub fn start_pod_timed(node: &Node, handler: &str) -> (std::time::Duration, std::time::Duration) {
+    let uid = format!(
+        "{:032x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let uid = format!(
+        "{}-{}-{}-{}-{}",
+        &uid[..8],
+        &uid[8..12],
+        &uid[12..16],
+        &uid[16..20],
+        &uid[20..]
+    );
+    let sandbox = api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: format!("bench-{handler}"),
+            uid: uid.clone(),
+            namespace: "ferrun-test".into(),
+            attempt: 0,
+        }),
+        hostname: "bench".into(),
+        log_directory: node.dir.join("logs").to_string_lossy().into_owned(),
+        linux: Some(api::LinuxPodSandboxConfig {
+            cgroup_parent: pod_cgroup_parent(node.systemd, &uid),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let t0 = std::time::Instant::now();
+    let pod = node.run_pod(&sandbox, handler);
+    let sandbox_time = t0.elapsed();
+    let c = node.create(&pod, container("app", "sleep 1000"), &sandbox);
+    node.start_container(&c);
+    let total = t0.elapsed();
+    node.stop_pod(&pod);
+    node.remove_pod(&pod);
+    remove_parent(node.systemd, &pod_cgroup_parent(node.systemd, &uid));
+    (sandbox_time, total)
 }

@@ -137,6 +137,8 @@ pub fn main() {
             "spec_1_3_pids_zero_scheduler_and_time_offsets",
             spec_1_3_on_cgroup2,
         ),
+        ("cri_pods_systemd_cgroup_ferrun", || cri_pods("ferrun")),
+        ("cri_pods_systemd_cgroup_runc", || cri_pods("runc")),
         ("nothing_left_behind", nothing_left_behind),
         (
             "selinux_label_and_mount_label",
@@ -1187,6 +1189,21 @@ fn podman_defaults(rt: &str) {
     );
 }
 
+/// Kubernetes' path with the systemd cgroup driver (SystemdCgroup in the runc shim's options,
+/// pod slices as kubelet names them): tests/cri's pod, with pod and host network.
+fn cri_pods(handler: &'static str) {
+    let net = if handler == "ferrun" { 8 } else { 9 };
+    let dir = std::env::temp_dir().join(format!("ferrun-k8s-{handler}"));
+    let node = crate::cri::Node::start(&dir, true, net);
+    for network in [crate::cri::Network::Pod, crate::cri::Network::Host] {
+        let s = crate::cri::pod_scenario(&node, handler, network);
+        note(&format!(
+            "{network:?} network: sandbox + first container started in {:.0} ms",
+            s.sandbox_and_container.as_secs_f64() * 1e3
+        ));
+    }
+}
+
 fn nothing_left_behind() {
     // Any scope still loaded (running or failed) is a leak; then the test slices go.
     let units = ok(&run(
@@ -1198,6 +1215,7 @@ fn nothing_left_behind() {
             "--no-legend",
             "ferrun-*.scope",
             "libpod-*.scope",
+            "cri-containerd-*.scope",
         ],
     ));
     assert!(units.trim().is_empty(), "units left: {units}");

@@ -22,13 +22,13 @@ tree=$(mktemp -d "$cache/tree-XXXXXX")
 trap 'rm -rf "$tree"' EXIT
 
 # What the guest's tests use: the engines and runtimes (podman with its Debian defaults, crun,
-# runc), busybox for the test rootfs, the tools the tests read with, and what later issues need
+# runc, containerd for the CRI), busybox for the test rootfs, the tools the tests read with, and what later issues need
 # (uidmap for rootless, criu, apparmor). SELinux's policy is there for the boot that enables it
 # instead of AppArmor (boot.sh's LSM argument).
 packages=(
   systemd systemd-sysv dbus dbus-user-session udev kmod linux-image-amd64 e2fsprogs
   busybox-static procps iproute2 util-linux strace
-  podman conmon crun runc catatonit containernetworking-plugins iptables
+  podman conmon crun runc catatonit containernetworking-plugins iptables containerd
   uidmap slirp4netns fuse-overlayfs
   criu apparmor
   selinux-policy-default selinux-utils policycoreutils

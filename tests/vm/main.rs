@@ -9,6 +9,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../cri/mod.rs"]
+mod cri;
 mod guest;
 mod rootless;
 
