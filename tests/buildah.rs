@@ -20,6 +20,8 @@ impl Buildah {
         let _ = std::fs::remove_dir_all(dir.join("runtime-root"));
         std::fs::create_dir_all(dir.join("runtime-root")).expect("dir");
         let b = Buildah { dir, runtime };
+        // What a failed earlier run left.
+        let _ = b.buildah(&["rm", "--all"]);
         if !b
             .buildah(&["inspect", "--type", "image", BASE])
             .status
@@ -85,10 +87,19 @@ impl Buildah {
         std::fs::write(ctx.join("Containerfile"), containerfile).expect("Containerfile");
         let mut args: Vec<String> = vec!["bud".into()];
         args.extend(self.runtime_args());
+        // The RUN containers' cgroups, under the tests' parent.
+        let parent = format!("--cgroup-parent=/ferrun-test/buildah-{}", self.runtime);
         args.extend(
-            ["--network", "none", "--pull=false", "-t", tag]
-                .iter()
-                .map(|s| s.to_string()),
+            [
+                parent.as_str(),
+                "--network",
+                "none",
+                "--pull=false",
+                "-t",
+                tag,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
         );
         args.push(ctx.to_string_lossy().into_owned());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -116,7 +127,7 @@ fn build(runtime: &'static str) {
             "FROM {BASE}\n\
              RUN echo built > /built && id -u >> /built\n\
              RUN grep -q built /built && echo second >> /built && \
-                 grep Seccomp: /proc/self/status\n\
+                 grep Seccomp: /proc/self/status && cat /proc/self/cgroup\n\
              USER 1000\n\
              RUN id -u > /tmp/user || echo refused-as-1000\n"
         ),
@@ -124,6 +135,13 @@ fn build(runtime: &'static str) {
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{runtime} bud: {out} {o:?}");
     assert!(out.contains("STEP 5/5"), "{out}");
+    // The RUN step's cgroup is the one asked for, under the tests' parent.
+    let cg = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        format!("0::/ferrun-test/buildah-{runtime}")
+    } else {
+        format!(":memory:/ferrun-test/buildah-{runtime}")
+    };
+    assert!(out.contains(&cg), "{cg} not in {out}");
     // buildah's default seccomp profile holds in a RUN step.
     assert!(out.contains("Seccomp:\t2"), "{out}");
     // After USER 1000 the RUN is uid 1000, whom the rootfs's 0755 root-owned /tmp refuses.
@@ -161,6 +179,12 @@ fn build(runtime: &'static str) {
     b.ok(&["rmi", &tag]);
     let containers = b.ok(&["containers", "-q"]);
     assert!(containers.trim().is_empty(), "{containers}");
+    // buildah makes `--cgroup-parent` the RUN container's own cgroup: gone with it.
+    let left = common::cgroup_dirs(&format!("/ferrun-test/buildah-{runtime}"));
+    for d in &left {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -247,8 +247,15 @@ fn a_failing_poststart_hook_is_an_error_and_stops_the_container() {
 /// and ipc namespaces (the spec: "in the runtime namespace"), and the container in the pod's.
 #[test]
 fn create_runtime_hooks_of_a_container_joining_namespaces_run_in_the_runtimes() {
-    let pod = Bundle::new(&["sleep", "1000"]);
-    let pod_pid = pod.run_detached("pod", &[]);
+    /// The pod's container goes even when an assertion fails.
+    struct Pod(Bundle);
+    impl Drop for Pod {
+        fn drop(&mut self) {
+            let _ = self.0.ferrun(&["delete", "--force", "pod"]);
+        }
+    }
+    let pod = Pod(Bundle::new(&["sleep", "1000"]));
+    let pod_pid = pod.0.run_detached("pod", &[]);
     let kinds = ["pid", "net", "uts", "ipc"];
     let mut b = Bundle::new(&[
         "sh",
@@ -291,5 +298,4 @@ fn create_runtime_hooks_of_a_container_joining_namespaces_run_in_the_runtimes() 
     let inside = read(&ctl.join("inside"));
     let want: Vec<String> = kinds.iter().map(|k| own(&pod_pid.to_string(), k)).collect();
     assert_eq!(inside.lines().collect::<Vec<_>>(), want, "the container's");
-    let _ = pod.ferrun(&["delete", "--force", "pod"]);
 }

@@ -129,14 +129,20 @@ pub(crate) fn launch<'a>(
 ) -> Result<Launched<'a>> {
     let mut l = prepare(store, opts, mode)?;
     let mut sync = open_sync(&l)?;
-    before_clone(&mut l, &mut sync)?;
+    if let Err(e) = before_clone(&mut l, &mut sync) {
+        // Whatever was joined is left before the clean-up runs its hooks.
+        let _ = leave_joined(&mut l);
+        return Err(e);
+    }
     let page = SharedPage::new().ctx(|| "map the page shared with the container process".into())?;
     if profile::enabled() {
         page.set_profile();
     }
     profile::mark("host steps before clone");
-    let (child, parent) = clone_child(&mut l, sync, &page, hook)?;
-    leave_joined(&mut l)?;
+    let cloned = clone_child(&mut l, sync, &page, hook);
+    let left = leave_joined(&mut l);
+    let (child, parent) = cloned?;
+    left?;
     profile::mark("clone3");
     if let Err(e) = after_clone(&mut l, &parent, &child) {
         // A container process that failed (or died) meanwhile says more than what it broke.
@@ -375,14 +381,20 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
 
 /// Joins the namespaces the clone is to be born in (all the config names but user and mount), as
 /// the last thing before it, keeping the parent's own to return to right after it. Until then a
-/// process whose children's pid or time namespace is not its own cannot start a thread (the
-/// kernel refuses CLONE_THREAD and CLONE_VM), which the systemd driver's D-Bus client needs;
-/// and the hooks and helpers it starts run in the runtime's namespaces, not the container's.
+/// process whose children's pid namespace is not its own cannot start a thread (the kernel
+/// refuses CLONE_THREAD), which the systemd driver's D-Bus client needs; and the hooks and
+/// helpers it starts run in the runtime's namespaces, not the container's. The way back needs
+/// CAP_SYS_ADMIN over the owner of ferrun's own namespace: where ferrun runs in a user
+/// namespace that does not own it (rootless podman's, with the host's network), it stays
+/// joined, as before. (runc's and crun's parents never join: their child does.)
 fn join_before_clone(
     l: &mut Launch<'_>,
     joins: Vec<(ferrun_plans::Namespace, std::fs::File)>,
     min_fd: u32,
 ) -> Result<()> {
+    let own_user = std::fs::File::open("/proc/self/ns/user")
+        .and_then(|f| f.metadata())
+        .ok();
     for (ns, f) in joins {
         let name = match ns {
             ferrun_plans::Namespace::Network => "net",
@@ -393,17 +405,48 @@ fn join_before_clone(
         let own = above(OwnedFd::from(open_namespace(ns, &own)?), min_fd)?;
         let flags = nix::sched::CloneFlags::from_bits_truncate(ns.clone_flag() as i32);
         nix::sched::setns(&f, flags).ctx(|| format!("join the {} namespace", ns.oci_name()))?;
-        l.own_namespaces.push((own, flags));
+        if owned_by(&own, own_user.as_ref()) {
+            l.own_namespaces.push((own, flags));
+        }
     }
     Ok(())
 }
 
-/// Back to the parent's own namespaces, once the clone is born in the joined ones.
-fn leave_joined(l: &mut Launch<'_>) -> Result<()> {
-    for (own, flags) in l.own_namespaces.drain(..) {
-        nix::sched::setns(&own, flags).ctx(|| "return to ferrun's own namespaces".into())?;
+/// True when the namespace `ns` is owned by ferrun's own user namespace (`user`), in which root
+/// may join it again.
+fn owned_by(ns: &OwnedFd, user: Option<&std::fs::Metadata>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // _IO(0xb7, 0x1): an fd of the user namespace that owns a namespace.
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return false;
     }
-    Ok(())
+    // SAFETY: an ioctl on an fd we hold; it returns a new fd or -1.
+    let owner = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) };
+    if owner < 0 {
+        return false;
+    }
+    // SAFETY: the ioctl just returned this fd, and nothing else owns it.
+    let owner = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(owner) });
+    match (owner.metadata(), user) {
+        (Ok(o), Some(u)) => o.dev() == u.dev() && o.ino() == u.ino(),
+        _ => false,
+    }
+}
+
+/// Back to the parent's own namespaces, once the clone is born in the joined ones (or failed):
+/// every one is tried, and the first failure reported.
+fn leave_joined(l: &mut Launch<'_>) -> Result<()> {
+    let mut first = Ok(());
+    for (own, flags) in l.own_namespaces.drain(..) {
+        let back =
+            nix::sched::setns(&own, flags).ctx(|| "return to ferrun's own namespaces".into());
+        if first.is_ok() {
+            first = back;
+        }
+    }
+    first
 }
 
 /// `linux.timeOffsets`: a new time namespace for the parent's children, its offsets written

@@ -28,6 +28,7 @@ pub struct Node {
     /// The pod network's bridge and /24 (`10.199.N`): the node's own, deleted with it.
     pub bridge: String,
     pub subnet: String,
+    pub net: u8,
     /// The pods' cgroup parents, which kubelet would remove (a failed scenario's too).
     parents: std::sync::Mutex<Vec<String>>,
     daemon: Child,
@@ -141,6 +142,17 @@ impl Node {
             .stderr(log)
             .spawn()
             .expect("containerd is installed (apt-get install containerd)");
+        // Killed if this fails before the node owns it.
+        struct Daemon(Option<Child>);
+        impl Drop for Daemon {
+            fn drop(&mut self) {
+                if let Some(c) = &mut self.0 {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+        let mut daemon = Daemon(Some(daemon));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -186,8 +198,9 @@ impl Node {
             systemd,
             bridge,
             subnet,
+            net,
             parents: Default::default(),
-            daemon,
+            daemon: daemon.0.take().expect("the daemon"),
             rt,
             chan,
         };
@@ -536,12 +549,16 @@ pub enum Network {
 
 /// How kubelet names a pod's cgroup parent: a cgroupfs path, or (systemd driver) a slice whose
 /// name nests it (`a-b-c.slice` is in `a.slice/a-b.slice`), with the uid's dashes as
-/// underscores.
-pub fn pod_cgroup_parent(systemd: bool, uid: &str) -> String {
-    if systemd {
-        format!("ferrun-test-kubepods-pod{}.slice", uid.replace('-', "_"))
+/// underscores. Each node has a `kubepods` of its own (nodes may run at once).
+pub fn pod_cgroup_parent(node: &Node, uid: &str) -> String {
+    if node.systemd {
+        format!(
+            "ferrun-test-kubepods{}-pod{}.slice",
+            node.net,
+            uid.replace('-', "_")
+        )
     } else {
-        format!("/ferrun-test/kubepods/pod{uid}")
+        format!("/ferrun-test/kubepods{}/pod{uid}", node.net)
     }
 }
 
@@ -678,7 +695,7 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
         n & 0xfff,
         n & 0xffff_ffff_ffff
     );
-    let parent = pod_cgroup_parent(node.systemd, &uid);
+    let parent = pod_cgroup_parent(node, &uid);
     if let Ok(mut p) = node.parents.lock() {
         p.push(parent.clone());
     }
@@ -982,8 +999,14 @@ fn nothing_left(node: &Node, handler: &str, parent: &str, ids: &[String]) {
 /// directories (and `kubepods`, once no other pod is in it) removed.
 fn remove_parent(systemd: bool, parent: &str) {
     if systemd {
+        // `…-kubepodsN-pod<uid>.slice` is in `…-kubepodsN.slice`.
+        let kubepods = parent
+            .trim_end_matches(".slice")
+            .rsplit_once('-')
+            .map(|(up, _)| format!("{up}.slice"))
+            .unwrap_or_default();
         let _ = Command::new("systemctl")
-            .args(["stop", parent, "ferrun-test-kubepods.slice"])
+            .args(["stop", parent, &kubepods])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -1067,11 +1090,14 @@ pub fn start_pod_timed(node: &Node, handler: &str) -> (std::time::Duration, std:
         hostname: "bench".into(),
         log_directory: node.dir.join("logs").to_string_lossy().into_owned(),
         linux: Some(api::LinuxPodSandboxConfig {
-            cgroup_parent: pod_cgroup_parent(node.systemd, &uid),
+            cgroup_parent: pod_cgroup_parent(node, &uid),
             ..Default::default()
         }),
         ..Default::default()
     };
+    if let Ok(mut p) = node.parents.lock() {
+        p.push(pod_cgroup_parent(node, &uid));
+    }
     let t0 = std::time::Instant::now();
     let pod = node.run_pod(&sandbox, handler);
     let sandbox_time = t0.elapsed();
@@ -1080,6 +1106,6 @@ pub fn start_pod_timed(node: &Node, handler: &str) -> (std::time::Duration, std:
     let total = t0.elapsed();
     node.stop_pod(&pod);
     node.remove_pod(&pod);
-    remove_parent(node.systemd, &pod_cgroup_parent(node.systemd, &uid));
+    remove_parent(node.systemd, &pod_cgroup_parent(node, &uid));
     (sandbox_time, total)
 }
