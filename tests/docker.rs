@@ -122,6 +122,15 @@ impl Dockerd {
 
     /// `docker run --rm --runtime <runtime> [opts] IMAGE sh -c script`.
     fn run(&self, opts: &[&str], script: &str) -> Output {
+        self.run_argv(opts, &["sh", "-c", script])
+    }
+
+    /// `docker run --rm --runtime <runtime> IMAGE program`.
+    fn run_program(&self, program: &str) -> Output {
+        self.run_argv(&[], &[program])
+    }
+
+    fn run_argv(&self, opts: &[&str], argv: &[&str]) -> Output {
         let mut args = vec![
             "run",
             "--rm",
@@ -131,7 +140,8 @@ impl Dockerd {
             self.runtime,
         ];
         args.extend_from_slice(opts);
-        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        args.push(IMAGE);
+        args.extend_from_slice(argv);
         self.docker(&args)
     }
 }
@@ -159,28 +169,10 @@ fn scenarios(runtime: &'static str) {
     assert_eq!(stderr(&o), "oops\n");
     let o = d.run(&[], "exit 255");
     assert_eq!(o.status.code(), Some(255), "{o:?}");
-    let o = d.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--runtime",
-        runtime,
-        IMAGE,
-        "/no/such/binary",
-    ]);
+    let o = d.run_program("/no/such/binary");
     assert_eq!(o.status.code(), Some(127), "{o:?}");
     assert!(stderr(&o).contains("/no/such/binary"), "{}", stderr(&o));
-    let o = d.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--runtime",
-        runtime,
-        IMAGE,
-        "/etc/passwd",
-    ]);
+    let o = d.run_program("/etc/passwd");
     assert_eq!(o.status.code(), Some(126), "not executable: {o:?}");
 
     // Docker's defaults: its seccomp profile (filter mode) and its 14 capabilities.
@@ -320,15 +312,8 @@ fn scenarios(runtime: &'static str) {
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "{}: {left:?}", root.display());
-    for c in common::cgroup_dirs(&d.cgroup_parent()) {
-        let kids: Vec<_> = std::fs::read_dir(&c)
-            .expect("cgroup")
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name())
-            .collect();
-        assert!(kids.is_empty(), "{}: {kids:?}", c.display());
-    }
+    let kids = common::child_cgroups(&d.cgroup_parent());
+    assert!(kids.is_empty(), "container cgroups left: {kids:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(
         !mounts.contains(&id) && !mounts.contains(&stubborn),

@@ -84,6 +84,15 @@ pub fn cgroup_dirs(cgroup_path: &str) -> Vec<PathBuf> {
     out
 }
 
+/// The subdirectories (child cgroups) of `cgroup_path` in every hierarchy that has it.
+pub fn child_cgroups(cgroup_path: &str) -> Vec<PathBuf> {
+    cgroup_dirs(cgroup_path)
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|r| r.flatten().map(|e| e.path()).filter(|p| p.is_dir()))
+        .collect()
+}
+
 /// The stdout of a command that must have succeeded (the test fails with its output otherwise).
 pub fn ok(o: &Output) -> String {
     assert!(

@@ -982,15 +982,8 @@ fn nothing_left(node: &Node, handler: &str, parent: &str, ids: &[String]) {
     );
     // The pod's cgroup holds nothing any more; then it goes, as kubelet removes it.
     let dir = parent_dir(parent);
-    for d in common::cgroup_dirs(&dir) {
-        let children: Vec<_> = std::fs::read_dir(&d)
-            .expect("cgroup dir")
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name())
-            .collect();
-        assert!(children.is_empty(), "{} holds {children:?}", d.display());
-    }
+    let children = common::child_cgroups(&dir);
+    assert!(children.is_empty(), "{dir} holds {children:?}");
     remove_parent(node.systemd, parent);
     assert!(common::cgroup_dirs(&dir).is_empty(), "{dir} left");
 }
