@@ -134,7 +134,13 @@ pub(crate) fn launch<'a>(
         let _ = leave_joined(&mut l);
         return Err(e);
     }
-    let page = SharedPage::new().ctx(|| "map the page shared with the container process".into())?;
+    let page = match SharedPage::new() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = leave_joined(&mut l);
+            return Err(e).ctx(|| "map the page shared with the container process".into());
+        }
+    };
     if profile::enabled() {
         page.set_profile();
     }
@@ -383,18 +389,16 @@ fn before_clone(l: &mut Launch<'_>, sync: &mut SyncFds) -> Result<()> {
 /// the last thing before it, keeping the parent's own to return to right after it. Until then a
 /// process whose children's pid namespace is not its own cannot start a thread (the kernel
 /// refuses CLONE_THREAD), which the systemd driver's D-Bus client needs; and the hooks and
-/// helpers it starts run in the runtime's namespaces, not the container's. The way back needs
-/// CAP_SYS_ADMIN over the owner of ferrun's own namespace: where ferrun runs in a user
-/// namespace that does not own it (rootless podman's, with the host's network), it stays
-/// joined, as before. (runc's and crun's parents never join: their child does.)
+/// helpers it starts run in the runtime's namespaces, not the container's. Whether the way back
+/// is open is asked of the kernel before joining, by joining ferrun's own namespace (a no-op
+/// with the same permission checks): where ferrun runs in a user namespace that does not own
+/// it (rootless podman's, with the host's network), it stays joined, as before. (runc's and
+/// crun's parents never join: their child does.)
 fn join_before_clone(
     l: &mut Launch<'_>,
     joins: Vec<(ferrun_plans::Namespace, std::fs::File)>,
     min_fd: u32,
 ) -> Result<()> {
-    let own_user = std::fs::File::open("/proc/self/ns/user")
-        .and_then(|f| f.metadata())
-        .ok();
     for (ns, f) in joins {
         let name = match ns {
             ferrun_plans::Namespace::Network => "net",
@@ -404,35 +408,13 @@ fn join_before_clone(
             .ok_or_else(|| Error("a NUL in a constant".into()))?;
         let own = above(OwnedFd::from(open_namespace(ns, &own)?), min_fd)?;
         let flags = nix::sched::CloneFlags::from_bits_truncate(ns.clone_flag() as i32);
+        let can_return = nix::sched::setns(&own, flags).is_ok();
         nix::sched::setns(&f, flags).ctx(|| format!("join the {} namespace", ns.oci_name()))?;
-        if owned_by(&own, own_user.as_ref()) {
+        if can_return {
             l.own_namespaces.push((own, flags));
         }
     }
     Ok(())
-}
-
-/// True when the namespace `ns` is owned by ferrun's own user namespace (`user`), in which root
-/// may join it again.
-fn owned_by(ns: &OwnedFd, user: Option<&std::fs::Metadata>) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // _IO(0xb7, 0x1): an fd of the user namespace that owns a namespace.
-    const NS_GET_USERNS: libc::c_ulong = 0xb701;
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return false;
-    }
-    // SAFETY: an ioctl on an fd we hold; it returns a new fd or -1.
-    let owner = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) };
-    if owner < 0 {
-        return false;
-    }
-    // SAFETY: the ioctl just returned this fd, and nothing else owns it.
-    let owner = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(owner) });
-    match (owner.metadata(), user) {
-        (Ok(o), Some(u)) => o.dev() == u.dev() && o.ino() == u.ino(),
-        _ => false,
-    }
 }
 
 /// Back to the parent's own namespaces, once the clone is born in the joined ones (or failed):
