@@ -146,33 +146,44 @@ fn wait_hook(
         .spawn()
         .map_err(|e| crate::error::errno_text(e.raw_os_error().unwrap_or(libc::EIO)))?;
     // Threads, so that a hook that does not read its stdin, or writes a lot, cannot block us.
-    let input = child.stdin.take().map(|mut stdin| {
-        let state = state.to_string();
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(state.as_bytes());
-        })
-    });
+    // The kernel may refuse one (a joined pid namespace ferrun could not leave): an error, and
+    // the hook is killed, rather than a panic.
+    let stdin = child.stdin.take();
+    let stdout = child
+        .stdout
+        .take()
+        .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>);
+    let mut refused = |e: std::io::Error| {
+        let _ = child.kill();
+        let _ = child.wait();
+        format!("start a thread for its stdio: {e}")
+    };
+    let input = match stdin {
+        Some(mut stdin) => {
+            let state = state.to_string();
+            let writer = std::thread::Builder::new().spawn(move || {
+                let _ = stdin.write_all(state.as_bytes());
+            });
+            Some(writer.map_err(&mut refused)?)
+        }
+        None => None,
+    };
     let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
         r.map(|mut r| {
-            std::thread::spawn(move || {
+            std::thread::Builder::new().spawn(move || {
                 let mut all = Vec::new();
                 let _ = r.read_to_end(&mut all);
                 all
             })
         })
+        .transpose()
     };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-    );
+    let out = drain(stdout).map_err(&mut refused)?;
+    let err = drain(stderr).map_err(&mut refused)?;
     let deadline =
         timeout.map(|t| std::time::Instant::now() + std::time::Duration::from_secs(u64::from(t)));
     let status = loop {

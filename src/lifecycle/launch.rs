@@ -106,6 +106,8 @@ struct Launch<'a> {
     /// The parent's own namespaces while it is in the ones the clone joins: returned to right
     /// after the clone (see `join_before_clone`).
     own_namespaces: Vec<(OwnedFd, nix::sched::CloneFlags)>,
+    /// A pid namespace was joined that ferrun may not leave (rootless): no thread until exit.
+    stuck_in_pid_namespace: bool,
     /// Per container step, the fd of the detached mount the parent opened for it.
     trees: Vec<RawFd>,
 }
@@ -268,6 +270,7 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
         cgroups_skipped,
         own_time_ns: None,
         own_namespaces: Vec::new(),
+        stuck_in_pid_namespace: false,
         trees: Vec::new(),
     })
 }
@@ -412,6 +415,8 @@ fn join_before_clone(
         nix::sched::setns(&f, flags).ctx(|| format!("join the {} namespace", ns.oci_name()))?;
         if can_return {
             l.own_namespaces.push((own, flags));
+        } else if ns == ferrun_plans::Namespace::Pid {
+            l.stuck_in_pid_namespace = true;
         }
     }
     Ok(())
@@ -593,6 +598,14 @@ fn after_clone(l: &mut Launch<'_>, parent: &OwnedFd, child: &Child) -> Result<()
                 let Some(scope) = &c.systemd else {
                     return Err(no_cgroup());
                 };
+                if l.stuck_in_pid_namespace {
+                    // The D-Bus client needs a thread, which the kernel refuses here.
+                    bail!(
+                        "linux.namespaces: a pid namespace joined by path, which ferrun cannot \
+                         leave from this user namespace, and the systemd cgroup manager cannot \
+                         be combined (use the cgroupfs manager)"
+                    );
+                }
                 let started = cg.start_scope(scope, child.pid, &l.opts.id);
                 // From the moment the unit exists it is recorded, so that a failure here (or a
                 // ferrun killed from here on) leaves `delete` the unit to stop.
