@@ -761,6 +761,23 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
     );
     assert_eq!(status.runtime_handler, handler);
     let pod_pid = pid_of(&node.dir, handler, &pod);
+    // The sandbox's network namespace, as containerd pinned it (pod network only).
+    let bundle = runtime_state(&node.dir, handler, &pod)["bundle"]
+        .as_str()
+        .expect("bundle")
+        .to_string();
+    let spec: Value = serde_json::from_slice(
+        &std::fs::read(Path::new(&bundle).join("config.json")).expect("sandbox config"),
+    )
+    .expect("sandbox config json");
+    let netns = spec["linux"]["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["type"] == json!("network"))
+        .and_then(|n| n["path"].as_str())
+        .map(String::from);
+    assert_eq!(netns.is_some(), network == Network::Pod, "{spec}");
     let server_pid = pid_of(&node.dir, handler, &server);
     // The container's cgroup is where kubelet's parent says: a directory under it (cgroupfs),
     // or a scope systemd runs in the pod's slice.
@@ -933,6 +950,15 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
     node.stop_pod(&pod);
     node.remove_pod(&pod);
     nothing_left(node, handler, &parent, &ids);
+    if let Some(netns) = netns {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let name = Path::new(&netns)
+            .file_name()
+            .expect("name")
+            .to_string_lossy();
+        assert!(!mounts.contains(name.as_ref()), "{netns} still mounted");
+        assert!(!Path::new(&netns).exists(), "{netns} left");
+    }
     started
 }
 
