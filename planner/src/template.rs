@@ -4,7 +4,8 @@
 //!
 //! - **holes**: inside JSON strings, every lowercase hex run of 32 characters or more (container,
 //!   layer and sandbox ids), every uuid (also with underscores, and after `pod`: kubelet names a
-//!   pod's cgroup `pod<uid>`, and `pod<uid with underscores>.slice` under systemd), and a
+//!   pod's cgroup `pod<uid>`, and `pod<uid with underscores>.slice` under systemd), the pid of
+//!   a `/proc/<pid>/ns/` path (a pod's containers join its sandbox's namespaces so), and a
 //!   standalone 12-character prefix of a 64-character hole (podman's hostname). Each distinct
 //!   value becomes a token of the same length and the same shape (lowercase hex, a uuid's
 //!   separators where they were), so every check the planner makes on a string treats the
@@ -79,8 +80,7 @@ pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Opti
     }
     let bundle_text = bundle.to_str()?;
     let mut wholes: Vec<Vec<u8>> = Vec::new();
-    // A uuid's separator ('-' or '_'), per hole.
-    let mut uuid: Vec<Option<u8>> = Vec::new();
+    let mut shapes: Vec<Shape> = Vec::new();
     // (start, end, hole index, prefix?) for every occurrence.
     let mut found: Vec<(usize, usize, usize, bool)> = Vec::new();
     let mut prefixes: Vec<(usize, usize, bool)> = Vec::new();
@@ -113,17 +113,32 @@ pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Opti
             let value = &config[i..i + len];
             // A value without a letter might be read as a number; its token could not be.
             let lettered = value.iter().any(|b| (b'a'..=b'f').contains(b));
+            // A pid in `/proc/<pid>/ns/…` (a pod's containers join its sandbox's namespaces
+            // so): a path, never a number; its token is digits too.
+            let pid = !lettered
+                && !s.key
+                && (2..=10).contains(&len)
+                && i >= s.start + 6
+                && &config[i - 6..i] == b"/proc/"
+                && config[i + len..s.end].starts_with(b"/ns/");
             if (is_uuid || len >= 32) && lettered && s.key {
                 // The planner sorts some maps by key (sysctls, cgroup files, annotations): a
                 // token would sort where the value might not.
                 return None;
             }
-            if lettered && (is_uuid || len >= 32) {
+            if (lettered && (is_uuid || len >= 32)) || pid {
+                let shape = match sep {
+                    Some(sep) => Shape::Uuid(sep),
+                    None if pid => Shape::Decimal,
+                    None => Shape::Hex,
+                };
                 let index = match wholes.iter().position(|w| w == value) {
-                    Some(k) => k,
+                    Some(k) if shapes[k] == shape => k,
+                    // The same digits as a hex hole's: no template rather than two tokens.
+                    Some(_) => return None,
                     None => {
                         wholes.push(value.to_vec());
-                        uuid.push(sep);
+                        shapes.push(shape);
                         wholes.len() - 1
                     }
                 };
@@ -153,11 +168,11 @@ pub fn template(config: &[u8], bundle: &Path, read_annotations: &[&str]) -> Opti
         return None;
     }
     let tokens: Vec<Vec<u8>> = (0..wholes.len())
-        .map(|k| token(k, wholes[k].len(), uuid[k]))
+        .map(|k| token(k, wholes[k].len(), shapes[k]))
         .collect();
     if tokens
         .iter()
-        .any(|t| find(config, &t[..12]).is_some() || bundle_text.contains(ascii(&t[..12])))
+        .any(|t| find(config, head(t)).is_some() || bundle_text.contains(ascii(head(t))))
     {
         return None;
     }
@@ -206,15 +221,36 @@ const MAX_HOLES: usize = 64;
 
 /// The token of hole `k`: lowercase hex, a pattern that names `k` in its first 12 characters
 /// (so prefixes differ too), with a uuid's separators if the value had them.
-fn token(k: usize, len: usize, uuid: Option<u8>) -> Vec<u8> {
+fn token(k: usize, len: usize, shape: Shape) -> Vec<u8> {
+    if shape == Shape::Decimal {
+        // Nines, then k in the last two digits (holes are fewer than 100).
+        let mut t = vec![b'9'; len];
+        t[len - 2] = b'0' + (k / 10 % 10) as u8;
+        t[len - 1] = b'0' + (k % 10) as u8;
+        return t;
+    }
     let unit = format!("{:012x}", 0xfe77_ab00_0000u64 + k as u64);
     let mut t: Vec<u8> = unit.bytes().cycle().take(len).collect();
-    if let Some(sep) = uuid {
+    if let Shape::Uuid(sep) = shape {
         for d in [8, 13, 18, 23] {
             t[d] = sep;
         }
     }
     t
+}
+
+/// What a hole's value looks like, and so its token: a hex run, a uuid with its separator, or
+/// a pid's digits.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Shape {
+    Hex,
+    Uuid(u8),
+    Decimal,
+}
+
+/// A token's first 12 bytes (all of a shorter one), which name its hole.
+fn head(t: &[u8]) -> &[u8] {
+    &t[..t.len().min(12)]
 }
 
 fn is_hex(b: u8) -> bool {
@@ -375,6 +411,35 @@ mod tests {
             t.fill(&mut filled);
             assert_eq!(&String::from_utf8(filled).expect("utf-8"), c);
         }
+        // A pod's container joins its sandbox's namespaces by pid: digits in, digits out.
+        let joined = |pid: &str| {
+            format!(
+                r#"{{"n":[{{"path":"/proc/{pid}/ns/net"}},{{"path":"/proc/{pid}/ns/ipc"}}],"s":"size=65536k","c":"/kubepods/pod{u1}/{ID}"}}"#
+            )
+        };
+        let (ja, jb) = (joined("16613"), joined("20417"));
+        let ta = template(ja.as_bytes(), Path::new("/b"), &[]).expect("template");
+        let tb = template(jb.as_bytes(), Path::new("/b"), &[]).expect("template");
+        assert_eq!(ta.config, tb.config, "one template for both pids");
+        let text = String::from_utf8(ta.config.clone()).expect("utf-8");
+        assert!(
+            text.contains("/proc/99900/ns/net") && text.contains("size=65536k"),
+            "{text}"
+        );
+        for (t, c) in [(&ta, &ja), (&tb, &jb)] {
+            let mut filled = t.config.clone();
+            t.fill(&mut filled);
+            assert_eq!(&String::from_utf8(filled).expect("utf-8"), c);
+        }
+        // Digits elsewhere stay digits.
+        assert!(
+            template(
+                br#"{"p":"/proc/16613/status","q":"/x/16613/ns/net"}"#,
+                Path::new("/b"),
+                &[]
+            )
+            .is_none()
+        );
         // Glued to anything but a standalone `pod`, a uuid stays; after `pod`, only a uuid is
         // a hole; separators are never mixed.
         for text in [
@@ -426,7 +491,7 @@ mod tests {
     #[test]
     fn a_filled_value_never_makes_a_token_with_its_neighbours() {
         // The first hole's value ends where the second hole's token could begin.
-        let second = token(1, 64, None);
+        let second = token(1, 64, Shape::Hex);
         let v1 = format!(
             "{}{}",
             "0a".repeat(16),
@@ -436,7 +501,7 @@ mod tests {
         let t = template(c.as_bytes(), Path::new("/b"), &[]).expect("template");
         let mut body = t.config.clone();
         // The token of v1, then the rest of the second token glued on, as bytes may lie.
-        let t0 = token(0, v1.len(), None);
+        let t0 = token(0, v1.len(), Shape::Hex);
         let glued = [t0.as_slice(), &second[6..12]].concat();
         body.extend_from_slice(&glued);
         t.fill(&mut body);
