@@ -130,6 +130,14 @@ impl Dockerd {
         self.run_argv(&[], &[program])
     }
 
+    /// `docker run -d --runtime <runtime> [opts] IMAGE sh -c script`: the container's id.
+    fn run_detached(&self, opts: &[&str], script: &str) -> String {
+        let mut args = vec!["run", "-d", "--network", "none", "--runtime", self.runtime];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        self.ok(&args).trim().to_string()
+    }
+
     fn run_argv(&self, opts: &[&str], argv: &[&str]) -> Output {
         let mut args = vec![
             "run",
@@ -214,23 +222,10 @@ fn scenarios(runtime: &'static str) {
     assert_eq!(stdout(&o).trim(), (64u64 << 20).to_string(), "{o:?}");
 
     // -d, exec, stop (SIGTERM, then the grace period), rm.
-    let id = d
-        .ok(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--runtime",
-            runtime,
-            "--memory",
-            "48m",
-            IMAGE,
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 1; done",
-        ])
-        .trim()
-        .to_string();
+    let id = d.run_detached(
+        &["--memory", "48m"],
+        "trap 'echo got-term; exit 0' TERM; echo up; while :; do sleep 1; done",
+    );
     let info = d.ok(&[
         "inspect",
         "--format",
@@ -281,21 +276,7 @@ fn scenarios(runtime: &'static str) {
     let logs = d.docker(&["logs", &id]);
     assert_eq!(stdout(&logs), "up\ngot-term\n");
     // A process that ignores SIGTERM is killed once the grace period is over.
-    let stubborn = d
-        .ok(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--runtime",
-            runtime,
-            IMAGE,
-            "sh",
-            "-c",
-            "trap '' TERM; while :; do sleep 1; done",
-        ])
-        .trim()
-        .to_string();
+    let stubborn = d.run_detached(&[], "trap '' TERM; while :; do sleep 1; done");
     d.ok(&["stop", "-t", "1", &stubborn]);
     let st = d.ok(&["inspect", "--format", "{{.State.ExitCode}}", &stubborn]);
     assert_eq!(st.trim(), "137");

@@ -139,6 +139,15 @@ impl Namespace {
         }
     }
 
+    /// The name of its file under `/proc/<pid>/ns/`.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            Namespace::Mount => "mnt",
+            Namespace::Network => "net",
+            other => other.oci_name(),
+        }
+    }
+
     /// Joined by the parent before `clone`: pid and time apply to children only, and the rest
     /// must be joined before a new user namespace exists (joining one needs privilege over its
     /// owner, which a process inside a new user namespace lacks). User and mount namespaces are

@@ -71,14 +71,7 @@ pub(crate) fn check_sysctls(plan: &Plan) -> Result<()> {
         }) else {
             continue;
         };
-        let own = format!(
-            "/proc/self/ns/{}",
-            match ns {
-                ferrun_plans::Namespace::Network => "net",
-                ferrun_plans::Namespace::Ipc => "ipc",
-                _ => "uts",
-            }
-        );
+        let own = format!("/proc/self/ns/{}", ns.proc_name());
         let same =
             |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
         if let (Ok(joined), Ok(mine)) = (std::fs::metadata(&*path.text()), std::fs::metadata(&own))

@@ -589,11 +589,11 @@ fn own_namespaces(plan: &Plan) -> Result<Vec<(std::fs::File, u64)>> {
                 continue;
             }
             let name = match ns {
-                ferrun_plans::Namespace::Pid => "pid",
-                ferrun_plans::Namespace::Time => "time",
-                ferrun_plans::Namespace::Network => "net",
-                ferrun_plans::Namespace::Ipc => "ipc",
-                ferrun_plans::Namespace::Uts => "uts",
+                ferrun_plans::Namespace::Pid
+                | ferrun_plans::Namespace::Time
+                | ferrun_plans::Namespace::Network
+                | ferrun_plans::Namespace::Ipc
+                | ferrun_plans::Namespace::Uts => ns.proc_name(),
                 _ => continue,
             };
             let f = std::fs::File::open(format!("/proc/self/ns/{name}"))

@@ -403,11 +403,7 @@ fn join_before_clone(
     min_fd: u32,
 ) -> Result<()> {
     for (ns, f) in joins {
-        let name = match ns {
-            ferrun_plans::Namespace::Network => "net",
-            other => other.oci_name(),
-        };
-        let own = ferrun_plans::CBuf::new(&format!("/proc/self/ns/{name}"))
+        let own = ferrun_plans::CBuf::new(&format!("/proc/self/ns/{}", ns.proc_name()))
             .ok_or_else(|| Error("a NUL in a constant".into()))?;
         let own = above(OwnedFd::from(open_namespace(ns, &own)?), min_fd)?;
         let flags = nix::sched::CloneFlags::from_bits_truncate(ns.clone_flag() as i32);

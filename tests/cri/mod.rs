@@ -369,11 +369,6 @@ impl Node {
             .into_inner()
     }
 
-    /// Runs a future on the node's tokio runtime (the streaming client's).
-    pub fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        self.rt.block_on(f)
-    }
-
     // The calls a kubelet makes, one wrapper each.
 
     pub fn run_pod(&self, config: &api::PodSandboxConfig, handler: &str) -> String {
@@ -535,11 +530,6 @@ impl Node {
     }
 }
 
-/// The `info` JSON of a verbose status (`pid`, `runtimeType`, `config`, …).
-pub fn info(map: &std::collections::HashMap<String, String>) -> Value {
-    serde_json::from_str(map.get("info").map(String::as_str).unwrap_or("{}")).expect("info json")
-}
-
 /// The pod's network: its own (a CNI bridge address) or the node's.
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub enum Network {
@@ -626,10 +616,32 @@ pub fn runtime_state(dir: &Path, handler: &str, id: &str) -> Value {
     serde_json::from_slice(&o.stdout).expect("state json")
 }
 
-fn pid_of(dir: &Path, handler: &str, id: &str) -> i32 {
+/// A running container's host pid, and the runtime's state it came from.
+fn pid_of(dir: &Path, handler: &str, id: &str) -> (i32, Value) {
     let s = runtime_state(dir, handler, id);
     assert_eq!(s["status"], json!("running"), "{handler} {id}: {s}");
-    s["pid"].as_i64().expect("pid") as i32
+    (s["pid"].as_i64().expect("pid") as i32, s)
+}
+
+/// A pod uid shaped as kubelet's (a uuid), and its cgroup parent, registered for clean-up.
+fn new_pod(node: &Node) -> (String, String) {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let uid = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (n >> 32) as u32,
+        std::process::id() & 0xffff,
+        (n >> 12) & 0xfff,
+        n & 0xfff,
+        n & 0xffff_ffff_ffff
+    );
+    let parent = pod_cgroup_parent(node, &uid);
+    if let Ok(mut p) = node.parents.lock() {
+        p.push(parent.clone());
+    }
+    (uid, parent)
 }
 
 fn ns(pid: i32, kind: &str) -> String {
@@ -682,23 +694,7 @@ pub struct Started {
 /// SIGTERM), ExecSync, streaming Exec, a resource update, stops with grace periods, removal,
 /// and then nothing of it left on the node.
 pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
-    // A uuid, as kubelet's pod uids are.
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let uid = format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        (n >> 32) as u32,
-        std::process::id() & 0xffff,
-        network as u32,
-        n & 0xfff,
-        n & 0xffff_ffff_ffff
-    );
-    let parent = pod_cgroup_parent(node, &uid);
-    if let Ok(mut p) = node.parents.lock() {
-        p.push(parent.clone());
-    }
+    let (uid, parent) = new_pod(node);
     let log_dir = node.dir.join("logs").join(&uid);
     std::fs::create_dir_all(&log_dir).expect("log dir");
     let log_dir_s = log_dir.to_string_lossy().into_owned();
@@ -760,12 +756,9 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
         "{st:?}"
     );
     assert_eq!(status.runtime_handler, handler);
-    let pod_pid = pid_of(&node.dir, handler, &pod);
+    let (pod_pid, pod_state) = pid_of(&node.dir, handler, &pod);
     // The sandbox's network namespace, as containerd pinned it (pod network only).
-    let bundle = runtime_state(&node.dir, handler, &pod)["bundle"]
-        .as_str()
-        .expect("bundle")
-        .to_string();
+    let bundle = pod_state["bundle"].as_str().expect("bundle").to_string();
     let spec: Value = serde_json::from_slice(
         &std::fs::read(Path::new(&bundle).join("config.json")).expect("sandbox config"),
     )
@@ -778,7 +771,7 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
         .and_then(|n| n["path"].as_str())
         .map(String::from);
     assert_eq!(netns.is_some(), network == Network::Pod, "{spec}");
-    let server_pid = pid_of(&node.dir, handler, &server);
+    let (server_pid, _) = pid_of(&node.dir, handler, &server);
     // The container's cgroup is where kubelet's parent says: a directory under it (cgroupfs),
     // or a scope systemd runs in the pod's slice.
     let cg = std::fs::read_to_string(format!("/proc/{server_pid}/cgroup")).expect("cgroup");
@@ -821,7 +814,7 @@ pub fn pod_scenario(node: &Node, handler: &str, network: Network) -> Started {
         &sandbox,
     );
     node.start_container(&stubborn);
-    let stubborn_pid = pid_of(&node.dir, handler, &stubborn);
+    let (stubborn_pid, _) = pid_of(&node.dir, handler, &stubborn);
     // The pod's namespaces, shared; each container's mounts its own.
     for kind in ["net", "ipc", "uts", "pid"] {
         assert_eq!(ns(server_pid, kind), ns(pod_pid, kind), "server {kind}");
@@ -1084,21 +1077,7 @@ pub fn stream_exec(url: &str, stdin: &[u8]) -> (Vec<u8>, Vec<u8>, Value) {
 /// One pod with `handler`, kubelet's way, on the pod network: (RunPodSandbox's time, the time
 /// until its first container has started); then it is stopped and removed, untimed.
 pub fn start_pod_timed(node: &Node, handler: &str) -> (std::time::Duration, std::time::Duration) {
-    let uid = format!(
-        "{:032x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
-    let uid = format!(
-        "{}-{}-{}-{}-{}",
-        &uid[..8],
-        &uid[8..12],
-        &uid[12..16],
-        &uid[16..20],
-        &uid[20..]
-    );
+    let (uid, parent) = new_pod(node);
     let sandbox = api::PodSandboxConfig {
         metadata: Some(api::PodSandboxMetadata {
             name: format!("bench-{handler}"),
@@ -1109,14 +1088,11 @@ pub fn start_pod_timed(node: &Node, handler: &str) -> (std::time::Duration, std:
         hostname: "bench".into(),
         log_directory: node.dir.join("logs").to_string_lossy().into_owned(),
         linux: Some(api::LinuxPodSandboxConfig {
-            cgroup_parent: pod_cgroup_parent(node, &uid),
+            cgroup_parent: parent.clone(),
             ..Default::default()
         }),
         ..Default::default()
     };
-    if let Ok(mut p) = node.parents.lock() {
-        p.push(pod_cgroup_parent(node, &uid));
-    }
     let t0 = std::time::Instant::now();
     let pod = node.run_pod(&sandbox, handler);
     let sandbox_time = t0.elapsed();
@@ -1125,6 +1101,6 @@ pub fn start_pod_timed(node: &Node, handler: &str) -> (std::time::Duration, std:
     let total = t0.elapsed();
     node.stop_pod(&pod);
     node.remove_pod(&pod);
-    remove_parent(node.systemd, &pod_cgroup_parent(node, &uid));
+    remove_parent(node.systemd, &parent);
     (sandbox_time, total)
 }
