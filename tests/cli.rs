@@ -212,8 +212,12 @@ fn features_spec_and_version() {
     );
     assert!(lines[1].starts_with("commit: "));
     assert!(lines[2].starts_with("spec: 1."));
+    let features = lines
+        .iter()
+        .find(|l| l.starts_with('+'))
+        .expect("features line");
     assert!(
-        lines[3].contains("+SECCOMP") && lines[3].contains("+HOOKS"),
+        features.contains("+SECCOMP") && features.contains("+HOOKS"),
         "{out}"
     );
     let f: Value = serde_json::from_str(&text(&b.ferrun(&["features"])).0).expect("json");
@@ -555,4 +559,125 @@ fn engine_configs_of_one_shape_share_a_plan_template() {
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].ends_with(".tmpl"), "{names:?}");
     assert!(common::cgroup_dirs(&format!("/ferrun-test/libpod-{id2}")).is_empty());
+}
+
+/// Without criu on `PATH`, `--version` and `features` say there is no checkpoint, and
+/// `checkpoint` refuses clearly with the container left running; bad restores name what is
+/// wrong and leave nothing behind. (criu's own work is tested in the VM, where it runs.)
+#[test]
+fn checkpoint_and_restore_without_criu_and_with_bad_input() {
+    let mut b = Bundle::new(&["sleep", "100"]);
+    let no_criu = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let without = |args: &[&str]| {
+        let mut c = b.cmd(args);
+        c.env("PATH", no_criu.path());
+        common::output_via_files(c)
+    };
+    let (out, _) = text(&without(&["--version"]));
+    assert!(
+        out.contains("criu: not found") && !out.contains("+CRIU"),
+        "{out}"
+    );
+    let f: Value = serde_json::from_str(&text(&without(&["features"])).0).expect("json");
+    assert_eq!(
+        f["annotations"]["run.ferrun.checkpoint.enabled"], "false",
+        "{f}"
+    );
+
+    // podman probes `checkpoint --help`: it must succeed, with runc's flags.
+    let help = b.ferrun(&["checkpoint", "--help"]);
+    let (out, _) = text(&help);
+    assert!(help.status.success(), "{out}");
+    for flag in [
+        "--image-path",
+        "--work-path",
+        "--parent-path",
+        "--leave-running",
+        "--tcp-established",
+        "--ext-unix-sk",
+        "--shell-job",
+        "--file-locks",
+        "--pre-dump",
+        "--manage-cgroups-mode",
+    ] {
+        assert!(out.contains(flag), "checkpoint --help lacks {flag}: {out}");
+    }
+    let (out, _) = text(&b.ferrun(&["restore", "--help"]));
+    for flag in [
+        "--bundle",
+        "--detach",
+        "--pid-file",
+        "--console-socket",
+        "--no-pivot",
+        "--image-path",
+    ] {
+        assert!(out.contains(flag), "restore --help lacks {flag}: {out}");
+    }
+
+    let (_, err) = text(&b.ferrun(&["checkpoint", "nosuch"]));
+    assert!(
+        err.contains("nosuch") && err.contains("does not exist"),
+        "{err}"
+    );
+
+    let bundle = b.path().to_str().expect("utf-8").to_string();
+    b.run_detached("cp", &[]);
+    let img = b.path().join("img").to_string_lossy().into_owned();
+    let o = without(&["checkpoint", "--image-path", &img, "cp"]);
+    let (_, err) = text(&o);
+    assert!(
+        !o.status.success() && err.contains("criu not found"),
+        "{err}"
+    );
+    let o = b.ferrun(&[
+        "checkpoint",
+        "--manage-cgroups-mode",
+        "bogus",
+        "--image-path",
+        &img,
+        "cp",
+    ]);
+    let (_, err) = text(&o);
+    assert!(
+        !o.status.success() && err.contains("--manage-cgroups-mode bogus"),
+        "{err}"
+    );
+    let st: Value = serde_json::from_str(&text(&b.ferrun(&["state", "cp"])).0).expect("state");
+    assert_eq!(st["status"], "running", "{st}");
+    assert!(b.ferrun(&["delete", "--force", "cp"]).status.success());
+
+    let cgroups = common::cgroup_dirs(&b.cgroup_path());
+    let missing = b
+        .path()
+        .join("no-such-images")
+        .to_string_lossy()
+        .into_owned();
+    let o = b.ferrun(&[
+        "restore",
+        "-d",
+        "--bundle",
+        &bundle,
+        "--image-path",
+        &missing,
+        "r1",
+    ]);
+    let (_, err) = text(&o);
+    assert!(
+        !o.status.success() && err.contains("--image-path") && err.contains("no-such-images"),
+        "{err}"
+    );
+    let empty = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let e = empty.path().to_str().expect("utf-8");
+    let refused = |b: &Bundle, id: &str, want: &str| {
+        let o = b.ferrun(&["restore", "-d", "--bundle", &bundle, "--image-path", e, id]);
+        let (_, err) = text(&o);
+        assert!(!o.status.success() && err.contains(want), "{want}: {err}");
+    };
+    refused(&b, "r2", "descriptors.json");
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    refused(&b, "r3", "--console-socket");
+    assert!(b.leftover_state().is_empty(), "{:?}", b.leftover_state());
+    for d in cgroups {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
 }

@@ -586,6 +586,32 @@ pub fn open_in_procfs(
     fs::open_in_procfs(procfd, rel.to_bytes_with_nul(), flags).map(fs::Fd::into_owned)
 }
 
+/// Opens `path` resolved inside `root` (`RESOLVE_IN_ROOT`, no magic link): a restore reads the
+/// rootfs the way the container's set-up does.
+pub fn open_in_root(
+    root: c_int,
+    path: &std::ffi::CStr,
+    flags: c_int,
+) -> Result<std::os::fd::OwnedFd, i32> {
+    fs::open_in_root(root, path.to_bytes_with_nul(), flags).map(fs::Fd::into_owned)
+}
+
+/// Makes a missing mount point inside `root` as the set-up does: its directories, then a
+/// directory or an empty file; whatever is already there is left alone.
+pub fn make_mountpoint(root: c_int, path: &std::ffi::CStr, dir: bool) -> Result<(), i32> {
+    let p = path.to_bytes_with_nul();
+    match fs::open_in_root(root, p, libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW) {
+        Ok(_) => return Ok(()),
+        Err(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    if dir {
+        fs::mkdir_missing(root, p)
+    } else {
+        fs::ensure_file(root, p)
+    }
+}
+
 /// Whether `fd` is the root of a procfs instance.
 pub fn is_procfs_root(fd: c_int) -> Result<bool, i32> {
     fs::is_procfs_root(fd)

@@ -567,6 +567,14 @@ pub(crate) fn run(step: &Step, ctx: &mut Ctx<'_>, prepared: &Prepared<'_>) -> Re
             Step::Hostname { name } => ok(libc::sethostname(name.as_ptr(), name.bytes().len())),
             Step::Domainname { name } => ok(libc::setdomainname(name.as_ptr(), name.bytes().len())),
             Step::Terminal => terminal(ctx),
+            Step::ReopenDevNull => reopen_dev_null(),
+            Step::NewSession => {
+                if libc::setsid() < 0 {
+                    Err(errno())
+                } else {
+                    Ok(())
+                }
+            }
             Step::Console => console(ctx),
             Step::ChownStdio { uid } => {
                 chown_stdio(*uid);
@@ -938,6 +946,56 @@ fn terminal(ctx: &Ctx<'_>) -> Result<(), i32> {
         }
         Ok(())
     }
+}
+
+/// Each of stdio that is a `/dev/null` (1:3) is replaced by the container's own `/dev/null`,
+/// opened after `pivot_root` (so `/` is the container's), with the same access mode.
+fn reopen_dev_null() -> Result<(), i32> {
+    // SAFETY: plain syscalls on stdio and a NUL-terminated constant.
+    unsafe {
+        for fd in 0..3 {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) < 0
+                || st.st_mode & libc::S_IFMT != libc::S_IFCHR
+                || st.st_rdev != libc::makedev(1, 3)
+            {
+                continue;
+            }
+            // O_RDWR and O_NONBLOCK: an image's fifo there cannot block the set-up.
+            let null = libc::open(
+                c"/dev/null".as_ptr(),
+                libc::O_RDWR
+                    | libc::O_NONBLOCK
+                    | libc::O_NOCTTY
+                    | libc::O_NOFOLLOW
+                    | libc::O_CLOEXEC,
+            );
+            if null < 0 {
+                return Err(errno());
+            }
+            // Only the real device: an image's file or fifo there is no /dev/null.
+            let mut nst: libc::stat = std::mem::zeroed();
+            if libc::fstat(null, &mut nst) < 0
+                || nst.st_mode & libc::S_IFMT != libc::S_IFCHR
+                || nst.st_rdev != libc::makedev(1, 3)
+            {
+                libc::close(null);
+                continue;
+            }
+            let r = libc::dup2(null, fd);
+            libc::close(null);
+            if r >= 0 {
+                let fl = libc::fcntl(fd, libc::F_GETFL);
+                if fl >= 0 {
+                    libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+                }
+            }
+            if r < 0 {
+                return Err(errno());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `/dev/console` inside the root: the existing entry if it is no symlink, else a new empty

@@ -519,6 +519,7 @@ impl<'a> Planner<'a> {
         } else {
             Step::PivotRoot
         });
+        self.steps.push(Step::ReopenDevNull);
         // runc makes a missing cwd, before / may become read-only.
         let cwd = process.cwd().to_str().unwrap_or("");
         if cwd.starts_with('/') && clean_abs(cwd) != "/" {
@@ -538,6 +539,8 @@ impl<'a> Planner<'a> {
         if terminal {
             self.steps.push(Step::Terminal);
             self.steps.push(Step::Console);
+        } else {
+            self.steps.push(Step::NewSession);
         }
         if self
             .spec

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever the encoding of [`Plan`] changes; a cached plan of another version is rebuilt.
-pub const FORMAT_VERSION: u32 = 12;
+pub const FORMAT_VERSION: u32 = 13;
 
 /// A Linux security module whose exec attribute a plan sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -499,6 +499,13 @@ pub enum Step {
     CloseFds,
     /// `execve` the resolved program.
     Exec { argv: Vec<CBuf>, env: Vec<CBuf> },
+    /// `setsid`: the init leads a session of its own inside the container (as under runc and
+    /// crun), not one of the runtime's caller outside its pid namespace, which criu cannot
+    /// dump. (`Terminal` makes the session for a container with a pty.)
+    NewSession,
+    /// Stdio that is a `/dev/null` (the host's, from an engine) becomes the container's own: a
+    /// file of a mount outside the container is one criu cannot dump (runc does the same).
+    ReopenDevNull,
 }
 
 /// `struct sched_attr` as `sched_setattr` reads it (the first 56 bytes, `SCHED_ATTR_SIZE_VER1`).

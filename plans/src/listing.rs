@@ -311,6 +311,8 @@ impl Display for Step {
                 f,
                 "open the pty, send its master, make it the controlling tty"
             ),
+            Step::NewSession => write!(f, "setsid: a session of its own"),
+            Step::ReopenDevNull => write!(f, "stdio on /dev/null: the container's /dev/null"),
             Step::Rlimit {
                 resource,
                 soft,

@@ -412,6 +412,22 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves `pid` (a helper that makes the container's processes, criu at restore) into the
+    /// container's directory of every hierarchy.
+    pub fn enter(&self, pid: i32) -> Result<()> {
+        for dir in &self.dirs {
+            let procs = dir.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string()).map_err(|e| {
+                Error(format!(
+                    "linux.cgroupsPath: {}: {}",
+                    procs.display(),
+                    io_err(e)
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
     /// True when ferrun made at least one of the directories: only then may it signal
     /// through them (a shared or pre-existing cgroup holds processes that are not ours).
     pub fn owned(&self) -> bool {

@@ -76,6 +76,46 @@ pub struct CreateArgs {
     pub config: Option<PathBuf>,
 }
 
+/// The flags `checkpoint` and `restore` share with runc's.
+#[derive(Args, Debug)]
+pub struct CriuArgs {
+    /// Directory of criu's image files (default: ./checkpoint).
+    #[arg(long = "image-path")]
+    pub image_path: Option<PathBuf>,
+    /// Directory for criu's work files and log (default: the image path).
+    #[arg(long = "work-path")]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long = "tcp-established")]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long = "ext-unix-sk")]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs (a session or process group outside the container).
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    /// Handle file locks.
+    #[arg(long = "file-locks")]
+    pub file_locks: bool,
+    /// cgroups mode: soft, full, strict or ignore (default: soft).
+    #[arg(long = "manage-cgroups-mode")]
+    pub manage_cgroups_mode: Option<String>,
+}
+
+impl CriuArgs {
+    fn flags(&self) -> lifecycle::criu::CriuFlags {
+        lifecycle::criu::CriuFlags {
+            image_path: self.image_path.clone(),
+            work_path: self.work_path.clone(),
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+            manage_cgroups_mode: self.manage_cgroups_mode.clone(),
+        }
+    }
+}
+
 impl Cli {
     fn systemd(&self) -> bool {
         self.systemd_cgroup.as_deref().is_some_and(|v| v != "false")
@@ -184,6 +224,51 @@ pub enum Command {
     Seccomp {
         #[command(subcommand)]
         command: SeccompCommand,
+    },
+    /// Checkpoint a running container with criu.
+    Checkpoint {
+        id: String,
+        #[command(flatten)]
+        criu: CriuArgs,
+        /// Image directory of a previous pre-dump, relative to --image-path.
+        #[arg(long = "parent-path")]
+        parent_path: Option<String>,
+        /// Leave the container running after the checkpoint.
+        #[arg(long = "leave-running")]
+        leave_running: bool,
+        /// Dump only the memory, leaving the container running (for a later --parent-path).
+        #[arg(long = "pre-dump")]
+        pre_dump: bool,
+    },
+    /// Restore a container from a checkpoint.
+    Restore {
+        id: String,
+        #[command(flatten)]
+        criu: CriuArgs,
+        /// The bundle directory (holding config.json).
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Return once restored.
+        #[arg(short, long)]
+        detach: bool,
+        /// Write the restored process's pid here.
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        /// Unix socket to send the restored terminal's pty master to.
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        /// Accepted for runc compatibility: criu restores the root as it was dumped.
+        #[arg(long = "no-pivot")]
+        no_pivot: bool,
+        /// Accepted for runc compatibility: ferrun creates no session keyring.
+        #[arg(long = "no-new-keyring")]
+        no_new_keyring: bool,
+        /// An LSM profile for the restored process: not supported (refused).
+        #[arg(long = "lsm-profile")]
+        lsm_profile: Option<String>,
+        /// An LSM mount context: not supported (refused).
+        #[arg(long = "lsm-mount-context")]
+        lsm_mount_context: Option<String>,
     },
     /// Compile a bundle's config.json to a plan, cache it, and print it.
     Plan {
@@ -480,11 +565,17 @@ pub fn main() -> i32 {
 fn dispatch(cli: &Cli) -> Result<i32> {
     if cli.version {
         // runc's shape (podman shows it in `podman info`), with crun's features line.
+        let criu = lifecycle::info::criu_version();
         print(&format!(
-            "ferrun version {}\ncommit: {}\nspec: {}\n+SECCOMP +EBPF +CGROUPV1 +CGROUPV2 +HOOKS +SYSTEMD +SELINUX +APPARMOR\n",
+            "ferrun version {}\ncommit: {}\nspec: {}\ncriu: {}\n+SECCOMP +EBPF +CGROUPV1 +CGROUPV2 +HOOKS +SYSTEMD +SELINUX +APPARMOR{}\n",
             env!("CARGO_PKG_VERSION"),
             option_env!("FERRUN_COMMIT").unwrap_or("unknown"),
-            crate::OCI_VERSION
+            crate::OCI_VERSION,
+            criu.as_deref()
+                .map_or("not found: no checkpoint or restore".into(), |v| format!(
+                    "{v}: checkpoint and restore"
+                )),
+            if criu.is_some() { " +CRIU" } else { "" }
         ));
         return Ok(0);
     }
@@ -566,6 +657,54 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Update(a) => {
             crate::lifecycle::update::update(&store, &a.id, &a.flags()).map(|_| 0)
+        }
+        Command::Checkpoint {
+            id,
+            criu,
+            parent_path,
+            leave_running,
+            pre_dump,
+        } => {
+            let o = lifecycle::checkpoint::CheckpointOpts {
+                flags: criu.flags(),
+                parent_path: parent_path.clone(),
+                leave_running: *leave_running,
+                pre_dump: *pre_dump,
+            };
+            lifecycle::checkpoint::checkpoint(&store, id, &o).map(|_| 0)
+        }
+        Command::Restore {
+            id,
+            criu,
+            bundle,
+            detach,
+            pid_file,
+            console_socket,
+            no_pivot,
+            no_new_keyring: _,
+            lsm_profile,
+            lsm_mount_context,
+        } => {
+            if let Some(p) = lsm_profile.as_ref().or(lsm_mount_context.as_ref()) {
+                crate::bail!(
+                    "restore --lsm-profile/--lsm-mount-context {p}: not supported; the restored \
+                     process keeps the labels it was dumped with"
+                );
+            }
+            let o = lifecycle::restore::RestoreOpts {
+                create: CreateOpts {
+                    id: id.clone(),
+                    bundle: bundle.clone(),
+                    pid_file: pid_file.clone(),
+                    console_socket: console_socket.clone(),
+                    no_pivot: *no_pivot,
+                    systemd_cgroup: cli.systemd(),
+                    ..Default::default()
+                },
+                flags: criu.flags(),
+                detach: *detach,
+            };
+            lifecycle::restore::restore(&store, &o)
         }
         Command::Plan {
             bundle,

@@ -178,6 +178,20 @@ pub fn spec(bundle: &Path, rootless: bool) -> Result<()> {
 /// `ferrun features`: what this build really supports (OCI features document).
 pub fn features() -> String {
     let caps: Vec<&str> = ferrun_plans::CAPABILITIES.to_vec();
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        "run.ferrun.version".into(),
+        env!("CARGO_PKG_VERSION").into(),
+    );
+    // Checkpoint and restore are there only with a criu that answers (as runc's annotation).
+    let criu = criu_version();
+    annotations.insert(
+        "run.ferrun.checkpoint.enabled".into(),
+        criu.is_some().to_string().into(),
+    );
+    if let Some(v) = criu {
+        annotations.insert("run.ferrun.criu.version".into(), v.into());
+    }
     let v = json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
@@ -209,9 +223,14 @@ pub fn features() -> String {
             "netDevices": {"enabled": true},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
-        "annotations": {"run.ferrun.version": env!("CARGO_PKG_VERSION")}
+        "annotations": annotations
     });
     serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+}
+
+/// The version of the criu on `PATH` that answers its RPC, as `major.minor.sublevel`.
+pub fn criu_version() -> Option<String> {
+    crate::host::criu::version().map(|(a, b, c)| format!("{a}.{b}.{c}"))
 }
 
 /// `ferrun plan`: compile (or fetch from the cache) and print the plan.

@@ -46,6 +46,36 @@ pub(crate) struct Guard<'a> {
     pub(crate) armed: bool,
 }
 
+impl<'a> Guard<'a> {
+    /// Armed for a container just claimed, with `cgroup` to remove and a private plan to forget.
+    pub(crate) fn new(
+        store: &'a Store,
+        id: &str,
+        cgroup: Option<Cgroup>,
+        private_plan: Option<String>,
+    ) -> Guard<'a> {
+        Guard {
+            store,
+            id: id.to_string(),
+            child: None,
+            cgroup,
+            poststop: None,
+            private_plan,
+            armed: true,
+        }
+    }
+
+    /// What ferrun really made, once known: removed on failure.
+    pub(crate) fn set_cgroup(&mut self, c: Option<Cgroup>) {
+        self.cgroup = c;
+    }
+
+    /// `poststop` hooks to run once the container existed.
+    pub(crate) fn set_poststop(&mut self, hooks: Vec<ferrun_plans::Hook>, state: String) {
+        self.poststop = Some((hooks, state));
+    }
+}
+
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         if !self.armed {
@@ -243,15 +273,7 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
     };
     // The directory appears with its state in it (see `Store::claim`).
     let dir = store.claim(&state)?;
-    let guard = Guard {
-        store,
-        id: opts.id.clone(),
-        child: None,
-        cgroup: cgroup.clone(),
-        poststop: None,
-        private_plan: private.then_some(key),
-        armed: true,
-    };
+    let guard = Guard::new(store, &opts.id, cgroup.clone(), private.then_some(key));
     if state.notify.is_some() {
         crate::host::notify::prepare(&mut plan, &dir)?;
     }
@@ -471,7 +493,7 @@ fn no_cgroup() -> Error {
 
 /// A write into the container's cgroup files, or its device program: the same before clone
 /// (cgroupfs) and after it (the systemd driver, once the scope exists).
-fn cgroup_file_step(
+pub(crate) fn cgroup_file_step(
     cg: Option<&Cgroup>,
     h: &HostStep,
     open: &mut Option<(std::path::PathBuf, std::fs::File)>,

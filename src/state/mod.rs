@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+/// Where `restore` binds the rootfs for criu, in the container's directory.
+pub const CRIU_ROOT: &str = "criu-root";
+
 /// What ferrun keeps about a container.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct State {
@@ -243,6 +246,19 @@ impl Store {
             let _ = std::fs::remove_file(dir.join("state.json"));
             if std::fs::remove_dir(&dir).is_ok() {
                 return Ok(());
+            }
+        }
+        // A restore killed half-way leaves the rootfs bound here for criu: unbound first, so
+        // that removing the directory never walks into the container's files.
+        let criu_root = dir.join(CRIU_ROOT);
+        if criu_root.exists() {
+            let _ = nix::mount::umount2(&criu_root, nix::mount::MntFlags::MNT_DETACH);
+            if std::fs::remove_dir(&criu_root).is_err() && criu_root.exists() {
+                bail!(
+                    "remove {}: {} is still there (a mount?)",
+                    dir.display(),
+                    criu_root.display()
+                );
             }
         }
         match std::fs::remove_dir_all(&dir) {

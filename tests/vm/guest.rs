@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-const IMAGE: &str = "localhost/busybox";
+pub(crate) const IMAGE: &str = "localhost/busybox";
 
 type Scenario = (&'static str, fn());
 
@@ -19,7 +19,7 @@ type Scenario = (&'static str, fn());
 /// result line.
 static NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-fn note(line: &str) {
+pub(crate) fn note(line: &str) {
     if let Ok(mut n) = NOTES.lock() {
         n.push(line.to_string());
     }
@@ -139,6 +139,36 @@ pub fn main() {
         ),
         ("cri_pods_systemd_cgroup_ferrun", || cri_pods("ferrun")),
         ("cri_pods_systemd_cgroup_runc", || cri_pods("runc")),
+        ("checkpoint_counter_continues_ferrun", || {
+            crate::checkpoint::counter_continues("ferrun")
+        }),
+        ("checkpoint_counter_continues_runc", || {
+            crate::checkpoint::counter_continues("runc")
+        }),
+        ("checkpoint_leave_running_pre_dump_ferrun", || {
+            crate::checkpoint::leave_running_and_pre_dump("ferrun")
+        }),
+        ("checkpoint_leave_running_pre_dump_runc", || {
+            crate::checkpoint::leave_running_and_pre_dump("runc")
+        }),
+        ("checkpoint_terminal_console_socket_ferrun", || {
+            crate::checkpoint::terminal_through_console_socket("ferrun")
+        }),
+        ("checkpoint_terminal_console_socket_runc", || {
+            crate::checkpoint::terminal_through_console_socket("runc")
+        }),
+        ("checkpoint_failed_leaves_it_running_ferrun", || {
+            crate::checkpoint::failed_checkpoint_leaves_it_running("ferrun")
+        }),
+        ("checkpoint_failed_leaves_it_running_runc", || {
+            crate::checkpoint::failed_checkpoint_leaves_it_running("runc")
+        }),
+        ("checkpoint_podman_export_import_ferrun", || {
+            crate::checkpoint::podman_export_import("ferrun")
+        }),
+        ("checkpoint_podman_export_import_runc", || {
+            crate::checkpoint::podman_export_import("runc")
+        }),
         ("nothing_left_behind", nothing_left_behind),
         (
             "selinux_label_and_mount_label",
@@ -181,7 +211,12 @@ pub fn main() {
     out.sync_all().ok();
 }
 
-fn text(o: &Output) -> String {
+/// A command's output, whatever its status.
+pub(crate) fn run_quiet(cmd: &str, args: &[&str]) -> Output {
+    run(cmd, args)
+}
+
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "status {:?} stdout {:?} stderr {:?}",
         o.status.code(),
@@ -234,10 +269,17 @@ fn guest_is_what_users_run() {
     assert!(release.starts_with("6.1."), "{release}");
     let v = ok(&run(common::ferrun_bin(), &["--version"]));
     assert!(v.contains("+SYSTEMD"), "{v}");
+    // criu is there: checkpoint and restore are said to be.
+    assert!(v.contains("+CRIU") && v.contains("criu: 3."), "{v}");
     let f: Value = serde_json::from_str(&ok(&run(common::ferrun_bin(), &["features"])))
         .expect("features json");
     assert_eq!(f["linux"]["cgroup"]["systemd"], json!(true), "{f}");
     assert_eq!(f["linux"]["cgroup"]["v2"], json!(true), "{f}");
+    assert_eq!(
+        f["annotations"]["run.ferrun.checkpoint.enabled"],
+        json!("true"),
+        "{f}"
+    );
 }
 
 /// The virtio disk's `major:minor`, for the io rules.
@@ -719,7 +761,7 @@ fn spec_1_3_on_cgroup2() {
     ));
 }
 
-fn runtime_bin(rt: &str) -> String {
+pub(crate) fn runtime_bin(rt: &str) -> String {
     match rt {
         "ferrun" => common::ferrun_bin().to_string(),
         "crun" => "/usr/bin/crun".into(),
@@ -1031,7 +1073,7 @@ fn systemd_bad_path() {
 
 /// Registers ferrun with podman (a drop-in; cgroup_manager and the rest stay Debian's) and
 /// imports the busybox image, once.
-fn podman_setup() {
+pub(crate) fn podman_setup() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::fs::create_dir_all("/etc/containers/containers.conf.d").expect("conf.d");
@@ -1059,7 +1101,7 @@ fn podman_setup() {
     });
 }
 
-fn podman(rt: &str, args: &[&str]) -> Output {
+pub(crate) fn podman(rt: &str, args: &[&str]) -> Output {
     let mut all = vec!["--runtime", rt];
     all.extend_from_slice(args);
     run("podman", &all)

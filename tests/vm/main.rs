@@ -7,6 +7,7 @@
 //!
 //! `harness = false`: the scenarios need one boot between them, not one each.
 
+mod checkpoint;
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../cri/mod.rs"]
