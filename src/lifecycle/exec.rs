@@ -310,8 +310,9 @@ fn plan_for(store: &Store, opts: &ExecOpts) -> Result<(crate::state::State, Owne
         options: ferrun_planner::Options::default(),
         seccomp_cache: Some(&filters),
     };
-    let plan = ferrun_planner::plan_exec(&input, &process)
+    let mut plan = ferrun_planner::plan_exec(&input, &process)
         .map_err(|e| Error(e.to_string().replacen("config.json: ", "exec: ", 1)))?;
+    join_time_namespace_of_a_restore(&mut plan, s.pid);
     if plan.seccomp_listener.is_some() {
         bail!("exec: a seccomp filter with SCMP_ACT_NOTIFY is not supported for exec yet");
     }
@@ -323,6 +324,30 @@ fn plan_for(store: &Store, opts: &ExecOpts) -> Result<(crate::state::State, Owne
         crate::log::warn(w);
     }
     Ok((s, pidfd, plan))
+}
+
+/// A restored container's processes live in a time namespace criu made (so that their clocks
+/// go on from the dump), which its config does not name: the process joins it too, as under
+/// runc, when the init's is not ferrun's own.
+fn join_time_namespace_of_a_restore(plan: &mut Plan, init: i32) {
+    let ns = |p: String| std::fs::read_link(p).ok();
+    let (theirs, ours) = (
+        ns(format!("/proc/{init}/ns/time")),
+        ns("/proc/self/ns/time".into()),
+    );
+    if theirs.is_none() || theirs == ours {
+        return;
+    }
+    let time = libc::CLONE_NEWTIME as u64;
+    match plan.before_clone.iter_mut().find_map(|h| match h {
+        HostStep::JoinContainer { flags } => Some(flags),
+        _ => None,
+    }) {
+        Some(flags) => *flags |= time,
+        None => plan
+            .before_clone
+            .insert(0, HostStep::JoinContainer { flags: time }),
+    }
 }
 
 /// Joins the container's pid, time, net, ipc and uts namespaces through its pidfd, clones the

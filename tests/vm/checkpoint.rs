@@ -194,6 +194,25 @@ pub fn counter_continues(rt: &'static str) {
         after >= before,
         "{rt}: counted {before}, then {after} after restore"
     );
+    // criu restores into a time namespace of its own; ferrun's exec'd process joins it too.
+    // (Debian's runc 1.1 does not: its exec'd process keeps the host's clocks; later runc
+    // joins it.)
+    let init = r.state(&id)["pid"].as_i64().expect("pid");
+    let init_time = std::fs::read_link(format!("/proc/{init}/ns/time")).expect("init's time ns");
+    let exec_time = r.must(&["exec", &id, "readlink", "/proc/self/ns/time"]);
+    if rt == "ferrun" {
+        assert_eq!(
+            exec_time.trim(),
+            init_time.to_string_lossy(),
+            "{rt}: exec's time namespace"
+        );
+    } else {
+        crate::guest::note(&format!(
+            "{rt}: exec's time namespace {} , the restored init's {}",
+            exec_time.trim(),
+            init_time.display()
+        ));
+    }
     r.count_past(&id, after);
 
     // A second checkpoint of the restored container, restored under a new id.
