@@ -252,25 +252,8 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
         cgroup = None;
         cgroups_skipped = true;
     }
-    let state = State {
-        id: opts.id.clone(),
-        pid: 0,
-        pid_start: 0,
-        bundle: bundle.to_string_lossy().into_owned(),
-        rootfs: plan.rootfs.clone(),
-        created: log::rfc3339_now(),
-        owner: String::new(),
-        plan_private: private,
-        plan: key.clone(),
-        cgroup: cgroup.clone(),
-        hooks: (!plan.hooks.is_empty()).then(|| plan.hooks.clone()),
-        notify: crate::host::notify::host_socket(),
-        config: opts
-            .config
-            .as_ref()
-            .and_then(|c| std::fs::canonicalize(c).ok())
-            .map(|c| c.to_string_lossy().into_owned()),
-    };
+    let mut state = initial_state(opts, &bundle, &plan, (&key, private), cgroup.clone());
+    state.notify = crate::host::notify::host_socket();
     // The directory appears with its state in it (see `Store::claim`).
     let dir = store.claim(&state)?;
     let guard = Guard::new(store, &opts.id, cgroup.clone(), private.then_some(key));
@@ -295,6 +278,35 @@ fn prepare<'a>(store: &'a Store, opts: &'a CreateOpts, mode: Mode) -> Result<Lau
         stuck_in_pid_namespace: false,
         trees: Vec::new(),
     })
+}
+
+/// A container's state as it is claimed, before it has a process: `create`'s and `restore`'s.
+pub(crate) fn initial_state(
+    opts: &CreateOpts,
+    bundle: &Path,
+    plan: &Plan,
+    (key, private): (&str, bool),
+    cgroup: Option<Cgroup>,
+) -> State {
+    State {
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.to_string_lossy().into_owned(),
+        rootfs: plan.rootfs.clone(),
+        created: log::rfc3339_now(),
+        owner: String::new(),
+        plan_private: private,
+        plan: key.to_string(),
+        cgroup,
+        hooks: (!plan.hooks.is_empty()).then(|| plan.hooks.clone()),
+        notify: None,
+        config: opts
+            .config
+            .as_ref()
+            .and_then(|c| std::fs::canonicalize(c).ok())
+            .map(|c| c.to_string_lossy().into_owned()),
+    }
 }
 
 /// The sync socket pair and, for `create`, the exec fifo, all above the preserved fds.

@@ -12,7 +12,7 @@ use super::criu::{
     CriuFlags, DESCRIPTORS, External, base_opts, external_ns_key, externals, image_dir,
     joined_namespaces, log_path, open_work, restore_mounts,
 };
-use super::launch::{Guard, cgroup_file_step};
+use super::launch::{Guard, cgroup_file_step, initial_state};
 use crate::bail;
 use crate::cache;
 use crate::cgroups::Cgroup;
@@ -111,26 +111,7 @@ pub fn restore(store: &Store, o: &RestoreOpts) -> Result<i32> {
         .as_ref()
         .map(|c| Cgroup::resolve(c, id))
         .transpose()?;
-    let mut state = State {
-        id: id.clone(),
-        pid: 0,
-        pid_start: 0,
-        bundle: bundle.to_string_lossy().into_owned(),
-        rootfs: plan.rootfs.clone(),
-        created: log::rfc3339_now(),
-        owner: String::new(),
-        plan: key.clone(),
-        plan_private: private,
-        cgroup: cgroup.clone(),
-        hooks: (!plan.hooks.is_empty()).then(|| plan.hooks.clone()),
-        notify: None,
-        config: o
-            .create
-            .config
-            .as_ref()
-            .and_then(|c| std::fs::canonicalize(c).ok())
-            .map(|c| c.to_string_lossy().into_owned()),
-    };
+    let mut state = initial_state(&o.create, &bundle, &plan, (&key, private), cgroup.clone());
     let dir = store.claim(&state)?;
     // Declared before the guard, so that it is still open when the guard kills through it.
     let pidfd: OwnedFd;

@@ -124,17 +124,6 @@ impl Drop for Gone<'_> {
     }
 }
 
-fn counter_bundle(script: &str) -> Bundle {
-    let mut b = Bundle::new(&["sh", "-c", script]);
-    b.edit(|c| {
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .expect("ns")
-            .push(json!({"type": "cgroup"}));
-    });
-    b
-}
-
 fn dir(b: &Bundle, name: &str) -> String {
     b.path().join(name).to_string_lossy().into_owned()
 }
@@ -145,7 +134,7 @@ pub fn counter_continues(rt: &'static str) {
     // criu's first run on a boot probes the kernel (and caches it in /run/criu.kdat): done
     // before the timed runs, so that neither runtime pays for it.
     let _ = crate::guest::run_quiet("criu", &["check"]);
-    let b = counter_bundle(&quiet(COUNTER));
+    let b = crate::guest::cgroupns_bundle(&quiet(COUNTER));
     let r = Rt::new(rt, &b);
     let bundle = b.path().to_string_lossy().into_owned();
     let (id, id2) = (format!("cr-{rt}"), format!("cr-{rt}-new"));
@@ -258,7 +247,7 @@ pub fn counter_continues(rt: &'static str) {
 /// `--pre-dump`, then the dump with `--parent-path` and `--leave-running`: the original runs on;
 /// a restore of the final images under a new id counts on from the dump.
 pub fn leave_running_and_pre_dump(rt: &'static str) {
-    let b = counter_bundle(&quiet(COUNTER));
+    let b = crate::guest::cgroupns_bundle(&quiet(COUNTER));
     let r = Rt::new(rt, &b);
     let bundle = b.path().to_string_lossy().into_owned();
     let (id, id2) = (format!("lr-{rt}"), format!("lr-{rt}-copy"));
@@ -379,7 +368,7 @@ fn last_tick(s: &str) -> u64 {
 /// A container with a terminal: its pty's master goes to a console socket at run, and the
 /// restored one's (a new pair criu makes) to another at restore; the ticks go on there.
 pub fn terminal_through_console_socket(rt: &'static str) {
-    let mut b = counter_bundle(
+    let mut b = crate::guest::cgroupns_bundle(
         "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/count; echo tick $i; sleep 0.1; done",
     );
     b.edit(|c| c["process"]["terminal"] = json!(true));
@@ -425,7 +414,7 @@ pub fn terminal_through_console_socket(rt: &'static str) {
 /// A container whose stdout is one end of a unix socket pair the host holds: criu refuses an
 /// external socket without `--ext-unix-sk`; the container runs on and the error says why.
 pub fn failed_checkpoint_leaves_it_running(rt: &'static str) {
-    let b = counter_bundle(&format!("exec </dev/null 2>/dev/null; {COUNTER}"));
+    let b = crate::guest::cgroupns_bundle(&format!("exec </dev/null 2>/dev/null; {COUNTER}"));
     let r = Rt::new(rt, &b);
     let bundle = b.path().to_string_lossy().into_owned();
     let id = format!("fail-{rt}");

@@ -234,16 +234,22 @@ fn run(cmd: &str, args: &[&str]) -> Output {
 }
 
 /// A bundle whose process is `sh -c script`, with a cgroup namespace (so that the container's
-/// `/sys/fs/cgroup` is its own cgroup) and `resources`.
-fn bundle(script: &str, resources: Value) -> Bundle {
+/// `/sys/fs/cgroup` is its own cgroup).
+pub(crate) fn cgroupns_bundle(script: &str) -> Bundle {
     let mut b = Bundle::new(&["sh", "-c", script]);
     b.edit(|c| {
         c["linux"]["namespaces"]
             .as_array_mut()
             .expect("ns")
             .push(json!({"type": "cgroup"}));
-        c["linux"]["resources"] = resources;
     });
+    b
+}
+
+/// [`cgroupns_bundle`] with `resources`.
+fn bundle(script: &str, resources: Value) -> Bundle {
+    let mut b = cgroupns_bundle(script);
+    b.edit(|c| c["linux"]["resources"] = resources);
     b
 }
 
